@@ -1,0 +1,105 @@
+"""The byte-storage interface every backend implements, so callers never know which one."""
+
+from __future__ import annotations
+
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+from typing import ClassVar
+
+from callfs.entry import BackendName
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """Where one file's bytes are: a backend, the node (storage nodes only) and a key."""
+
+    backend: BackendName
+    key: str
+    instance_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a finished write reports: size, SHA-256 (hex) and the ETag to publish."""
+
+    size: int
+    sha256: str
+    etag: str
+
+
+def new_object_key() -> str:
+    """A fresh opaque key (``ab/cd/<uuid>``): each version of a file gets its own."""
+    token = uuid.uuid4().hex
+    return f"{token[:2]}/{token[2:4]}/{token}"
+
+
+class Backend(ABC):
+    """Stores opaque objects. Errors are domain errors (NotFound, BackendUnavailable)."""
+
+    name: ClassVar[BackendName]
+
+    async def start(self) -> None:
+        """Open clients and channels."""
+
+    async def close(self) -> None:
+        """Close clients and channels."""
+
+    @abstractmethod
+    async def new_object(self, path: str) -> ObjectRef:
+        """Choose where a new version of the file at ``path`` goes.
+
+        Raises:
+            BackendUnavailable: nowhere can take it (no live node, or all full).
+        """
+
+    @abstractmethod
+    async def write(self, ref: ObjectRef, chunks: AsyncIterable[bytes]) -> Written:
+        """Store ``chunks`` under ``ref`` atomically: all of it, or nothing.
+
+        If ``chunks`` raises (a client broke off) or anything fails, no object and
+        no partial data stay behind, and the exception propagates.
+        """
+
+    @abstractmethod
+    async def read(
+        self, ref: ObjectRef, *, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """Open the object for streaming. Errors surface here, before any byte is
+        handed out, so a caller can still answer with a proper status.
+
+        Raises:
+            NotFound: the object is missing.
+            BackendUnavailable: the node or service does not answer.
+        """
+
+    @abstractmethod
+    async def delete(self, ref: ObjectRef) -> None:
+        """Remove the object; a missing object is not an error."""
+
+    async def copy(self, source: ObjectRef, target: ObjectRef) -> Written:
+        """Copy an object within this backend (default: stream it through)."""
+        return await self.write(target, await self.read(source))
+
+    async def ping(self) -> None:
+        """Raise BackendUnavailable unless the backend answers."""
+
+
+async def prefetched(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Pull the first chunk of ``stream`` now, so its errors raise in the caller.
+
+    Returns an iterator that yields that chunk, then the rest.
+    """
+    try:
+        first = await anext(stream)
+    except StopAsyncIteration:
+        first = b""
+
+    async def rest() -> AsyncIterator[bytes]:
+        if first:
+            yield first
+        async for chunk in stream:
+            yield chunk
+
+    return rest()

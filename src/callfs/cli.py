@@ -1,0 +1,274 @@
+"""The ``callfs`` command: one subcommand per role, plus ``dev`` and ``config validate``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+from callfs import logs
+from callfs.settings import (
+    DEFAULT_INTERNAL_SECRET,
+    DEFAULT_LINK_SECRET,
+    Settings,
+    SettingsError,
+    load_settings,
+    masked,
+    production_problems,
+    split_address,
+)
+
+logger = logging.getLogger("callfs")
+DEV_NODES = ("node-0", "node-1")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``callfs`` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        code: int = args.handler(args)
+        return code
+    except SettingsError as exc:
+        sys.stderr.write(f"callfs: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="callfs", description="CallFS: a REST API filesystem.")
+    parser.add_argument("--config", help="a YAML or JSON config file (CALLFS_* variables win)")
+    commands = parser.add_subparsers(dest="command")
+
+    for name, handler, text in (
+        ("gateway", _gateway, "serve the public REST API"),
+        ("storage-node", _storage_node, "serve one volume over gRPC"),
+        ("link-service", _link_service, "serve single-use download links"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.set_defaults(handler=handler)
+
+    dev = commands.add_parser("dev", help="run every role in one process on embedded defaults")
+    dev.add_argument(
+        "--data-dir", default="./.callfs-dev", help="where data lives (default ./.callfs-dev)"
+    )
+    dev.set_defaults(handler=_dev)
+
+    config = commands.add_parser("config", help="inspect the configuration")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    validate = config_commands.add_parser("validate", help="print the settings, secrets masked")
+    validate.add_argument(
+        "--role", default=None, choices=["gateway", "storage-node", "link-service"]
+    )
+    validate.add_argument(
+        "--check-connectivity", action="store_true", help="also check that S3 answers"
+    )
+    validate.set_defaults(handler=_validate)
+    return parser
+
+
+def _load(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> Settings:
+    settings = load_settings(args.config, overrides=overrides)
+    logs.configure(settings.log.level, settings.log.format)
+    return settings
+
+
+def _require_production(settings: Settings, role: str) -> None:
+    problems = production_problems(settings, role)
+    if problems:
+        raise SettingsError(f"refusing to start {role}: {problems[0]}")
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    _require_production(settings, "gateway")
+    from callfs_gateway.app import create_app
+
+    from callfs.serving import api_server, metrics_server, serve_all
+
+    app = create_app(settings)
+    asyncio.run(serve_all(api_server(app, settings), metrics_server(app.state.metrics, settings)))
+    return 0
+
+
+def _storage_node(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    _require_production(settings, "storage-node")
+    from callfs_storage_node.server import serve
+
+    asyncio.run(serve(settings))
+    return 0
+
+
+def _link_service(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    _require_production(settings, "link-service")
+    from callfs_link_service.app import create_app
+
+    from callfs.serving import api_server, metrics_server, serve_all
+
+    app = create_app(settings)
+    asyncio.run(serve_all(api_server(app, settings), metrics_server(app.state.metrics, settings)))
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    sys.stdout.write(json.dumps(masked(settings), indent=2) + "\n")
+    if args.role:
+        problems = production_problems(settings, args.role)
+        for problem in problems:
+            sys.stderr.write(f"callfs: {problem}\n")
+        if problems:
+            return 1
+    if args.check_connectivity and settings.backend.s3_configured:
+        from callfs.backends.s3 import check_connectivity
+
+        try:
+            asyncio.run(check_connectivity(settings.backend))
+        except Exception as exc:
+            sys.stderr.write(f"callfs: S3 bucket check failed: {exc}\n")
+            return 1
+        sys.stderr.write("callfs: S3 bucket answers\n")
+    return 0
+
+
+# callfs dev
+
+
+def dev_overrides(data_dir: Path) -> dict[str, Any]:
+    """The embedded defaults of ``callfs dev``: every one still yields to the file and env."""
+    return {
+        "server": {
+            "listen_addr": "127.0.0.1:8443",
+            "protocol": "http",
+            "external_url": "http://127.0.0.1:8443",
+        },
+        "metrics": {"listen_addr": "127.0.0.1:9090"},
+        "metadata_store": {"type": "sqlite", "sqlite_path": str(data_dir / "metadata.sqlite3")},
+        "dlm": {"type": "local"},
+        "log": {"format": "console"},
+        "backend": {"localfs_root_path": str(data_dir / "volumes")},
+    }
+
+
+def _dev(args: argparse.Namespace) -> int:
+    data_dir = Path(args.data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings = _load(args, dev_overrides(data_dir))
+    settings = _dev_secrets(settings, data_dir)
+    asyncio.run(run_dev(settings, data_dir))
+    return 0
+
+
+def _dev_secrets(settings: Settings, data_dir: Path) -> Settings:
+    """Generate (once, kept under the data dir) whatever secret the user did not set."""
+    from pydantic import SecretStr
+
+    auth = settings.auth
+    if not auth.api_keys and not auth.users:
+        key_file = data_dir / "api-key"
+        if not key_file.exists():
+            key_file.write_text(secrets.token_urlsafe(24) + "\n")
+            key_file.chmod(0o600)
+        auth.api_keys = [SecretStr(key_file.read_text().strip())]
+    if auth.internal_proxy_secret.get_secret_value() == DEFAULT_INTERNAL_SECRET:
+        auth.internal_proxy_secret = SecretStr(secrets.token_urlsafe(32))
+    if [s.get_secret_value() for s in auth.single_use_link_secret] == [DEFAULT_LINK_SECRET]:
+        secret_file = data_dir / "link-secret"
+        if not secret_file.exists():
+            secret_file.write_text(secrets.token_urlsafe(32) + "\n")
+            secret_file.chmod(0o600)
+        auth.single_use_link_secret = [SecretStr(secret_file.read_text().strip())]
+    return settings
+
+
+async def run_dev(
+    settings: Settings, data_dir: Path, *, ready: asyncio.Event | None = None
+) -> None:
+    """Serve the gateway, the link routes and two storage nodes in this process."""
+    from callfs_gateway.app import create_app
+    from callfs_storage_node.server import build_server
+
+    from callfs.discovery.base import StaticDiscovery
+    from callfs.runtime import open_runtime
+    from callfs.serving import api_server, bound_port, metrics_server
+
+    volumes = Path(settings.backend.localfs_root_path)
+    nodes = []
+    endpoints: dict[str, str] = {}
+    for node in DEV_NODES:
+        root = volumes / node
+        root.mkdir(parents=True, exist_ok=True)
+        server, port = build_server(settings, root=root, listen="127.0.0.1:0")
+        await server.start()
+        nodes.append(server)
+        endpoints[node] = f"127.0.0.1:{port}"
+    runtime = await open_runtime(settings, discovery=StaticDiscovery(endpoints))
+    try:
+        app = create_app(settings, runtime)
+        with contextlib.suppress(ImportError):
+            from callfs_link_service.app import mount_links
+
+            mount_links(app, settings, runtime)
+        api = api_server(app, settings)
+        metrics = metrics_server(runtime.metrics, settings)
+        tasks = [asyncio.create_task(api.serve())]
+        if metrics is not None:
+            tasks.append(asyncio.create_task(metrics.serve()))
+        while not api.started:
+            if tasks[0].done():
+                tasks[0].result()
+                return
+            await asyncio.sleep(0.05)
+        _banner(settings, bound_port(api), data_dir)
+        if ready is not None:
+            ready.set()
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        api.should_exit = True
+        if metrics is not None:
+            metrics.should_exit = True
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        await runtime.close()
+        for server in nodes:
+            await server.stop(1.0)
+
+
+def _local(addr: str) -> str:
+    host, port = split_address(addr)
+    return f"{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+
+
+def _banner(settings: Settings, port: int, data_dir: Path) -> None:
+    host = _local(settings.server.listen_addr).rpartition(":")[0]
+    scheme = "http" if settings.server.protocol == "http" else "https"
+    url = f"{scheme}://{host}:{port}"
+    keys = [k.get_secret_value() for k in settings.auth.api_keys] or [
+        u.api_key.get_secret_value() for u in settings.auth.users
+    ]
+    key = keys[0] if keys else "<your key>"
+    insecure = " -k" if scheme == "https" else ""
+    sys.stdout.write(
+        "\nCallFS dev is running.\n"
+        f"  URL:      {url}\n"
+        f"  API key:  {key}\n"
+        f"  data:     {data_dir}\n"
+        f"  metrics:  http://{_local(settings.metrics.listen_addr)}/metrics\n\n"
+        "Try it:\n"
+        f'  curl{insecure} -X POST -H "Authorization: Bearer {key}" --data-binary "hello" '
+        f"{url}/v1/files/hello.txt\n"
+        f'  curl{insecure} -H "Authorization: Bearer {key}" {url}/v1/files/hello.txt\n\n'
+        "Press Ctrl-C to stop.\n"
+    )
+    sys.stdout.flush()

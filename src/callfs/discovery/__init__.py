@@ -1,0 +1,31 @@
+"""Which storage nodes are live, and where: a static map or Kubernetes EndpointSlices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from callfs.discovery.base import Discovery, StaticDiscovery
+from callfs.settings import InstanceDiscoverySettings
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def build_discovery(settings: InstanceDiscoverySettings) -> Discovery:
+    """The discovery adapter the settings choose (not started yet)."""
+    if settings.mode == "kubernetes":
+        from callfs.discovery.kubernetes import KubernetesDiscovery
+
+        return KubernetesDiscovery(
+            namespace=settings.kubernetes_namespace or pod_namespace(),
+            service=settings.kubernetes_service,
+            port_name=settings.kubernetes_port_name,
+        )
+    return StaticDiscovery(settings.peer_endpoints)
+
+
+def pod_namespace(path: Path = SERVICE_ACCOUNT_NAMESPACE) -> str:
+    """This pod's namespace from its service-account mount, else ``default``."""
+    try:
+        return path.read_text().strip() or "default"
+    except OSError:
+        return "default"

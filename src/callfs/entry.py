@@ -1,0 +1,92 @@
+"""The metadata of one file or directory in the namespace."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from callfs.paths import name as path_name
+
+EntryType = Literal["file", "directory"]
+BackendName = Literal["localfs", "s3"]
+
+
+def utcnow() -> datetime:
+    """Now, in UTC with microseconds dropped (what every store can keep exactly)."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def format_time(value: datetime) -> str:
+    """RFC 3339 UTC, as API.md writes times: ``2026-11-24T10:00:00Z``."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_mode(mode: int) -> str:
+    """A mode as API.md writes it: four octal digits (``0644``)."""
+    return f"{mode & 0o7777:04o}"
+
+
+def parse_mode(text: str) -> int:
+    """Parse ``"0640"``/``"640"`` into an int; raises ValueError when it is not 3-4 octal digits."""
+    if (
+        not isinstance(text, str)
+        or not 3 <= len(text) <= 4
+        or any(c not in "01234567" for c in text)
+    ):
+        raise ValueError(f"mode must be 3 or 4 octal digits, got {text!r}")
+    return int(text, 8)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One row of the namespace: a file or a directory.
+
+    ``object_key`` names the file's bytes inside its backend (an opaque key, so a
+    rename is a metadata change only); ``instance_id`` is the storage node holding
+    them (None for S3 and for directories).
+    """
+
+    path: str
+    type: EntryType
+    mode: int
+    owner: str
+    group: str
+    mtime: datetime = field(default_factory=utcnow)
+    ctime: datetime = field(default_factory=utcnow)
+    size: int = 0
+    etag: str | None = None
+    backend: BackendName = "localfs"
+    instance_id: str | None = None
+    object_key: str | None = None
+
+    @property
+    def is_dir(self) -> bool:
+        return self.type == "directory"
+
+    @property
+    def name(self) -> str:
+        return path_name(self.path)
+
+    def evolve(self, **changes: Any) -> Entry:
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry as API.md's metadata object."""
+        body: dict[str, Any] = {
+            "name": self.name,
+            "path": self.path,
+            "type": self.type,
+            "size": self.size if self.type == "file" else 0,
+            "mode": format_mode(self.mode),
+            "owner": self.owner,
+            "group": self.group,
+            "mtime": format_time(self.mtime),
+            "ctime": format_time(self.ctime),
+            "backend": self.backend,
+            "instance_id": self.instance_id if self.type == "file" else None,
+        }
+        if self.type == "file":
+            body["etag"] = self.etag
+        return body

@@ -1,0 +1,170 @@
+"""The metadata-store interface that PostgreSQL and SQLite both implement."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from callfs.entry import Entry
+
+ConsumeOutcome = Literal["consumed", "used", "expired", "not_found"]
+
+
+@dataclass(frozen=True)
+class LinkRecord:
+    """One single-use download link."""
+
+    token_id: str
+    path: str
+    expires_at: datetime
+    created_by: str
+    created_at: datetime
+    used_at: datetime | None = None
+
+
+class MetadataStore(ABC):
+    """Where the namespace lives. Every mutation is one transaction.
+
+    Paths are normalized (:mod:`callfs.paths`); the root ``/`` always exists
+    (created by :meth:`open` with mode 1777, owner ``root``). Listings are sorted
+    by path (bytewise) and paged by ``after``: only paths greater than it.
+    """
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect, apply pending migrations, ensure the root exists."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release connections."""
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raise BackendUnavailable unless the store answers."""
+
+    @abstractmethod
+    async def get(self, path: str) -> Entry | None:
+        """The entry at ``path``, or None."""
+
+    @abstractmethod
+    async def get_many(self, paths: Sequence[str]) -> dict[str, Entry]:
+        """The entries that exist among ``paths`` (used for ancestors in one round trip)."""
+
+    @abstractmethod
+    async def list_children(
+        self, path: str, *, limit: int | None = None, after: str | None = None
+    ) -> list[Entry]:
+        """Immediate children of the directory ``path``, sorted by path."""
+
+    @abstractmethod
+    async def list_tree(
+        self,
+        path: str,
+        *,
+        max_depth: int | None = None,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> list[Entry]:
+        """Descendants of ``path`` sorted by path; ``max_depth`` 0 = children only, None = all."""
+
+    @abstractmethod
+    async def has_children(self, path: str) -> bool:
+        """Whether the directory ``path`` holds anything."""
+
+    @abstractmethod
+    async def create(self, entry: Entry, parents: Sequence[Entry] = ()) -> None:
+        """Insert ``entry`` after inserting any of ``parents`` that do not exist yet.
+
+        Every directory a new row hangs off (``entry``'s parent, each of ``parents``
+        and their parents) must then exist as a directory.
+
+        Raises:
+            AlreadyExists: ``entry.path`` exists.
+            NotADirectory: one of those directories exists as a file.
+            NotFound: one of those directories does not exist.
+        """
+
+    @abstractmethod
+    async def update(self, entry: Entry, *, expected_etag: str | None = None) -> None:
+        """Overwrite the row at ``entry.path`` with ``entry``'s fields (all but ``type``).
+
+        Raises:
+            NotFound: no row at that path.
+            PreconditionFailed: ``expected_etag`` is given and the row's etag differs.
+        """
+
+    @abstractmethod
+    async def delete(self, path: str) -> Entry:
+        """Remove one entry (a file, or an empty directory) and return it.
+
+        Raises:
+            BadRequest: ``path`` is the root.
+            NotFound: no row at that path.
+            DirectoryNotEmpty: a directory with children.
+        """
+
+    @abstractmethod
+    async def delete_tree(self, path: str) -> list[Entry]:
+        """Remove ``path`` and everything below it; return the removed entries, sorted by path.
+
+        Raises:
+            BadRequest: ``path`` is the root.
+        """
+
+    @abstractmethod
+    async def move(
+        self, source: str, destination: str, *, replace: bool = False, parents: Sequence[Entry] = ()
+    ) -> list[Entry]:
+        """Move ``source`` (and its subtree) to ``destination`` in one transaction.
+
+        ``parents`` are created first when missing (checked as in :meth:`create`).
+        With ``replace``, an existing file at ``destination`` (or an empty directory,
+        when moving a directory) is removed and returned so its bytes can be deleted.
+        Times are kept. Moving a path onto itself changes nothing and returns ``[]``.
+
+        Raises:
+            BadRequest: ``source`` or ``destination`` is the root, or ``destination``
+                lies inside ``source``.
+            NotFound: ``source`` does not exist, or a destination parent is missing.
+            NotADirectory: a destination parent is a file, or a directory would
+                replace a file.
+            AlreadyExists: ``destination`` exists and ``replace`` is false.
+            IsADirectory: a file would replace a directory.
+            DirectoryNotEmpty: the directory to replace has children.
+        """
+
+    @abstractmethod
+    async def object_keys(self, backend: str, instance_id: str | None) -> set[str]:
+        """Every object key the namespace points to on one backend node (for the reconciler)."""
+
+    # Links
+
+    @abstractmethod
+    async def create_link(self, link: LinkRecord) -> None:
+        """Store a new link.
+
+        Raises:
+            AlreadyExists: a link with that ``token_id`` exists.
+        """
+
+    @abstractmethod
+    async def consume_link(
+        self, token_id: str, now: datetime
+    ) -> tuple[ConsumeOutcome, LinkRecord | None]:
+        """Mark a link used by one atomic conditional update; say what happened.
+
+        Exactly one of any number of concurrent calls gets ``"consumed"`` (with the
+        record); the others get ``"used"``, ``"expired"`` (with the record) or
+        ``"not_found"`` (with None).
+        """
+
+    @abstractmethod
+    async def release_link(self, token_id: str) -> None:
+        """Un-burn a link whose download failed before the first byte."""
+
+    @abstractmethod
+    async def purge_links(self, now: datetime, batch: int) -> int:
+        """Delete up to ``batch`` expired or used links; return how many went."""

@@ -1,0 +1,116 @@
+"""Prometheus metrics: the original CallFS's families, kept by name, and ours."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["CONTENT_TYPE", "Metrics"]
+
+
+class Metrics:
+    """Every metric family of one process, in its own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.http_requests = Counter(
+            "callfs_http_requests_total",
+            "HTTP requests",
+            ["method", "path", "status_code"],
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "callfs_http_request_duration_seconds",
+            "HTTP request duration",
+            ["method", "path"],
+            registry=r,
+        )
+        self.file_operations = Counter(
+            "callfs_file_operations_total",
+            "File operations",
+            ["operation", "backend_type"],
+            registry=r,
+        )
+        self.backend_ops = Counter(
+            "callfs_backend_ops_total",
+            "Backend operations",
+            ["backend_type", "operation"],
+            registry=r,
+        )
+        self.backend_duration = Histogram(
+            "callfs_backend_op_duration_seconds",
+            "Backend operation duration",
+            ["backend_type", "operation"],
+            registry=r,
+        )
+        self.db_queries = Counter(
+            "callfs_metadata_db_queries_total",
+            "Metadata store queries",
+            ["operation"],
+            registry=r,
+        )
+        self.db_duration = Histogram(
+            "callfs_metadata_db_query_duration_seconds",
+            "Metadata store query duration",
+            ["operation"],
+            registry=r,
+        )
+        self.link_generations = Counter(
+            "callfs_single_use_link_generations_total",
+            "Single-use links generated",
+            registry=r,
+        )
+        self.link_consumptions = Counter(
+            "callfs_single_use_link_consumptions_total",
+            "Single-use link downloads by outcome",
+            ["status"],
+            registry=r,
+        )
+        self.lock_operations = Counter(
+            "callfs_lock_operations_total",
+            "Lock operations",
+            ["operation", "status"],
+            registry=r,
+        )
+        self.lock_duration = Histogram(
+            "callfs_lock_operation_duration_seconds",
+            "Lock operation duration",
+            ["operation"],
+            registry=r,
+        )
+        self.active_locks = Gauge("callfs_active_locks", "Locks held now", registry=r)
+        self.errors = Counter(
+            "callfs_errors_total",
+            "Errors by component and type",
+            ["component", "error_type"],
+            registry=r,
+        )
+        self.proxy_operations = Counter(
+            "callfs_proxy_operations_total",
+            "Gateway to storage-node calls",
+            ["operation", "result"],
+            registry=r,
+        )
+        self.storage_node_up = Gauge(
+            "callfs_storage_node_up",
+            "Whether a storage node answers (1) or not (0)",
+            ["instance"],
+            registry=r,
+        )
+        self.cache_hits = Counter(
+            "callfs_metadata_cache_hits_total", "Metadata cache hits", registry=r
+        )
+        self.cache_misses = Counter(
+            "callfs_metadata_cache_misses_total", "Metadata cache misses", registry=r
+        )
+        self.rate_limited = Counter(
+            "callfs_rate_limited_total",
+            "Requests refused by a rate limit",
+            ["endpoint"],
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        """The exposition text of every family."""
+        return generate_latest(self.registry)

@@ -1,0 +1,412 @@
+"""Settings: defaults, then a config file (YAML or JSON), then ``CALLFS_*`` variables.
+
+Every field of a section is reachable from the environment as
+``CALLFS_<SECTION>_<FIELD>`` (the original CallFS names, e.g.
+``CALLFS_SERVER_LISTEN_ADDR``) and as ``CALLFS_<SECTION>__<FIELD>``. Secrets may
+also come from files named like the variable in ``CALLFS_SECRETS_DIR`` (a
+Kubernetes Secret volume). Settings are read once, by :func:`load_settings`; no
+other module reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+
+from callfs.entry import parse_mode
+
+ENV_PREFIX = "CALLFS_"
+DEFAULT_INTERNAL_SECRET = "change-me-internal-secret"
+DEFAULT_LINK_SECRET = "change-me-link-secret"
+DEFAULT_API_KEY = "default-api-key"
+MIN_SECRET_LENGTH = 16
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+class SettingsError(ValueError):
+    """A setting has a bad value; the message names it in one line."""
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number or a Go-style duration (``30s``, ``5m``, ``250ms``, ``1h``)."""
+    if isinstance(value, bool):
+        raise ValueError("a duration must be a number of seconds or like '30s'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a duration (use e.g. 30s, 5m, 250ms)")
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds < 0:
+        raise ValueError("a duration must not be negative")
+    return seconds
+
+
+def _split_list(value: Any) -> Any:
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+CommaList = Annotated[list[str], BeforeValidator(_split_list)]
+SecretList = Annotated[list[SecretStr], BeforeValidator(_split_list)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ServerSettings(Section):
+    """The public HTTP listener (gateway and link-service)."""
+
+    listen_addr: str = ":8443"
+    protocol: Literal["http", "https", "auto"] = "https"
+    cert_file: str = ""
+    key_file: str = ""
+    external_url: str = "localhost:8443"
+    read_timeout: Duration = 30.0
+    write_timeout: Duration = 30.0
+    idle_timeout: Duration = 60.0
+    file_op_timeout: Duration = 10.0
+    metadata_op_timeout: Duration = 5.0
+    max_upload_bytes: int = Field(default=10 * 1024**3, ge=0)
+    chunk_size: int = Field(default=1024 * 1024, ge=4096, le=64 * 1024 * 1024)
+    trusted_proxies: CommaList = Field(default_factory=list)
+
+    @field_validator("listen_addr")
+    @classmethod
+    def _check_addr(cls, value: str) -> str:
+        split_address(value)
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)
+        return value
+
+
+class UserSettings(Section):
+    """One user of ``auth.users``: an API key, a name, groups."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    api_key: SecretStr
+    groups: list[str] = Field(default_factory=list)
+
+
+class AuthSettings(Section):
+    """API keys, users and the service secrets."""
+
+    api_keys: SecretList = Field(default_factory=list)
+    users: list[UserSettings] = Field(default_factory=list)
+    internal_proxy_secret: SecretStr = SecretStr(DEFAULT_INTERNAL_SECRET)
+    single_use_link_secret: SecretList = Field(
+        default_factory=lambda: [SecretStr(DEFAULT_LINK_SECRET)]
+    )
+    default_file_mode: str = "0644"
+    default_dir_mode: str = "0755"
+
+    @field_validator("default_file_mode", "default_dir_mode")
+    @classmethod
+    def _check_mode(cls, value: str) -> str:
+        parse_mode(value)
+        return value
+
+
+class MetricsSettings(Section):
+    """The dedicated, unauthenticated metrics listener."""
+
+    listen_addr: str = ":9090"
+    enabled: bool = True
+
+    @field_validator("listen_addr")
+    @classmethod
+    def _check_addr(cls, value: str) -> str:
+        split_address(value)
+        return value
+
+
+class BackendSettings(Section):
+    """Where bytes live: storage nodes (``localfs``) or S3."""
+
+    default_backend: Literal["localfs", "s3"] = "localfs"
+    localfs_root_path: str = "/var/lib/callfs"
+    s3_access_key: SecretStr = SecretStr("")
+    s3_secret_key: SecretStr = SecretStr("")
+    s3_region: str = "us-east-1"
+    s3_bucket_name: str = ""
+    s3_endpoint: str = ""
+    s3_server_side_encryption: Literal["", "AES256", "aws:kms"] = ""
+    s3_kms_key_id: str = ""
+    s3_acl: str = "private"
+    s3_part_size: int = Field(default=8 * 1024 * 1024, ge=5 * 1024 * 1024)
+
+    @property
+    def s3_configured(self) -> bool:
+        return bool(self.s3_bucket_name)
+
+
+class MetadataStoreSettings(Section):
+    """The namespace store: PostgreSQL in production, SQLite embedded."""
+
+    type: Literal["postgres", "sqlite"] = "postgres"
+    dsn: SecretStr = SecretStr("postgres://callfs:callfs@localhost/callfs?sslmode=disable")
+    sqlite_path: str = "./callfs.sqlite3"
+    pool_min_size: int = Field(default=2, ge=1)
+    pool_max_size: int = Field(default=20, ge=1)
+    cache_ttl: Duration = 300.0
+    cache_size: int = Field(default=1000, ge=0)
+
+
+class DLMSettings(Section):
+    """Locks, rate limits and the cache bus: Redis in production, in-process embedded."""
+
+    type: Literal["redis", "local"] = "redis"
+    redis_addr: str = "localhost:6379"
+    redis_password: SecretStr = SecretStr("")
+    redis_db: int = Field(default=0, ge=0)
+    lock_ttl: Duration = 30.0
+    lock_wait_timeout: Duration = 30.0
+
+
+class InstanceDiscoverySettings(Section):
+    """Which storage nodes exist and where: a static map or Kubernetes EndpointSlices."""
+
+    mode: Literal["static", "kubernetes"] = "static"
+    instance_id: str = "callfs-instance-1"
+    peer_endpoints: dict[str, str] = Field(default_factory=dict)
+    kubernetes_namespace: str = ""
+    kubernetes_service: str = "callfs-storage-node"
+    kubernetes_port_name: str = "grpc"
+
+    @field_validator("peer_endpoints", mode="before")
+    @classmethod
+    def _parse_map(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
+        return value
+
+
+class StorageNodeSettings(Section):
+    """The storage-node role: its gRPC listener and volume."""
+
+    listen_addr: str = ":50051"
+    max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024 * 1024)
+    grace_period: Duration = 10.0
+
+
+class LinkSettings(Section):
+    """Single-use links: rate limits and the cleanup worker."""
+
+    generate_rate: float = Field(default=100.0, gt=0)
+    generate_burst: int = Field(default=10, ge=1)
+    download_rate: float = Field(default=10.0, gt=0)
+    download_burst: int = Field(default=5, ge=1)
+    cleanup_interval: Duration = 60.0
+    cleanup_batch: int = Field(default=1000, ge=1)
+
+
+class LogSettings(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console"] = "json"
+
+    @field_validator("level", "format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
+class Settings(BaseModel):
+    """Every CallFS setting, one section per concern."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    backend: BackendSettings = Field(default_factory=BackendSettings)
+    metadata_store: MetadataStoreSettings = Field(default_factory=MetadataStoreSettings)
+    dlm: DLMSettings = Field(default_factory=DLMSettings)
+    instance_discovery: InstanceDiscoverySettings = Field(default_factory=InstanceDiscoverySettings)
+    storage_node: StorageNodeSettings = Field(default_factory=StorageNodeSettings)
+    links: LinkSettings = Field(default_factory=LinkSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    def link_secrets(self) -> list[bytes]:
+        """The link-signing secrets: the first signs, every one verifies."""
+        return [s.get_secret_value().encode() for s in self.auth.single_use_link_secret]
+
+
+def split_address(addr: str) -> tuple[str, int]:
+    """``":8443"`` → ``("0.0.0.0", 8443)``; ``"127.0.0.1:0"`` → ``("127.0.0.1", 0)``.
+
+    Raises:
+        ValueError: not ``[host]:port`` with a port in 0..65535.
+    """
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{addr!r} is not [host]:port")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+def _env_names() -> dict[str, tuple[str, str]]:
+    names: dict[str, tuple[str, str]] = {}
+    for section, info in Settings.model_fields.items():
+        model = info.default_factory() if info.default_factory else None  # type: ignore[call-arg]
+        assert isinstance(model, BaseModel)
+        for field_name in type(model).model_fields:
+            for sep in ("_", "__"):
+                names[f"{ENV_PREFIX}{section.upper()}{sep}{field_name.upper()}"] = (
+                    section,
+                    field_name,
+                )
+    return names
+
+
+ENV_NAMES = _env_names()
+
+
+def _from_environment(environ: Mapping[str, str], secrets_dir: str | None) -> dict[str, Any]:
+    values: dict[str, dict[str, Any]] = {}
+    if secrets_dir and Path(secrets_dir).is_dir():
+        for env_name, (section, field_name) in ENV_NAMES.items():
+            candidate = Path(secrets_dir) / env_name
+            if candidate.is_file():
+                values.setdefault(section, {})[field_name] = candidate.read_text().strip()
+    for env_name, value in environ.items():
+        if env_name in ENV_NAMES:
+            section, field_name = ENV_NAMES[env_name]
+            values.setdefault(section, {})[field_name] = value
+    return values
+
+
+def _read_file(path: str) -> dict[str, Any]:
+    file = Path(path)
+    if not file.is_file():
+        raise SettingsError(f"config file {path}: not found")
+    try:
+        text = file.read_text()
+        data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise SettingsError(f"config file {path}: cannot be parsed ({exc})") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SettingsError(f"config file {path}: must hold a mapping of sections")
+    return data
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_settings(
+    config_file: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Settings:
+    """Read settings once: defaults < ``overrides`` < config file < environment.
+
+    ``overrides`` carries a role's own defaults (``callfs dev`` uses it for its
+    embedded adapters), so the file and the environment still win over them.
+
+    Raises:
+        SettingsError: a value is invalid; the message names the setting.
+    """
+    env = os.environ if environ is None else environ
+    data: dict[str, Any] = dict(overrides or {})
+    if config_file:
+        data = _merge(data, _read_file(config_file))
+    data = _merge(data, _from_environment(env, env.get("CALLFS_SECRETS_DIR")))
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        location = ".".join(str(part) for part in error["loc"] if not isinstance(part, int))
+        env_hint = ""
+        parts = [str(p) for p in error["loc"]]
+        if len(parts) >= 2:
+            env_hint = f" ({ENV_PREFIX}{parts[0].upper()}_{parts[1].upper()})"
+        raise SettingsError(f"invalid setting {location}{env_hint}: {error['msg']}") from exc
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"invalid setting: not valid JSON ({exc})") from exc
+
+
+def production_problems(settings: Settings, role: str) -> list[str]:
+    """Why a production role must refuse to start: default or short secrets and keys."""
+    problems: list[str] = []
+    internal = settings.auth.internal_proxy_secret.get_secret_value()
+    if internal == DEFAULT_INTERNAL_SECRET or len(internal) < MIN_SECRET_LENGTH:
+        problems.append(
+            "auth.internal_proxy_secret (CALLFS_AUTH_INTERNAL_PROXY_SECRET) must be set to "
+            f"a non-default value of at least {MIN_SECRET_LENGTH} characters"
+        )
+    if role in ("gateway", "link-service"):
+        for secret in settings.auth.single_use_link_secret:
+            value = secret.get_secret_value()
+            if value == DEFAULT_LINK_SECRET or len(value) < MIN_SECRET_LENGTH:
+                problems.append(
+                    "auth.single_use_link_secret (CALLFS_AUTH_SINGLE_USE_LINK_SECRET) must be "
+                    f"set to non-default values of at least {MIN_SECRET_LENGTH} characters"
+                )
+                break
+        keys = [k.get_secret_value() for k in settings.auth.api_keys]
+        keys += [u.api_key.get_secret_value() for u in settings.auth.users]
+        if not keys:
+            problems.append("auth.api_keys (CALLFS_AUTH_API_KEYS) must hold at least one key")
+        for key in keys:
+            if key == DEFAULT_API_KEY or len(key) < MIN_SECRET_LENGTH:
+                problems.append(
+                    f"auth.api_keys: every key must be non-default and at least "
+                    f"{MIN_SECRET_LENGTH} characters"
+                )
+                break
+    return problems
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """The settings as plain data with every secret replaced by ``********``."""
+    data = settings.model_dump(mode="json")
+
+    def mask(value: Any, template: Any) -> Any:
+        if isinstance(template, SecretStr):
+            return "********" if template.get_secret_value() else ""
+        if isinstance(template, BaseModel):
+            return {k: mask(value[k], getattr(template, k)) for k in value}
+        if isinstance(template, list):
+            return [mask(v, t) for v, t in zip(value, template, strict=True)]
+        return value
+
+    result: dict[str, Any] = mask(data, settings)
+    return result

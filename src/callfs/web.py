@@ -1,0 +1,169 @@
+"""The HTTP layer every CallFS web role shares: error JSON, request ids, security headers,
+request metrics and the access log.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from callfs import logs
+from callfs.errors import CallFSError, RangeNotSatisfiable, RateLimitExceeded
+from callfs.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), interest-cohort=()"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cross-origin-embedder-policy", b"require-corp"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+]
+HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+
+_HTTP_CODES = {
+    400: "BAD_REQUEST",
+    401: "AUTHENTICATION_FAILED",
+    403: "PERMISSION_DENIED",
+    404: "FILE_NOT_FOUND",
+    409: "FILE_ALREADY_EXISTS",
+    412: "PRECONDITION_FAILED",
+    413: "PAYLOAD_TOO_LARGE",
+    416: "RANGE_NOT_SATISFIABLE",
+    429: "RATE_LIMIT_EXCEEDED",
+    503: "BACKEND_UNAVAILABLE",
+}
+
+
+def error_response(status: int, code: str, message: str, **headers: str) -> JSONResponse:
+    """API.md's error body: ``{"code": ..., "message": ...}``."""
+    return JSONResponse({"code": code, "message": message}, status_code=status, headers=headers)
+
+
+def response_for(exc: CallFSError) -> JSONResponse:
+    """The response for a domain error: its status, code and message, never internals."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, RateLimitExceeded):
+        headers["Retry-After"] = str(max(1, int(exc.retry_after + 0.999)))
+    if isinstance(exc, RangeNotSatisfiable):
+        headers["Content-Range"] = f"bytes */{exc.size}"
+    if exc.status_code == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="callfs"'
+    return error_response(exc.status_code, exc.code, exc.message, **headers)
+
+
+def install_error_handlers(app: FastAPI, metrics: Metrics, component: str) -> None:
+    """Map every exception to API.md's JSON error; a 500 never carries internals."""
+
+    async def domain_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, CallFSError)
+        if exc.status_code >= 500:
+            metrics.errors.labels(component, type(exc).__name__).inc()
+            logger.warning("%s %s: %s", request.method, request.url.path, exc.message)
+        return response_for(exc)
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return error_response(
+            400, "BAD_REQUEST", f"invalid {where}: {first.get('msg', 'bad value')}"
+        )
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code = _HTTP_CODES.get(exc.status_code, "BAD_REQUEST")
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404:
+            message = "no such endpoint"
+        return error_response(exc.status_code, code, message, **(exc.headers or {}))
+
+    async def disconnected(request: Request, exc: Exception) -> Response:
+        logger.info("client disconnected during %s %s", request.method, request.url.path)
+        return Response(status_code=499)
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        metrics.errors.labels(component, type(exc).__name__).inc()
+        logger.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(500, "INTERNAL_ERROR", "internal error")
+
+    app.add_exception_handler(CallFSError, domain_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(ClientDisconnect, disconnected)
+    app.add_exception_handler(Exception, unexpected)
+
+
+class EdgeMiddleware:
+    """Request id, security headers, request metrics and the access log, on every response."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = _header(scope, b"x-request-id")
+        rid = incoming if incoming and _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        token = logs.request_id.set(rid)
+        started = time.perf_counter()
+        status = 500
+        extra = [(b"x-request-id", rid.encode()), *SECURITY_HEADERS]
+        if scope.get("scheme") == "https":
+            extra.append(HSTS)
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = _route_template(scope)
+            method = scope["method"]
+            self.metrics.http_requests.labels(method, route, str(status)).inc()
+            self.metrics.http_duration.labels(method, route).observe(elapsed)
+            logger.info(
+                "%s %s %d %.1fms",
+                method,
+                route,
+                status,
+                elapsed * 1000,
+                extra={"status": status},
+            )
+            logs.request_id.reset(token)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            decoded: str = value.decode("latin-1")
+            return decoded
+    return None
+
+
+def _route_template(scope: Scope) -> str:
+    route: Any = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"
