@@ -1,0 +1,1 @@
+"""CallFS storage-node role."""

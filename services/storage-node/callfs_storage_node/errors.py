@@ -1,0 +1,106 @@
+"""Domain errors to gRPC status codes: the storage node's one translation.
+
+InvalidPath, BadRequest                    INVALID_ARGUMENT
+NotFound                                   NOT_FOUND
+AlreadyExists                              ALREADY_EXISTS
+IsADirectory, NotADirectory,
+DirectoryNotEmpty, PreconditionFailed      FAILED_PRECONDITION
+OSError ENOSPC / EDQUOT (disk full)        RESOURCE_EXHAUSTED
+anything else                              INTERNAL (details stay in the log)
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar, cast
+
+import grpc
+
+from callfs.errors import (
+    AlreadyExists,
+    BadRequest,
+    CallFSError,
+    DirectoryNotEmpty,
+    InvalidPath,
+    IsADirectory,
+    NotADirectory,
+    NotFound,
+    PreconditionFailed,
+)
+
+logger = logging.getLogger(__name__)
+
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+_DOMAIN: tuple[tuple[tuple[type[CallFSError], ...], grpc.StatusCode], ...] = (
+    ((InvalidPath, BadRequest), grpc.StatusCode.INVALID_ARGUMENT),
+    ((NotFound,), grpc.StatusCode.NOT_FOUND),
+    ((AlreadyExists,), grpc.StatusCode.ALREADY_EXISTS),
+    (
+        (IsADirectory, NotADirectory, DirectoryNotEmpty, PreconditionFailed),
+        grpc.StatusCode.FAILED_PRECONDITION,
+    ),
+)
+_OS: tuple[tuple[type[OSError], grpc.StatusCode, str], ...] = (
+    (FileNotFoundError, grpc.StatusCode.NOT_FOUND, NotFound.default_message),
+    (FileExistsError, grpc.StatusCode.ALREADY_EXISTS, AlreadyExists.default_message),
+    (IsADirectoryError, grpc.StatusCode.FAILED_PRECONDITION, IsADirectory.default_message),
+    (NotADirectoryError, grpc.StatusCode.FAILED_PRECONDITION, NotADirectory.default_message),
+)
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
+    """The status code and the details a caller may see for ``exc``."""
+    if isinstance(exc, CallFSError):
+        for kinds, code in _DOMAIN:
+            if isinstance(exc, kinds):
+                return code, exc.message
+    elif isinstance(exc, OSError):
+        if exc.errno in _DISK_FULL:
+            logger.error("the volume is full: %s", exc)
+            return grpc.StatusCode.RESOURCE_EXHAUSTED, "the volume is full"
+        for kind, code, message in _OS:
+            if isinstance(exc, kind):
+                return code, message
+    logger.error("storage operation failed", exc_info=exc)
+    return grpc.StatusCode.INTERNAL, "internal error"
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: Exception) -> None:
+    code, details = status_for(exc)
+    await context.abort(code, details)
+
+
+def translated(method: Method) -> Method:
+    """Wrap a servicer method so domain and OS errors end the call with their status."""
+    if inspect.isasyncgenfunction(method):
+
+        @functools.wraps(method)
+        async def streaming(self: Any, request: Any, context: Any) -> AsyncIterator[Any]:
+            try:
+                async for response in method(self, request, context):
+                    yield response
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:
+                await _abort(context, exc)
+
+        return cast(Method, streaming)
+
+    call = cast(Callable[..., Awaitable[Any]], method)
+
+    @functools.wraps(method)
+    async def unary(self: Any, request: Any, context: Any) -> Any:
+        try:
+            return await call(self, request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await _abort(context, exc)
+
+    return cast(Method, unary)

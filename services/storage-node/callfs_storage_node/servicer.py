@@ -1,0 +1,134 @@
+"""The StorageNode gRPC service: messages in, Volume calls, messages out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from callfs.errors import BadRequest
+from callfs.storage.v1 import storage_pb2, storage_pb2_grpc
+from callfs_storage_node.errors import translated
+from callfs_storage_node.volume import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_DIR_MODE,
+    DEFAULT_FILE_MODE,
+    Volume,
+)
+
+# Room for the message framing around a chunk.
+_FRAMING = 1024
+
+
+class StorageNodeServicer(storage_pb2_grpc.StorageNodeServicer):
+    """Serves one volume; errors become status codes in ``translated``."""
+
+    def __init__(self, volume: Volume, *, max_message_bytes: int) -> None:
+        self.volume = volume
+        self._max_chunk = max_message_bytes - _FRAMING
+
+    @translated
+    async def Write(
+        self, request_iterator: AsyncIterator[storage_pb2.WriteRequest], context: Any
+    ) -> storage_pb2.WriteResponse:
+        first = await anext(request_iterator, None)
+        if first is None or first.WhichOneof("payload") != "header":
+            raise BadRequest("the first message must carry the header")
+        header = first.header
+        stored = await self.volume.write(
+            header.path,
+            _chunks(request_iterator),
+            mode=header.mode or DEFAULT_FILE_MODE,
+            overwrite=header.overwrite,
+            create_parents=header.create_parents,
+            expected_size=header.expected_size if header.HasField("expected_size") else None,
+        )
+        return storage_pb2.WriteResponse(size=stored.size, sha256=stored.sha256)
+
+    @translated
+    async def Read(
+        self, request: storage_pb2.ReadRequest, context: Any
+    ) -> AsyncIterator[storage_pb2.ReadResponse]:
+        chunk_size = min(request.chunk_size or DEFAULT_CHUNK_SIZE, self._max_chunk)
+        stream = await self.volume.read(
+            request.path,
+            offset=request.offset,
+            length=request.length if request.HasField("length") else None,
+            chunk_size=chunk_size,
+        )
+        async for chunk in stream:
+            yield storage_pb2.ReadResponse(chunk=chunk)
+
+    @translated
+    async def Stat(
+        self, request: storage_pb2.StatRequest, context: Any
+    ) -> storage_pb2.StatResponse:
+        found = await self.volume.stat(request.path)
+        return storage_pb2.StatResponse(
+            exists=found.exists,
+            is_dir=found.is_dir,
+            size=found.size,
+            mode=found.mode,
+            mtime_ns=found.mtime_ns,
+        )
+
+    @translated
+    async def Delete(
+        self, request: storage_pb2.DeleteRequest, context: Any
+    ) -> storage_pb2.DeleteResponse:
+        existed = await self.volume.delete(
+            request.path, recursive=request.recursive, missing_ok=request.missing_ok
+        )
+        return storage_pb2.DeleteResponse(existed=existed)
+
+    @translated
+    async def Mkdir(
+        self, request: storage_pb2.MkdirRequest, context: Any
+    ) -> storage_pb2.MkdirResponse:
+        await self.volume.mkdir(
+            request.path, parents=request.parents, mode=request.mode or DEFAULT_DIR_MODE
+        )
+        return storage_pb2.MkdirResponse()
+
+    @translated
+    async def Rename(
+        self, request: storage_pb2.RenameRequest, context: Any
+    ) -> storage_pb2.RenameResponse:
+        await self.volume.rename(
+            request.source,
+            request.destination,
+            overwrite=request.overwrite,
+            create_parents=request.create_parents,
+        )
+        return storage_pb2.RenameResponse()
+
+    @translated
+    async def Usage(
+        self, request: storage_pb2.UsageRequest, context: Any
+    ) -> storage_pb2.UsageResponse:
+        usage = await self.volume.usage()
+        return storage_pb2.UsageResponse(
+            used_bytes=usage.used, free_bytes=usage.free, total_bytes=usage.total
+        )
+
+
+async def _chunks(requests: AsyncIterator[storage_pb2.WriteRequest]) -> AsyncIterator[bytes]:
+    """The chunk payloads up to the ``end`` message.
+
+    Raises:
+        BadRequest: the stream ended without ``end`` (a cancelled client can look
+            like a clean end), ``end`` counts other bytes, or a second header came.
+    """
+    received = 0
+    async for request in requests:
+        kind = request.WhichOneof("payload")
+        if kind == "chunk":
+            chunk = request.chunk
+            received += len(chunk)
+            yield chunk
+        elif kind == "end":
+            if request.end.size != received:
+                raise BadRequest(f"end says {request.end.size} bytes, {received} arrived")
+            return
+        else:
+            raise BadRequest("only the first message may carry a header")
+    raise BadRequest("the stream ended without its end message")
