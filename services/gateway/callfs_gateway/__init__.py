@@ -1,0 +1,1 @@
+"""CallFS gateway role."""

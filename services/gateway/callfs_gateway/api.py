@@ -1,0 +1,337 @@
+"""The gateway's REST routes: thin translations between HTTP and :class:`FileSystem`."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from email.utils import format_datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from callfs import paths, permissions
+from callfs.entry import Entry, format_mode, format_time, parse_mode
+from callfs.errors import BadRequest, CallFSError, IsADirectory, NotADirectory, PayloadTooLarge
+from callfs.metrics import CONTENT_TYPE
+from callfs.paths import RequestPath
+from callfs_gateway.deps import CurrentUser, FileSystemDep, RuntimeDep
+from callfs_gateway.filesystem import etag_matches
+from callfs_gateway.ranges import parse_range
+
+FILES_PREFIX = b"/v1/files"
+DIRECTORIES_PREFIX = b"/v1/directories"
+MAX_PATCH_BODY = 64 * 1024
+DEFAULT_MAX_DEPTH = 100
+
+router = APIRouter()
+
+
+def request_path(request: Request, prefix: bytes) -> RequestPath:
+    """The validated path named by the URL after ``prefix`` (percent-decoded once)."""
+    raw = request.scope.get("raw_path") or request.scope["path"].encode()
+    return paths.from_url(raw[len(prefix) :])
+
+
+def entry_headers(entry: Entry) -> dict[str, str]:
+    """The ``X-CallFS-*`` headers (and validators) describing an entry."""
+    headers = {
+        "X-CallFS-Type": entry.type,
+        "X-CallFS-Size": str(entry.size if not entry.is_dir else 0),
+        "X-CallFS-Mode": format_mode(entry.mode),
+        "X-CallFS-Owner": entry.owner,
+        "X-CallFS-Group": entry.group,
+        "X-CallFS-MTime": format_time(entry.mtime),
+        "Last-Modified": format_datetime(entry.mtime, usegmt=True),
+    }
+    if entry.instance_id:
+        headers["X-CallFS-Instance-ID"] = entry.instance_id
+    if entry.etag:
+        headers["ETag"] = f'"{entry.etag}"'
+    return headers
+
+
+def _mode(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_mode(value)
+    except ValueError as exc:
+        raise BadRequest(f"invalid mode: {exc}") from None
+
+
+def _check_length(request: Request, limit: int) -> None:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and limit and int(declared) > limit:
+        raise PayloadTooLarge(f"upload of {declared} bytes exceeds the maximum of {limit} bytes")
+
+
+# Files
+
+
+@router.api_route("/v1/files", methods=["GET", "HEAD"], include_in_schema=False)
+@router.api_route("/v1/files/{path:path}", methods=["GET", "HEAD"])
+async def read_entry(
+    request: Request,
+    user: CurrentUser,
+    fs: FileSystemDep,
+    if_none_match: Annotated[str | None, Header()] = None,
+    range_header: Annotated[str | None, Header(alias="range")] = None,
+) -> Response:
+    """Download a file (ranges, conditional GET), or list a directory's children."""
+    target = request_path(request, FILES_PREFIX)
+    entry = await fs.stat(user, target.path)
+    head = request.method == "HEAD"
+    headers = entry_headers(entry)
+    if entry.is_dir:
+        items = await fs.list_directory(user, target.path)
+        body = json.dumps([item.to_json() for item in items], ensure_ascii=False).encode()
+        headers["Content-Length"] = str(len(body))
+        return Response(b"" if head else body, media_type="application/json", headers=headers)
+    if target.trailing_slash:
+        raise NotADirectory(f"{target.path} is not a directory")
+    headers["Accept-Ranges"] = "bytes"
+    if if_none_match is not None and etag_matches(if_none_match, entry.etag):
+        permissions.require(user, entry, permissions.READ, "read")
+        return Response(status_code=304, headers=_validators(headers))
+    span = parse_range(range_header, entry.size)
+    start, end = span if span else (0, entry.size - 1)
+    length = end - start + 1 if entry.size else 0
+    headers["Content-Length"] = str(length)
+    status = 206 if span else 200
+    if span:
+        headers["Content-Range"] = f"bytes {start}-{end}/{entry.size}"
+    if head:
+        permissions.require(user, entry, permissions.READ, "read")
+        return Response(status_code=status, headers=headers, media_type="application/octet-stream")
+    download = await fs.open_file(user, entry, start, end)
+    return StreamingResponse(
+        download.stream,
+        status_code=status,
+        headers=headers,
+        media_type="application/octet-stream",
+    )
+
+
+def _validators(headers: dict[str, str]) -> dict[str, str]:
+    keep = ("ETag", "Last-Modified", "X-CallFS-Type", "X-CallFS-MTime")
+    return {key: value for key, value in headers.items() if key in keep}
+
+
+@router.post("/v1/files", include_in_schema=False)
+@router.post("/v1/files/{path:path}", status_code=201)
+async def create_entry(
+    request: Request,
+    user: CurrentUser,
+    fs: FileSystemDep,
+    runtime: RuntimeDep,
+    mode: Annotated[str | None, Query(description="octal mode, e.g. 0750")] = None,
+    backend: Annotated[str | None, Header(alias="x-callfs-backend")] = None,
+) -> JSONResponse:
+    """Create a file from the body, or a directory when the path ends in ``/``."""
+    target = request_path(request, FILES_PREFIX)
+    chosen_mode = _mode(mode)
+    if target.trailing_slash:
+        entry, created = await fs.create_directory(user, target.path, chosen_mode)
+        return JSONResponse(entry.to_json(), status_code=201 if created else 200)
+    _check_length(request, runtime.settings.server.max_upload_bytes)
+    entry, _ = await fs.write_file(
+        user,
+        target.path,
+        request.stream(),
+        replace=False,
+        mode=chosen_mode,
+        backend_name=_backend(backend),
+    )
+    return JSONResponse(entry.to_json(), status_code=201)
+
+
+@router.put("/v1/files", include_in_schema=False)
+@router.put("/v1/files/{path:path}")
+async def replace_file(
+    request: Request,
+    user: CurrentUser,
+    fs: FileSystemDep,
+    runtime: RuntimeDep,
+    if_match: Annotated[str | None, Header()] = None,
+    if_none_match: Annotated[str | None, Header()] = None,
+    backend: Annotated[str | None, Header(alias="x-callfs-backend")] = None,
+) -> JSONResponse:
+    """Replace a file's content atomically (200), or create it (201)."""
+    target = request_path(request, FILES_PREFIX)
+    if target.is_root:
+        raise IsADirectory("/ is a directory")
+    if target.trailing_slash:
+        raise BadRequest("PUT takes a file path; a trailing '/' names a directory")
+    _check_length(request, runtime.settings.server.max_upload_bytes)
+    entry, created = await fs.write_file(
+        user,
+        target.path,
+        request.stream(),
+        replace=True,
+        backend_name=_backend(backend),
+        if_match=if_match,
+        if_none_match=if_none_match,
+    )
+    return JSONResponse(entry.to_json(), status_code=201 if created else 200)
+
+
+def _backend(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if value not in ("localfs", "s3"):
+        raise BadRequest("X-CallFS-Backend must be 'localfs' or 's3'")
+    return value
+
+
+@router.patch("/v1/files", include_in_schema=False)
+@router.patch("/v1/files/{path:path}")
+async def change_entry(request: Request, user: CurrentUser, fs: FileSystemDep) -> JSONResponse:
+    """Rename (``name``), move (``destination``), move between backends, or chmod (``mode``)."""
+    target = request_path(request, FILES_PREFIX)
+    body = await _json_object(request)
+    if "mode" in body:
+        if any(key in body for key in ("name", "destination")):
+            raise BadRequest("change the mode and the name in separate requests")
+        if not isinstance(body["mode"], str):
+            raise BadRequest('mode must be an octal string such as "0640"')
+        mode = _mode(body["mode"])
+        assert mode is not None
+        entry = await fs.chmod(user, target.path, mode)
+        return JSONResponse({**entry.to_json(), "path": entry.path})
+    overwrite = _flag(body, "overwrite")
+    create_parents = _flag(body, "create_parents")
+    backend = body.get("backend")
+    if backend is not None and backend not in ("localfs", "s3"):
+        raise BadRequest("backend must be 'localfs' or 's3'")
+    if "name" in body and "destination" in body:
+        raise BadRequest("give either name or destination, not both")
+    if "name" in body:
+        name = body["name"]
+        if not isinstance(name, str) or not name or "/" in name:
+            raise BadRequest("name must be a single path segment")
+        destination = paths.normalize(paths.join(paths.parent(target.path), name)).path
+    elif "destination" in body:
+        if not isinstance(body["destination"], str) or not body["destination"]:
+            raise BadRequest("destination must be a path")
+        destination = paths.normalize(body["destination"]).path
+    elif backend is not None:
+        destination = target.path
+    else:
+        raise BadRequest("the body needs one of name, destination or mode")
+    entry = await fs.move(
+        user,
+        target.path,
+        destination,
+        overwrite=overwrite,
+        create_parents=create_parents,
+        backend_name=backend,
+    )
+    return JSONResponse({**entry.to_json(), "path": destination})
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_PATCH_BODY:
+            raise BadRequest(f"the JSON body must be under {MAX_PATCH_BODY} bytes")
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the body must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise BadRequest("the body must be a JSON object")
+    return data
+
+
+def _flag(body: dict[str, Any], key: str) -> bool:
+    value = body.get(key, False)
+    if not isinstance(value, bool):
+        raise BadRequest(f"{key} must be true or false")
+    return value
+
+
+@router.delete("/v1/files", include_in_schema=False, status_code=204)
+@router.delete("/v1/files/{path:path}", status_code=204)
+async def delete_entry(
+    request: Request,
+    user: CurrentUser,
+    fs: FileSystemDep,
+    recursive: bool = False,
+) -> Response:
+    """Delete a file or an empty directory (``?recursive=true``: a whole subtree)."""
+    target = request_path(request, FILES_PREFIX)
+    await fs.delete(user, target.path, recursive=recursive, want_dir=target.trailing_slash)
+    return Response(status_code=204)
+
+
+# Directories
+
+
+@router.get("/v1/directories", include_in_schema=False)
+@router.get("/v1/directories/{path:path}")
+async def list_directory(
+    request: Request,
+    user: CurrentUser,
+    fs: FileSystemDep,
+    recursive: bool = False,
+    max_depth: Annotated[int | None, Query(ge=0)] = None,
+    limit: Annotated[int | None, Query(ge=1, le=100_000)] = None,
+    cursor: str | None = None,
+) -> JSONResponse:
+    """List a directory, optionally recursively to ``max_depth``, in pages of ``limit``."""
+    target = request_path(request, DIRECTORIES_PREFIX)
+    depth = max_depth if max_depth is not None else DEFAULT_MAX_DEPTH
+    after = _decode_cursor(cursor) if cursor else None
+    items, last = await fs.list_tree(
+        user, target.path, max_depth=depth if recursive else 0, limit=limit, after=after
+    )
+    body = {
+        "path": target.path,
+        "type": "directory",
+        "recursive": recursive,
+        "max_depth": depth,
+        "count": len(items),
+        "items": [item.to_json() for item in items],
+        "next_cursor": _encode_cursor(last) if last else None,
+    }
+    return JSONResponse(
+        body,
+        headers={"X-CallFS-Count": str(len(items)), "X-CallFS-Recursive": str(recursive).lower()},
+    )
+
+
+def _encode_cursor(path: str) -> str:
+    return base64.urlsafe_b64encode(path.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        return paths.normalize(base64.urlsafe_b64decode(padded.encode()).decode()).path
+    except (ValueError, binascii.Error, UnicodeDecodeError, CallFSError):
+        raise BadRequest("invalid cursor") from None
+
+
+# System
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@router.get("/ready")
+async def ready(runtime: RuntimeDep) -> dict[str, str]:
+    """Readiness: the metadata store and the coordination service answer."""
+    await runtime.ready()
+    return {"status": "ready"}
+
+
+@router.get("/metrics")
+async def metrics(user: CurrentUser, runtime: RuntimeDep) -> Response:
+    """Prometheus metrics (authenticated here; the metrics listener serves them openly)."""
+    return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)

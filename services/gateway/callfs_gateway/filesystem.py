@@ -1,0 +1,565 @@
+"""The filesystem the gateway serves: every file and directory operation of API.md.
+
+Plain Python over the runtime's adapters (no fastapi, no grpc). Order of work:
+resolve the path and its ancestors in one metadata round trip, decide permissions,
+move bytes, then commit metadata under the path's lock. Bytes go first and are
+removed again when the metadata commit fails; on delete, metadata goes first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import TypeVar
+
+from callfs import namespace, paths, permissions
+from callfs.backends.base import ObjectRef, new_object_key
+from callfs.entry import Entry, utcnow
+from callfs.errors import (
+    AlreadyExists,
+    BadRequest,
+    CallFSError,
+    DirectoryNotEmpty,
+    IsADirectory,
+    NotADirectory,
+    NotFound,
+    PayloadTooLarge,
+    PreconditionFailed,
+)
+from callfs.namespace import Resolved
+from callfs.permissions import EXECUTE, READ, WRITE, User
+from callfs.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Download:
+    """An opened file: its entry, the byte range served and the stream."""
+
+    entry: Entry
+    start: int
+    end: int
+    stream: AsyncIterator[bytes]
+
+
+def etag_matches(header: str, etag: str | None) -> bool:
+    """Whether an If-Match / If-None-Match header names ``etag`` (or is ``*``)."""
+    if etag is None:
+        return False
+    for candidate in header.split(","):
+        value = candidate.strip()
+        if value == "*":
+            return True
+        if value.startswith("W/"):
+            value = value[2:]
+        if value.strip('"') == etag:
+            return True
+    return False
+
+
+class FileSystem:
+    """The namespace as one user sees it."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self.store = runtime.store
+        self.settings = runtime.settings
+        self.default_file_mode = int(self.settings.auth.default_file_mode, 8)
+        self.default_dir_mode = int(self.settings.auth.default_dir_mode, 8)
+
+    # Lookups
+
+    async def resolve(self, path: str) -> Resolved:
+        """Look up ``path`` and its ancestors (see :func:`callfs.namespace.resolve`)."""
+        return await namespace.resolve(self.store, path)
+
+    async def lookup(self, user: User, path: str) -> Resolved:
+        """Resolve ``path`` for use (see :func:`callfs.namespace.lookup`)."""
+        return await namespace.lookup(self.store, user, path)
+
+    async def stat(self, user: User, path: str) -> Entry:
+        """The entry at ``path``, as ``user`` may see it."""
+        resolved = await self.lookup(user, path)
+        assert resolved.entry is not None
+        return resolved.entry
+
+    async def list_directory(self, user: User, path: str) -> list[Entry]:
+        """The immediate children of a directory (``r`` on it needed)."""
+        directory = await self.stat(user, path)
+        if not directory.is_dir:
+            raise NotADirectory(f"{path} is not a directory")
+        permissions.require(user, directory, READ, "list")
+        return await self.store.list_children(path)
+
+    async def list_tree(
+        self,
+        user: User,
+        path: str,
+        *,
+        max_depth: int,
+        limit: int | None,
+        after: str | None,
+    ) -> tuple[list[Entry], str | None]:
+        """A sorted page of the entries below a directory, down to ``max_depth``.
+
+        Entries inside subdirectories ``user`` may not list and enter are left out.
+        Returns the page and the path to continue after (None at the end).
+        """
+        directory = await self.stat(user, path)
+        if not directory.is_dir:
+            raise NotADirectory(f"{path} is not a directory")
+        permissions.require(user, directory, READ, "list")
+        visible: list[Entry] = []
+        cursor = after
+        readable: dict[str, bool] = {path: True}
+        while True:
+            want = None if limit is None else limit - len(visible) + 1
+            batch = await self.store.list_tree(path, max_depth=max_depth, limit=want, after=cursor)
+            if not batch:
+                return visible, None
+            unknown = {paths.parent(e.path) for e in batch} - readable.keys()
+            if unknown:
+                for directory_path, entry in (await self.store.get_many(sorted(unknown))).items():
+                    readable[directory_path] = self._may_descend(user, entry, readable)
+            for entry in batch:
+                if entry.is_dir and entry.path not in readable:
+                    readable[entry.path] = self._may_descend(user, entry, readable)
+                if not readable.get(paths.parent(entry.path), False):
+                    continue
+                if limit is not None and len(visible) == limit:
+                    return visible, visible[-1].path
+                visible.append(entry)
+            cursor = batch[-1].path
+            if want is not None and len(batch) < want:
+                return visible, None
+
+    @staticmethod
+    def _may_descend(user: User, entry: Entry, readable: dict[str, bool]) -> bool:
+        parent_ok = readable.get(paths.parent(entry.path), True)
+        return parent_ok and permissions.may(user, entry, READ | EXECUTE)
+
+    # Reading
+
+    async def open_file(
+        self, user: User, entry: Entry, start: int = 0, end: int | None = None
+    ) -> Download:
+        """Open a file's bytes ``start..end`` (inclusive) for streaming."""
+        permissions.require(user, entry, READ, "read")
+        last = entry.size - 1 if end is None else end
+        stream = await self.read_bytes(entry, start, last)
+        self.rt.metrics.file_operations.labels("read", entry.backend).inc()
+        return Download(entry, start, last, stream)
+
+    async def read_bytes(self, entry: Entry, start: int, end: int) -> AsyncIterator[bytes]:
+        """Open the stored bytes of ``entry`` (errors raise before the first chunk)."""
+        backend = self.rt.backend(entry.backend)
+        try:
+            return await self._timed(
+                entry.backend, "read", namespace.open_bytes(backend, entry, start, end)
+            )
+        except NotFound:
+            logger.error(
+                "the bytes of %s are missing: object %s on %s",
+                entry.path,
+                entry.object_key,
+                entry.instance_id or entry.backend,
+            )
+            raise
+
+    # Creating and replacing
+
+    async def create_directory(self, user: User, path: str, mode: int | None) -> tuple[Entry, bool]:
+        """Create a directory (and missing parents); return it and whether it is new.
+
+        Raises:
+            AlreadyExists: a file is there.
+        """
+        resolved = await self.resolve(path)
+        permissions.require_traverse(user, resolved.ancestors)
+        if resolved.entry is not None:
+            if resolved.entry.is_dir:
+                return resolved.entry, False
+            raise AlreadyExists(f"{path} exists and is a file")
+        permissions.require_create(user, resolved.ancestors[-1])
+        now = utcnow()
+        entry = Entry(
+            path=path,
+            type="directory",
+            mode=self.default_dir_mode if mode is None else mode,
+            owner=user.name,
+            group=user.primary_group,
+            mtime=now,
+            ctime=now,
+            backend=self.settings.backend.default_backend,
+        )
+        async with self._locked(path):
+            try:
+                await self.store.create(entry, self._parents(user, resolved))
+            except AlreadyExists:
+                existing = await self.store.get(path)
+                if existing is not None and existing.is_dir:
+                    return existing, False
+                raise
+        self.rt.metrics.file_operations.labels("mkdir", entry.backend).inc()
+        return entry, True
+
+    async def write_file(
+        self,
+        user: User,
+        path: str,
+        body: AsyncIterable[bytes],
+        *,
+        replace: bool,
+        mode: int | None = None,
+        backend_name: str | None = None,
+        if_match: str | None = None,
+        if_none_match: str | None = None,
+    ) -> tuple[Entry, bool]:
+        """Create (POST) or create-or-replace (PUT) a file from a byte stream.
+
+        Returns the entry and whether it was created. The previous content stays
+        whole until the new bytes are stored, and whenever anything fails.
+
+        Raises:
+            AlreadyExists: POST on an existing path.
+            IsADirectory: a directory is there.
+            PreconditionFailed: If-Match / If-None-Match say no.
+        """
+        resolved = await self.resolve(path)
+        permissions.require_traverse(user, resolved.ancestors)
+        current = resolved.entry
+        self._check_write(user, resolved, current, replace, if_match, if_none_match)
+        if current is not None:
+            # An existing file stays on the node (or backend) its metadata names.
+            backend = self.rt.backend(current.backend)
+            ref = ObjectRef(current.backend, new_object_key(), current.instance_id)
+        else:
+            backend = self.rt.backend(backend_name)
+            ref = await self._timed(backend.name, "place", backend.new_object(path))
+        written = await self._timed(backend.name, "write", backend.write(ref, self._limited(body)))
+        try:
+            async with self._locked(path):
+                # Decide again under the lock: another writer may have won meanwhile.
+                resolved = await self.resolve(path)
+                permissions.require_traverse(user, resolved.ancestors)
+                previous = resolved.entry
+                self._check_write(user, resolved, previous, replace, if_match, if_none_match)
+                now = utcnow()
+                if previous is None:
+                    entry = Entry(
+                        path=path,
+                        type="file",
+                        mode=self.default_file_mode if mode is None else mode,
+                        owner=user.name,
+                        group=user.primary_group,
+                        mtime=now,
+                        ctime=now,
+                        size=written.size,
+                        etag=written.etag,
+                        backend=ref.backend,
+                        instance_id=ref.instance_id,
+                        object_key=ref.key,
+                    )
+                    await self.store.create(entry, self._parents(user, resolved))
+                else:
+                    entry = previous.evolve(
+                        mtime=now,
+                        ctime=now,
+                        size=written.size,
+                        etag=written.etag,
+                        backend=ref.backend,
+                        instance_id=ref.instance_id,
+                        object_key=ref.key,
+                    )
+                    await self.store.update(entry)
+        except BaseException:
+            await self._discard(ref)
+            raise
+        if previous is not None:
+            await self._discard_entry(previous)
+        self.rt.metrics.file_operations.labels(
+            "create" if previous is None else "update", entry.backend
+        ).inc()
+        return entry, previous is None
+
+    def _check_write(
+        self,
+        user: User,
+        resolved: Resolved,
+        current: Entry | None,
+        replace: bool,
+        if_match: str | None,
+        if_none_match: str | None,
+    ) -> None:
+        if current is not None:
+            if current.is_dir:
+                if replace:
+                    raise IsADirectory(f"{current.path} is a directory")
+                raise AlreadyExists(f"{current.path} already exists")
+            if not replace:
+                raise AlreadyExists(f"{current.path} already exists")
+            if if_none_match is not None and etag_matches(if_none_match, current.etag):
+                raise PreconditionFailed("If-None-Match: the file exists with a matching ETag")
+            if if_match is not None and not etag_matches(if_match, current.etag):
+                raise PreconditionFailed("If-Match: the ETag does not match")
+            permissions.require(user, current, WRITE, "write")
+        else:
+            if if_match is not None:
+                raise PreconditionFailed("If-Match: the file does not exist")
+            permissions.require_create(user, resolved.ancestors[-1])
+
+    def _parents(self, user: User, resolved: Resolved) -> list[Entry]:
+        return [
+            Entry(
+                path=missing,
+                type="directory",
+                mode=self.default_dir_mode,
+                owner=user.name,
+                group=user.primary_group,
+                backend=self.settings.backend.default_backend,
+            )
+            for missing in resolved.missing
+        ]
+
+    async def _limited(self, body: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+        """Re-chunk the body to the configured chunk size and enforce the upload limit."""
+        limit = self.settings.server.max_upload_bytes
+        size = self.settings.server.chunk_size
+        total = 0
+        buffer = bytearray()
+        async for piece in body:
+            total += len(piece)
+            if limit and total > limit:
+                raise PayloadTooLarge(f"upload exceeds the maximum of {limit} bytes")
+            if not buffer and len(piece) >= size:
+                yield piece
+                continue
+            buffer += piece
+            if len(buffer) >= size:
+                yield bytes(buffer)
+                buffer.clear()
+        if buffer:
+            yield bytes(buffer)
+
+    # Changing
+
+    async def chmod(self, user: User, path: str, mode: int) -> Entry:
+        """Change the mode bits (owner or root only)."""
+        async with self._locked(path):
+            entry = await self.stat(user, path)
+            permissions.require_owner(user, entry)
+            changed = entry.evolve(mode=mode, ctime=utcnow())
+            await self.store.update(changed)
+        self.rt.metrics.file_operations.labels("chmod", entry.backend).inc()
+        return changed
+
+    async def move(
+        self,
+        user: User,
+        source: str,
+        destination: str,
+        *,
+        overwrite: bool,
+        create_parents: bool,
+        backend_name: str | None = None,
+    ) -> Entry:
+        """Rename or move ``source`` (with its subtree) to ``destination``.
+
+        With ``backend_name`` different from the file's backend, the bytes move
+        too: copied, verified, metadata switched, then the source removed.
+
+        Raises:
+            BadRequest: moving the root, or a directory into itself.
+            NotFound: no source, or the destination's parent is missing
+                without ``create_parents``.
+            AlreadyExists: the destination exists and ``overwrite`` is false.
+        """
+        if source == paths.ROOT or destination == paths.ROOT:
+            raise BadRequest("the root directory cannot be moved or replaced")
+        if paths.is_within(destination, source) and destination != source:
+            raise BadRequest("cannot move a directory into itself")
+        async with self._locked(source, destination):
+            src = await self.lookup(user, source)
+            entry = src.entry
+            assert entry is not None and src.parent is not None
+            if backend_name is not None and backend_name != entry.backend:
+                if entry.is_dir:
+                    raise BadRequest("only files can move between backends")
+                self.rt.backend(backend_name)
+            if destination == source and backend_name in (None, entry.backend):
+                return entry
+            permissions.require_delete(user, src.parent, entry)
+            dst = await self.resolve(destination)
+            permissions.require_traverse(user, dst.ancestors)
+            if dst.missing and not create_parents:
+                raise NotFound(f"parent directory of {destination} does not exist")
+            if dst.entry is not None and destination != source:
+                self._check_replace(user, entry, dst)
+            else:
+                permissions.require_create(user, dst.ancestors[-1])
+            if entry.is_dir and paths.parent(source) != paths.parent(destination):
+                # Moving a directory rewrites its "..": POSIX asks for w on it.
+                permissions.require(user, entry, WRITE, "move")
+            if backend_name is not None and backend_name != entry.backend:
+                if dst.entry is not None and destination != source and not overwrite:
+                    # Refuse before any byte moves: afterwards the file would stay switched.
+                    raise AlreadyExists(f"{destination} already exists")
+                moved = await self._move_bytes(entry, backend_name)
+                if destination != source:
+                    replaced = await self.store.move(
+                        source, destination, replace=overwrite, parents=self._parents(user, dst)
+                    )
+                    for old in replaced:
+                        await self._discard_entry(old)
+                return moved.evolve(path=destination)
+            replaced = await self.store.move(
+                source, destination, replace=overwrite, parents=self._parents(user, dst)
+            )
+        for old in replaced:
+            await self._discard_entry(old)
+        self.rt.metrics.file_operations.labels("rename", entry.backend).inc()
+        moved_entry = await self.store.get(destination)
+        return moved_entry or entry.evolve(path=destination)
+
+    def _check_replace(self, user: User, entry: Entry, dst: Resolved) -> None:
+        target = dst.entry
+        assert target is not None and dst.parent is not None
+        if target.is_dir and not entry.is_dir:
+            raise IsADirectory(f"{target.path} is a directory")
+        if entry.is_dir and not target.is_dir:
+            raise NotADirectory(f"{target.path} is not a directory")
+        permissions.require_delete(user, dst.parent, target)
+
+    async def _move_bytes(self, entry: Entry, backend_name: str) -> Entry:
+        """Copy a file's bytes to another backend, verify them, switch the metadata."""
+        source = _ref(entry)
+        target_backend = self.rt.backend(backend_name)
+        target = await target_backend.new_object(entry.path)
+        digest = hashlib.sha256()
+        stream = await self.read_bytes(entry, 0, max(entry.size - 1, 0))
+
+        async def hashed() -> AsyncIterator[bytes]:
+            async for chunk in stream:
+                digest.update(chunk)
+                yield chunk
+
+        written = await self._timed(backend_name, "write", target_backend.write(target, hashed()))
+        try:
+            if written.size != entry.size or written.sha256 != digest.hexdigest():
+                raise BadRequest("copy verification failed; the file was left where it was")
+            moved = entry.evolve(
+                backend=target.backend,
+                instance_id=target.instance_id,
+                object_key=target.key,
+                etag=written.etag,
+                ctime=utcnow(),
+            )
+            await self.store.update(moved, expected_etag=entry.etag)
+        except BaseException:
+            await self._discard(target)
+            raise
+        if source is not None:
+            await self._discard(source)
+        self.rt.metrics.file_operations.labels("migrate", backend_name).inc()
+        return moved
+
+    # Deleting
+
+    async def delete(self, user: User, path: str, *, recursive: bool, want_dir: bool) -> None:
+        """Delete a file or an empty directory (a whole subtree with ``recursive``).
+
+        Raises:
+            DirectoryNotEmpty: a non-empty directory without ``recursive``.
+        """
+        if path == paths.ROOT:
+            raise BadRequest("the root directory cannot be deleted")
+        async with self._locked(path):
+            resolved = await self.lookup(user, path)
+            entry = resolved.entry
+            assert entry is not None and resolved.parent is not None
+            if want_dir and not entry.is_dir:
+                raise NotADirectory(f"{path} is not a directory")
+            permissions.require_delete(user, resolved.parent, entry)
+            if not entry.is_dir:
+                removed = [await self.store.delete(path)]
+            elif not recursive:
+                if await self.store.has_children(path):
+                    raise DirectoryNotEmpty(f"{path} is not empty")
+                removed = [await self.store.delete(path)]
+            else:
+                await self._check_subtree_delete(user, entry)
+                removed = await self.store.delete_tree(path)
+        for old in removed:
+            await self._discard_entry(old)
+        self.rt.metrics.file_operations.labels("delete", entry.backend).inc()
+
+    async def _check_subtree_delete(self, user: User, top: Entry) -> None:
+        """``rm -r`` rules: every directory inside needs r, w and x, and the sticky rule."""
+        below = await self.store.list_tree(top.path)
+        directories = {top.path: top, **{e.path: e for e in below if e.is_dir}}
+        for directory in directories.values():
+            permissions.require(user, directory, READ | WRITE | EXECUTE, "remove from")
+        for entry in below:
+            permissions.require_delete(user, directories[paths.parent(entry.path)], entry)
+
+    # Plumbing
+
+    @asynccontextmanager
+    async def _locked(self, *keys: str) -> AsyncIterator[None]:
+        """Hold the locks of ``keys`` (sorted, so two movers never deadlock), with metrics."""
+        metrics = self.rt.metrics
+        timeout = self.settings.dlm.lock_wait_timeout
+        async with AsyncExitStack() as stack:
+            started = time.perf_counter()
+            try:
+                await stack.enter_async_context(
+                    self.rt.locks.hold([f"path:{key}" for key in keys], timeout=timeout)
+                )
+            except CallFSError as exc:
+                metrics.lock_operations.labels("acquire", type(exc).__name__).inc()
+                raise
+            metrics.lock_operations.labels("acquire", "ok").inc()
+            metrics.lock_duration.labels("acquire").observe(time.perf_counter() - started)
+            metrics.active_locks.inc()
+            stack.callback(metrics.active_locks.dec)
+            stack.callback(metrics.lock_operations.labels("release", "ok").inc)
+            yield
+
+    async def _discard_entry(self, entry: Entry) -> None:
+        ref = _ref(entry)
+        if ref is not None:
+            await self._discard(ref)
+
+    async def _discard(self, ref: ObjectRef) -> None:
+        """Remove bytes no metadata points to any more; failures are left to the reconciler."""
+        try:
+            await asyncio.shield(self.rt.backend(ref.backend).delete(ref))
+        except (CallFSError, asyncio.CancelledError) as exc:
+            logger.warning("could not remove object %s on %s: %s", ref.key, ref.instance_id, exc)
+
+    async def _timed(self, backend: str, operation: str, awaitable: Awaitable[T]) -> T:
+        """Await a backend call, counting and timing it."""
+        metrics = self.rt.metrics
+        started = time.perf_counter()
+        result = "error"
+        try:
+            value = await awaitable
+            result = "ok"
+            return value
+        finally:
+            self.rt.record_backend_op(backend, operation, time.perf_counter() - started)
+            if backend == "localfs":
+                metrics.proxy_operations.labels(operation, result).inc()
+
+
+def _ref(entry: Entry) -> ObjectRef | None:
+    if entry.is_dir or entry.object_key is None:
+        return None
+    return ObjectRef(entry.backend, entry.object_key, entry.instance_id)
