@@ -1,0 +1,1 @@
+"""CallFS link-service role."""

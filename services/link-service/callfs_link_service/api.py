@@ -1,0 +1,118 @@
+"""The link-service's routes: thin translations between HTTP and :class:`Links`."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from callfs import paths
+from callfs.errors import BadRequest, IsADirectory
+from callfs.metrics import CONTENT_TYPE
+from callfs_link_service.deps import CurrentUser, LimitsDep, LinksDep, RuntimeDep
+from callfs_link_service.links import expiry_from_json
+
+MAX_GENERATE_BODY = 8 * 1024
+# RFC 5987 attr-char beyond letters, digits and "_.-~" (which quote() never escapes).
+_ATTR_CHARS = "!#$&+^`|"
+
+router = APIRouter()
+system = APIRouter()
+
+
+@router.post("/v1/links/generate", status_code=201)
+async def generate_link(
+    request: Request, user: CurrentUser, links: LinksDep, limits: LimitsDep
+) -> JSONResponse:
+    """Issue a single-use download link to a file the caller may read."""
+    await limits.generate(user)
+    body = await _json_object(request)
+    raw_path = body.get("path")
+    if not isinstance(raw_path, str) or not raw_path:
+        raise BadRequest("path is required and must be a string")
+    target = paths.normalize(raw_path)
+    if target.is_root:
+        raise IsADirectory("/ is a directory; links name files")
+    if target.trailing_slash:
+        raise BadRequest("links name files; a trailing '/' names a directory")
+    issued = await links.generate(user, target.path, expiry_from_json(body))
+    return JSONResponse(issued.to_json(), status_code=201)
+
+
+@router.get("/download/{token}")
+async def download(
+    request: Request, token: str, links: LinksDep, limits: LimitsDep
+) -> StreamingResponse:
+    """Download the file behind a single-use link (no auth: the link is the permission)."""
+    peer = request.client.host if request.client else None
+    await limits.download(peer, request.headers.getlist("x-forwarded-for"))
+    opened = await links.consume(token)
+    entry = opened.entry
+    headers = {
+        "Content-Length": str(entry.size),
+        "Content-Disposition": content_disposition(entry.name),
+        "Cache-Control": "no-store",
+    }
+    if entry.etag:
+        headers["ETag"] = f'"{entry.etag}"'
+    return StreamingResponse(opened.stream, headers=headers, media_type="application/octet-stream")
+
+
+def content_disposition(name: str) -> str:
+    """``attachment`` with the file name: a plain ASCII ``filename`` always, and RFC 6266's
+    ``filename*`` (UTF-8, percent-encoded) when the name is not plain ASCII.
+    """
+    decomposed = unicodedata.normalize("NFKD", name)
+    fallback = "".join(
+        char if 0x20 <= ord(char) < 0x7F and char not in '"\\' else "_"
+        for char in decomposed
+        if not unicodedata.combining(char)
+    )
+    value = f'attachment; filename="{fallback or "download"}"'
+    if fallback != name:
+        value += f"; filename*=UTF-8''{quote(name, safe=_ATTR_CHARS)}"
+    return value
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_GENERATE_BODY:
+        raise BadRequest(f"the JSON body must be at most {MAX_GENERATE_BODY} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_GENERATE_BODY:
+            raise BadRequest(f"the JSON body must be at most {MAX_GENERATE_BODY} bytes")
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the body must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise BadRequest("the body must be a JSON object")
+    return data
+
+
+# System
+
+
+@system.get("/health")
+async def health() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@system.get("/ready")
+async def ready(runtime: RuntimeDep) -> dict[str, str]:
+    """Readiness: the metadata store and the coordination service answer."""
+    await runtime.ready()
+    return {"status": "ready"}
+
+
+@system.get("/metrics")
+async def metrics(user: CurrentUser, runtime: RuntimeDep) -> Response:
+    """Prometheus metrics (authenticated here; the metrics listener serves them openly)."""
+    return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)

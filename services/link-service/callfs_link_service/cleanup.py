@@ -1,0 +1,61 @@
+"""The cleanup worker: purges used and expired link records in batches, on an interval.
+
+Every replica may run it: a purge deletes only rows that are already dead, so two
+replicas purging at once at worst find less to delete. A failure is logged and
+retried at the next interval; it never stops the worker or touches a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+from callfs.metadata.base import MetadataStore
+
+logger = logging.getLogger(__name__)
+
+# Full batches in a row before yielding to the next interval, so a huge backlog
+# cannot keep one replica's store connection busy without pause.
+MAX_BATCHES_PER_ROUND = 100
+MIN_INTERVAL = 0.1
+
+
+async def purge(store: MetadataStore, batch: int) -> int:
+    """Delete dead links now, batch after batch while batches come back full; return how many."""
+    total = 0
+    for _ in range(MAX_BATCHES_PER_ROUND):
+        removed = await store.purge_links(datetime.now(UTC), batch)
+        total += removed
+        if removed < batch:
+            break
+        # Let requests on this event loop run between batches.
+        await asyncio.sleep(0)
+    return total
+
+
+async def run(store: MetadataStore, *, interval: float, batch: int) -> None:
+    """Purge every ``interval`` seconds until cancelled."""
+    while True:
+        try:
+            removed = await purge(store, batch)
+        except Exception:
+            logger.warning("link cleanup failed; retrying in %.0fs", interval, exc_info=True)
+        else:
+            if removed:
+                logger.info("link cleanup purged %d used or expired links", removed)
+        await asyncio.sleep(max(interval, MIN_INTERVAL))
+
+
+@contextlib.asynccontextmanager
+async def running(store: MetadataStore, *, interval: float, batch: int) -> AsyncIterator[None]:
+    """Run the worker in the background for the duration of the block."""
+    task = asyncio.create_task(run(store, interval=interval, batch=batch), name="link-cleanup")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
