@@ -1,0 +1,38 @@
+# One image for every CallFS role: `callfs gateway|storage-node|link-service|dev`.
+ARG PYTHON_IMAGE=python:3.11-slim
+
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+# Compilers only for dependencies without a wheel for this platform; they stay in this stage.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends build-essential \
+    && rm -rf /var/lib/apt/lists/*
+RUN python -m venv /opt/callfs
+WORKDIR /src
+COPY . .
+RUN /opt/callfs/bin/pip install --upgrade pip \
+    && /opt/callfs/bin/pip wheel --wheel-dir /wheels . \
+    && /opt/callfs/bin/pip install --no-index --find-links /wheels callfs \
+    && /opt/callfs/bin/python -m compileall -q /opt/callfs/lib \
+    && /opt/callfs/bin/callfs --help >/dev/null
+
+FROM ${PYTHON_IMAGE}
+LABEL org.opencontainers.image.title="callfs" \
+      org.opencontainers.image.description="CallFS: a Kubernetes-native REST API filesystem"
+RUN groupadd --system --gid 10001 callfs \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/callfs --no-create-home \
+       --shell /usr/sbin/nologin callfs \
+    && install -d -o 10001 -g 10001 -m 0750 /var/lib/callfs /data
+COPY --from=builder /opt/callfs /opt/callfs
+ENV PATH=/opt/callfs/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    CALLFS_LOG_FORMAT=json
+WORKDIR /var/lib/callfs
+USER 10001:10001
+# 8080 HTTP (gateway, link-service), 50051 gRPC (storage-node), 9090 metrics (every role).
+EXPOSE 8080 9090 50051
+ENTRYPOINT ["callfs"]
+CMD ["gateway"]

@@ -1,0 +1,306 @@
+{{/*
+The chart name, for the app.kubernetes.io/name label.
+*/}}
+{{- define "callfs.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The prefix of every object name: the release name, so objects are <release>-gateway and so on.
+*/}}
+{{- define "callfs.fullname" -}}
+{{- default .Release.Name .Values.fullnameOverride | trunc 40 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The name of one component's objects: (dict "ctx" $ "component" "gateway") -> <release>-gateway.
+*/}}
+{{- define "callfs.componentName" -}}
+{{- printf "%s-%s" (include "callfs.fullname" .ctx) .component | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Chart name and version, for the helm.sh/chart label.
+*/}}
+{{- define "callfs.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Selector labels: (dict "ctx" $ "component" "gateway"); an empty component selects the release.
+*/}}
+{{- define "callfs.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "callfs.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+{{- if .component }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+{{- end }}
+
+{{/*
+Labels of every object: (dict "ctx" $ "component" "gateway").
+*/}}
+{{- define "callfs.labels" -}}
+helm.sh/chart: {{ include "callfs.chart" .ctx }}
+{{ include "callfs.selectorLabels" . }}
+app.kubernetes.io/part-of: callfs
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+{{- with .ctx.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The CallFS image reference.
+*/}}
+{{- define "callfs.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/*
+The ServiceAccount of the gateway and link-service.
+*/}}
+{{- define "callfs.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "callfs.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Secret holding api-keys, internal-proxy-secret and single-use-link-secret.
+*/}}
+{{- define "callfs.authSecretName" -}}
+{{- default (include "callfs.componentName" (dict "ctx" . "component" "auth")) .Values.auth.existingSecret }}
+{{- end }}
+
+{{/*
+Where the PostgreSQL DSN lives: a dict with "name" and "key".
+*/}}
+{{- define "callfs.databaseSecret" -}}
+{{- if .Values.postgresql.enabled }}
+{{- dict "name" (include "callfs.componentName" (dict "ctx" . "component" "postgresql")) "key" "dsn" | toJson }}
+{{- else if .Values.externalPostgresql.existingSecret }}
+{{- dict "name" .Values.externalPostgresql.existingSecret "key" .Values.externalPostgresql.existingSecretKey | toJson }}
+{{- else }}
+{{- dict "name" (include "callfs.componentName" (dict "ctx" . "component" "database")) "key" "dsn" | toJson }}
+{{- end }}
+{{- end }}
+
+{{/*
+Where the Redis password lives: a dict with "name" and "key", empty when Redis has no password.
+*/}}
+{{- define "callfs.redisSecret" -}}
+{{- if .Values.redis.enabled }}
+{{- dict "name" (include "callfs.componentName" (dict "ctx" . "component" "redis")) "key" "redis-password" | toJson }}
+{{- else if .Values.externalRedis.existingSecret }}
+{{- dict "name" .Values.externalRedis.existingSecret "key" .Values.externalRedis.existingSecretKey | toJson }}
+{{- else if .Values.externalRedis.password }}
+{{- dict "name" (include "callfs.componentName" (dict "ctx" . "component" "redis")) "key" "redis-password" | toJson }}
+{{- else }}
+{{- dict | toJson }}
+{{- end }}
+{{- end }}
+
+{{/*
+Where the S3 keys live: a dict with "name", "accessKey" and "secretKey", empty when the pod's identity is used.
+*/}}
+{{- define "callfs.s3Secret" -}}
+{{- if .Values.s3.existingSecret }}
+{{- dict "name" .Values.s3.existingSecret "accessKey" .Values.s3.existingSecretAccessKeyKey "secretKey" .Values.s3.existingSecretSecretKeyKey | toJson }}
+{{- else if or .Values.s3.accessKey .Values.s3.secretKey }}
+{{- dict "name" (include "callfs.componentName" (dict "ctx" . "component" "s3")) "accessKey" "access-key" "secretKey" "secret-key" | toJson }}
+{{- else }}
+{{- dict | toJson }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Redis address CallFS connects to.
+*/}}
+{{- define "callfs.redisAddr" -}}
+{{- if .Values.redis.enabled }}
+{{- printf "%s:6379" (include "callfs.componentName" (dict "ctx" . "component" "redis")) }}
+{{- else }}
+{{- .Values.externalRedis.addr }}
+{{- end }}
+{{- end }}
+
+{{/*
+The public base URL for download links.
+*/}}
+{{- define "callfs.externalUrl" -}}
+{{- if .Values.config.externalUrl }}
+{{- .Values.config.externalUrl }}
+{{- else if and .Values.ingress.enabled .Values.ingress.hosts }}
+{{- $host := first .Values.ingress.hosts }}
+{{- $scheme := "http" }}
+{{- range .Values.ingress.tls }}
+{{- if has $host (.hosts | default list) }}
+{{- $scheme = "https" }}
+{{- end }}
+{{- end }}
+{{- printf "%s://%s" $scheme $host }}
+{{- end }}
+{{- end }}
+
+{{/*
+A value kept across upgrades: (dict "secret" <looked-up Secret or empty> "key" "k" "length" 40).
+The existing value wins; otherwise a fresh random one. Returns the base64 form.
+*/}}
+{{- define "callfs.keptRandom" -}}
+{{- $data := (get (.secret | default dict) "data") | default dict }}
+{{- if hasKey $data .key }}
+{{- index $data .key }}
+{{- else }}
+{{- randAlphaNum (int .length) | b64enc }}
+{{- end }}
+{{- end }}
+
+{{/*
+Checksum of the settings every pod reads, so pods roll when it changes.
+*/}}
+{{- define "callfs.configChecksum" -}}
+{{- include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
+{{- end }}
+
+{{/*
+Checksum of the Secrets the chart writes (and of which Secrets are used), so pods roll when they change.
+*/}}
+{{- define "callfs.secretChecksum" -}}
+{{- $refs := list (include "callfs.authSecretName" .) (include "callfs.databaseSecret" .) (include "callfs.redisSecret" .) (include "callfs.s3Secret" .) }}
+{{- print (include (print .Template.BasePath "/secrets.yaml") .) ($refs | join ",") | sha256sum }}
+{{- end }}
+
+{{/*
+Pod-level settings shared by the CallFS roles: (dict "ctx" $ "values" .Values.gateway).
+*/}}
+{{- define "callfs.podCommon" -}}
+enableServiceLinks: false
+{{- with .ctx.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- toYaml .ctx.Values.podSecurityContext | nindent 2 }}
+{{- with .values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/*
+Environment of the gateway and link-service beyond the ConfigMap.
+*/}}
+{{- define "callfs.apiEnv" -}}
+- name: CALLFS_INSTANCE_DISCOVERY_KUBERNETES_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: CALLFS_SECRETS_DIR
+  value: /etc/callfs/secrets
+- name: PYTHONDONTWRITEBYTECODE
+  value: "1"
+{{- end }}
+
+{{/*
+The Secret files of the gateway and link-service, projected into CALLFS_SECRETS_DIR under the
+variable names the settings read.
+*/}}
+{{- define "callfs.apiSecretsVolume" -}}
+- name: secrets
+  projected:
+    defaultMode: 288 # 0440: owner and group (fsGroup) read
+    sources:
+      - secret:
+          name: {{ include "callfs.authSecretName" . }}
+          items:
+            - key: api-keys
+              path: CALLFS_AUTH_API_KEYS
+            - key: internal-proxy-secret
+              path: CALLFS_AUTH_INTERNAL_PROXY_SECRET
+            - key: single-use-link-secret
+              path: CALLFS_AUTH_SINGLE_USE_LINK_SECRET
+      {{- $db := include "callfs.databaseSecret" . | fromJson }}
+      - secret:
+          name: {{ $db.name }}
+          items:
+            - key: {{ $db.key }}
+              path: CALLFS_METADATA_STORE_DSN
+      {{- $redis := include "callfs.redisSecret" . | fromJson }}
+      {{- if $redis.name }}
+      - secret:
+          name: {{ $redis.name }}
+          items:
+            - key: {{ $redis.key }}
+              path: CALLFS_DLM_REDIS_PASSWORD
+      {{- end }}
+      {{- $s3 := include "callfs.s3Secret" . | fromJson }}
+      {{- if $s3.name }}
+      - secret:
+          name: {{ $s3.name }}
+          items:
+            - key: {{ $s3.accessKey }}
+              path: CALLFS_BACKEND_S3_ACCESS_KEY
+            - key: {{ $s3.secretKey }}
+              path: CALLFS_BACKEND_S3_SECRET_KEY
+      {{- end }}
+{{- end }}
+
+{{/*
+HTTP probes of the gateway and link-service.
+*/}}
+{{- define "callfs.httpProbes" -}}
+startupProbe:
+  httpGet:
+    path: /health
+    port: http
+  periodSeconds: 2
+  failureThreshold: 60
+livenessProbe:
+  httpGet:
+    path: /health
+    port: http
+  periodSeconds: 10
+  timeoutSeconds: 3
+  failureThreshold: 3
+readinessProbe:
+  httpGet:
+    path: /ready
+    port: http
+  periodSeconds: 5
+  timeoutSeconds: 3
+  failureThreshold: 3
+{{- end }}
+
+{{/*
+Refuse contradictory values with a message naming them.
+*/}}
+{{- define "callfs.validate" -}}
+{{- if and (eq .Values.config.defaultBackend "s3") (not .Values.s3.bucket) }}
+{{- fail "config.defaultBackend is s3: set s3.bucket" }}
+{{- end }}
+{{- if and .Values.postgresql.enabled (or .Values.externalPostgresql.dsn .Values.externalPostgresql.existingSecret) }}
+{{- fail "postgresql.enabled (bundled) and externalPostgresql are both set: choose one" }}
+{{- end }}
+{{- if and .Values.redis.enabled (or .Values.externalRedis.password .Values.externalRedis.existingSecret) }}
+{{- fail "redis.enabled (bundled) and externalRedis credentials are both set: choose one" }}
+{{- end }}
+{{- if and .Values.s3.existingSecret (or .Values.s3.accessKey .Values.s3.secretKey) }}
+{{- fail "s3.existingSecret and s3.accessKey/secretKey are both set: choose one" }}
+{{- end }}
+{{- end }}
