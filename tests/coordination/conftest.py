@@ -1,0 +1,67 @@
+"""Fixtures for the coordination suite: each behaviour runs in-process and on real Redis."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from callfs.coordination.base import CacheBus, Locks, RateLimiter
+from callfs.coordination.inprocess import InProcessCacheBus, InProcessLocks, InProcessRateLimiter
+from callfs.coordination.redis import RedisCacheBus, RedisLocks, RedisRateLimiter, redis_client
+from callfs.settings import DLMSettings
+
+
+@dataclass
+class Replicas:
+    """Two replicas' handles on one coordination service.
+
+    In-process, both handles are the same object (the process is the service); on
+    Redis, each replica gets its own adapter on its own client.
+    """
+
+    kind: str
+    redis_url: str = ""
+    _opened: list[Any] = field(default_factory=list)
+
+    def _client(self) -> Any:
+        return redis_client(DLMSettings(type="redis", redis_addr=self.redis_url))
+
+    def _pair(self, make: Any) -> tuple[Any, Any]:
+        if self.kind == "inprocess":
+            one = make()
+            self._opened.append(one)
+            return one, one
+        first, second = make(), make()
+        self._opened += [first, second]
+        return first, second
+
+    def locks(self, *, ttl: float = 10.0) -> tuple[Locks, Locks]:
+        if self.kind == "inprocess":
+            return self._pair(lambda: InProcessLocks(ttl=ttl))
+        return self._pair(lambda: RedisLocks(self._client(), ttl=ttl))
+
+    def limiters(self) -> tuple[RateLimiter, RateLimiter]:
+        if self.kind == "inprocess":
+            return self._pair(InProcessRateLimiter)
+        return self._pair(lambda: RedisRateLimiter(self._client()))
+
+    def buses(self) -> tuple[CacheBus, CacheBus]:
+        if self.kind == "inprocess":
+            return self._pair(InProcessCacheBus)
+        return self._pair(lambda: RedisCacheBus(self._client()))
+
+    async def close(self) -> None:
+        for adapter in self._opened:
+            await adapter.close()
+
+
+@pytest.fixture(params=["inprocess", "redis"])
+async def replicas(request: pytest.FixtureRequest) -> AsyncIterator[Replicas]:
+    """Coordination handles for two replicas, in-process and on the session Redis."""
+    url = request.getfixturevalue("redis_url") if request.param == "redis" else ""
+    opened = Replicas(request.param, url)
+    yield opened
+    await opened.close()

@@ -1,0 +1,93 @@
+"""Races and broken uploads: exactly one winner, whole content, nothing left behind."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+from tests.support.harness import USERS, Cluster
+
+
+async def test_racing_creates_give_one_201_and_409s(cluster: Cluster) -> None:
+    client = cluster.client("alice")
+    responses = await asyncio.gather(
+        *(client.post("/v1/files/race.txt", content=f"writer {i}".encode()) for i in range(12))
+    )
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [201] + [409] * 11
+    winner = next(r for r in responses if r.status_code == 201)
+    content = (await client.get("/v1/files/race.txt")).content
+    assert winner.json()["size"] == len(content)
+    assert len(cluster.stored_objects()) == 1
+
+
+async def test_concurrent_puts_leave_exactly_one_whole_content(cluster: Cluster) -> None:
+    client = cluster.client("alice")
+    bodies = [bytes([65 + i]) * (200_000 + i) for i in range(8)]
+    responses = await asyncio.gather(*(client.put("/v1/files/put.bin", content=b) for b in bodies))
+    assert all(r.status_code in (200, 201) for r in responses)
+    assert sum(r.status_code == 201 for r in responses) == 1
+    final = (await client.get("/v1/files/put.bin")).content
+    assert final in bodies
+    assert len(cluster.stored_objects()) == 1
+    assert cluster.temp_files() == []
+
+
+async def test_disconnect_mid_upload_keeps_old_content(cluster: Cluster) -> None:
+    client = cluster.client("alice")
+    await client.post("/v1/files/keep.bin", content=b"old content")
+    parts = urlsplit(cluster.gateway.url)
+    _, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    writer.write(
+        (
+            "PUT /v1/files/keep.bin HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {USERS['alice'][0]}\r\n"
+            "Content-Length: 10000000\r\n\r\n"
+        ).encode()
+        + b"n" * 3_000_000
+    )
+    await writer.drain()
+    await asyncio.sleep(0.3)
+    writer.transport.abort()
+    for _ in range(100):
+        if not cluster.temp_files():
+            break
+        await asyncio.sleep(0.05)
+    assert cluster.temp_files() == []
+    assert (await client.get("/v1/files/keep.bin")).content == b"old content"
+    assert len(cluster.stored_objects()) == 1
+
+
+async def test_chunked_upload_over_maximum_is_413_and_keeps_old(cluster: Cluster) -> None:
+    cluster.settings.server.max_upload_bytes = 100_000
+    client = cluster.client("alice")
+    await client.post("/v1/files/lim.bin", content=b"old")
+
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(10):
+            yield b"z" * 20_000
+
+    response = await client.put("/v1/files/lim.bin", content=body())
+    assert response.status_code == 413
+    assert (await client.get("/v1/files/lim.bin")).content == b"old"
+    assert cluster.temp_files() == []
+    assert len(cluster.stored_objects()) == 1
+
+
+async def test_large_streamed_upload_roundtrip(cluster: Cluster) -> None:
+    client = cluster.client("alice")
+    chunk = bytes(range(256)) * 4096  # 1 MiB
+
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(20):
+            yield chunk
+
+    response = await client.post("/v1/files/big.bin", content=body())
+    assert response.status_code == 201
+    assert response.json()["size"] == 20 * len(chunk)
+    total = 0
+    async with client.stream("GET", "/v1/files/big.bin") as stream:
+        async for piece in stream.aiter_bytes():
+            total += len(piece)
+    assert total == 20 * len(chunk)

@@ -1,0 +1,134 @@
+"""API.md's directories endpoint: recursion, depth, pages, errors."""
+
+from __future__ import annotations
+
+from tests.gateway.test_files import error_code
+from tests.support.harness import Cluster
+
+TREE = ["d/a.txt", "d/b/c.txt", "d/b/e/f.txt", "d/b/e/g/h.txt", "d/z.txt", "d-sibling.txt"]
+
+
+async def make_tree(cluster: Cluster) -> None:
+    client = cluster.client("alice")
+    for path in TREE:
+        assert (await client.post(f"/v1/files/{path}", content=path.encode())).status_code == 201
+
+
+async def test_immediate_children(cluster: Cluster) -> None:
+    await make_tree(cluster)
+    response = await cluster.client("alice").get("/v1/directories/d")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["path"] == "/d"
+    assert body["type"] == "directory"
+    assert body["recursive"] is False
+    assert body["count"] == 3
+    assert [i["path"] for i in body["items"]] == ["/d/a.txt", "/d/b", "/d/z.txt"]
+    assert body["next_cursor"] is None
+    assert response.headers["x-callfs-count"] == "3"
+    assert response.headers["x-callfs-recursive"] == "false"
+
+
+async def test_recursive_sorted_by_path(cluster: Cluster) -> None:
+    await make_tree(cluster)
+    response = await cluster.client("alice").get("/v1/directories/d", params={"recursive": "true"})
+    paths = [i["path"] for i in response.json()["items"]]
+    assert paths == sorted(paths)
+    assert set(paths) == {
+        "/d/a.txt",
+        "/d/b",
+        "/d/b/c.txt",
+        "/d/b/e",
+        "/d/b/e/f.txt",
+        "/d/b/e/g",
+        "/d/b/e/g/h.txt",
+        "/d/z.txt",
+    }
+    assert response.headers["x-callfs-recursive"] == "true"
+
+
+async def test_max_depth(cluster: Cluster) -> None:
+    await make_tree(cluster)
+    client = cluster.client("alice")
+    zero = await client.get("/v1/directories/d", params={"recursive": "true", "max_depth": 0})
+    assert [i["path"] for i in zero.json()["items"]] == ["/d/a.txt", "/d/b", "/d/z.txt"]
+    assert zero.json()["max_depth"] == 0
+    one = await client.get("/v1/directories/d", params={"recursive": "true", "max_depth": 1})
+    assert [i["path"] for i in one.json()["items"]] == [
+        "/d/a.txt",
+        "/d/b",
+        "/d/b/c.txt",
+        "/d/b/e",
+        "/d/z.txt",
+    ]
+
+
+async def test_pages_with_limit_and_cursor(cluster: Cluster) -> None:
+    await make_tree(cluster)
+    client = cluster.client("alice")
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        params = {"recursive": "true", "limit": 3}
+        if cursor:
+            params["cursor"] = cursor
+        body = (await client.get("/v1/directories/d", params=params)).json()
+        assert body["count"] == len(body["items"]) <= 3
+        seen += [i["path"] for i in body["items"]]
+        pages += 1
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 3
+    assert len(seen) == 8
+    assert seen == sorted(seen)
+
+
+async def test_root_listing(cluster: Cluster) -> None:
+    await make_tree(cluster)
+    for url in ("/v1/directories", "/v1/directories/"):
+        body = (await cluster.client("alice").get(url)).json()
+        assert body["path"] == "/"
+        assert [i["path"] for i in body["items"]] == ["/d", "/d-sibling.txt"]
+
+
+async def test_absent_is_404_and_file_is_400(cluster: Cluster) -> None:
+    await make_tree(cluster)
+    client = cluster.client("alice")
+    absent = await client.get("/v1/directories/none")
+    assert absent.status_code == 404
+    assert error_code(absent) == "FILE_NOT_FOUND"
+    file = await client.get("/v1/directories/d/a.txt")
+    assert file.status_code == 400
+    assert error_code(file) == "NOT_A_DIRECTORY"
+
+
+async def test_bad_query_values_are_400(cluster: Cluster) -> None:
+    await make_tree(cluster)
+    client = cluster.client("alice")
+    for params in (
+        {"max_depth": "-1"},
+        {"max_depth": "deep"},
+        {"limit": "0"},
+        {"recursive": "maybe"},
+        {"cursor": "!!!"},
+    ):
+        response = await client.get("/v1/directories/d", params=params)
+        assert response.status_code == 400, params
+        assert error_code(response) == "BAD_REQUEST"
+
+
+async def test_recursive_listing_skips_unreadable_subdirectories(cluster: Cluster) -> None:
+    alice = cluster.client("alice")
+    await alice.post("/v1/files/mixed/open/a.txt", content=b"a")
+    await alice.post("/v1/files/mixed/closed/b.txt", content=b"b")
+    await alice.patch("/v1/files/mixed/closed", json={"mode": "0700"})
+    body = (
+        await cluster.client("bob").get("/v1/directories/mixed", params={"recursive": "true"})
+    ).json()
+    assert [i["path"] for i in body["items"]] == [
+        "/mixed/closed",
+        "/mixed/open",
+        "/mixed/open/a.txt",
+    ]

@@ -1,0 +1,146 @@
+"""What every response carries: auth, error JSON, request ids, security headers, paths."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import urlsplit
+
+from tests.gateway.test_files import error_code
+from tests.support.harness import USERS, Cluster
+
+SECURITY = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
+    "cross-origin-opener-policy": "same-origin",
+    "cross-origin-embedder-policy": "require-corp",
+    "cross-origin-resource-policy": "same-origin",
+}
+
+
+async def raw_request(
+    url: str, method: str, target: str, key: str | None = None
+) -> tuple[int, bytes]:
+    """Send a request line exactly as written (no client-side path normalization)."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    auth = f"Authorization: Bearer {key}\r\n" if key else ""
+    head = f"{method} {target} HTTP/1.1\r\nHost: x\r\n{auth}"
+    writer.write(f"{head}Content-Length: 0\r\nConnection: close\r\n\r\n".encode())
+    await writer.drain()
+    data = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), body
+
+
+async def test_missing_malformed_empty_unknown_keys_are_401(cluster: Cluster) -> None:
+    client = cluster.client("anonymous")
+    for headers in (
+        {},
+        {"Authorization": "Foo"},
+        {"Authorization": "Basic abc"},
+        {"Authorization": "Bearer "},
+        {"Authorization": "Bearer not-a-key"},
+    ):
+        response = await client.get("/v1/files/", headers=headers)
+        assert response.status_code == 401, headers
+        assert error_code(response) == "AUTHENTICATION_FAILED"
+
+
+async def test_internal_secret_is_not_an_api_key(cluster: Cluster) -> None:
+    secret = cluster.settings.auth.internal_proxy_secret.get_secret_value()
+    response = await cluster.client("anonymous").get(
+        "/v1/files/", headers={"Authorization": f"Bearer {secret}"}
+    )
+    assert response.status_code == 401
+
+
+async def test_health_needs_no_auth(cluster: Cluster) -> None:
+    response = await cluster.client("anonymous").get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_ready_answers_when_store_answers(cluster: Cluster) -> None:
+    response = await cluster.client("anonymous").get("/ready")
+    assert response.status_code == 200
+
+
+async def test_metrics_on_api_port_needs_auth(cluster: Cluster) -> None:
+    assert (await cluster.client("anonymous").get("/metrics")).status_code == 401
+    await cluster.client("alice").post("/v1/files/m.txt", content=b"x")
+    response = await cluster.client("alice").get("/metrics")
+    assert response.status_code == 200
+    text = response.text
+    assert (
+        'callfs_http_requests_total{method="POST",path="/v1/files/{path:path}",status_code="201"}'
+        in text
+    )
+    assert 'callfs_file_operations_total{backend_type="localfs",operation="create"}' in text
+    assert "callfs_backend_op_duration_seconds" in text
+    assert "/v1/files/m.txt" not in text
+
+
+async def test_every_response_has_request_id_and_security_headers(cluster: Cluster) -> None:
+    client = cluster.client("alice")
+    responses = [
+        await client.get("/health"),
+        await client.get("/v1/files/missing"),
+        await cluster.client("anonymous").get("/v1/files/"),
+        await client.post("/v1/files/x.txt", content=b"x"),
+    ]
+    ids = set()
+    for response in responses:
+        for name, value in SECURITY.items():
+            assert response.headers[name] == value
+        assert "permissions-policy" in response.headers
+        assert "strict-transport-security" not in response.headers
+        ids.add(response.headers["x-request-id"])
+    assert len(ids) == len(responses)
+
+
+async def test_incoming_request_id_is_echoed(cluster: Cluster) -> None:
+    response = await cluster.client("alice").get("/health", headers={"X-Request-ID": "abc-123"})
+    assert response.headers["x-request-id"] == "abc-123"
+
+
+async def test_unknown_route_is_json_404(cluster: Cluster) -> None:
+    response = await cluster.client("alice").get("/v2/nothing")
+    assert response.status_code == 404
+    assert response.json()["code"] == "FILE_NOT_FOUND"
+
+
+async def test_invalid_paths_are_400_invalid_path(cluster: Cluster) -> None:
+    key = USERS["alice"][0]
+    targets = [
+        "/v1/files/a/../b",
+        "/v1/files/..",
+        "/v1/files/a/%2e%2e/b",
+        "/v1/files/%2E%2E",
+        "/v1/files/a/./b",
+        "/v1/files/a%2Fb",
+        "/v1/files/a%5Cb",
+        "/v1/files/a\\b",
+        "/v1/files/a//b",
+        "/v1/files/a%00b",
+        "/v1/files/a%01b",
+        "/v1/files/%ff%fe",
+        "/v1/files/" + "x" * 256,
+        "/v1/files/" + "/".join(["y" * 200] * 21),
+    ]
+    for target in targets:
+        for method in ("GET", "POST", "PUT", "DELETE"):
+            status, body = await raw_request(cluster.gateway.url, method, target, key)
+            assert status == 400, (method, target, body)
+            assert b'"INVALID_PATH"' in body
+
+
+async def test_fine_names_are_accepted(cluster: Cluster) -> None:
+    client = cluster.client("alice")
+    for name in ("with space.txt", "dots...txt", "a+b@c", "ünïcødé-文件.txt", ".hidden"):
+        response = await client.post(f"/v1/files/ok/{name}", content=name.encode())
+        assert response.status_code == 201, name
+        assert (await client.get(f"/v1/files/ok/{name}")).content == name.encode()

@@ -1,0 +1,81 @@
+"""What only the PostgreSQL store does: connection trouble, migration locking."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+from pydantic import SecretStr
+
+from callfs.errors import BackendUnavailable
+from callfs.metadata import open_store
+from callfs.metadata.postgres import MIGRATION_LOCK, PostgresMetadataStore
+from callfs.settings import MetadataStoreSettings
+from tests.support.servers import free_port
+
+
+async def test_unreachable_server_is_backend_unavailable_without_details() -> None:
+    store = PostgresMetadataStore(
+        f"postgresql://callfs:hunter2@127.0.0.1:{free_port()}/callfs", acquire_timeout=2
+    )
+    with pytest.raises(BackendUnavailable) as caught:
+        await store.open()
+    assert str(caught.value) == "metadata store unavailable"
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+async def test_closed_store_is_backend_unavailable(postgres_dsn: str) -> None:
+    store = PostgresMetadataStore(postgres_dsn, min_size=1, max_size=2)
+    await store.open()
+    await store.ping()
+    await store.close()
+    with pytest.raises(BackendUnavailable):
+        await store.get("/")
+    with pytest.raises(BackendUnavailable):
+        await store.ping()
+
+
+async def test_migrations_are_recorded_with_their_time(postgres_dsn: str) -> None:
+    store = PostgresMetadataStore(postgres_dsn, min_size=1, max_size=2)
+    await store.open()
+    await store.close()
+    conn = await asyncpg.connect(postgres_dsn)
+    try:
+        rows = await conn.fetch("SELECT version, applied_at FROM schema_migrations")
+        collation = await conn.fetchval(
+            "SELECT collation_name FROM information_schema.columns"
+            " WHERE table_name = 'entries' AND column_name = 'path'"
+        )
+    finally:
+        await conn.close()
+    assert [row["version"] for row in rows] == [1]
+    assert rows[0]["applied_at"].tzinfo is not None
+    assert collation == "C"
+
+
+async def test_open_waits_for_another_replica_migrating(postgres_dsn: str) -> None:
+    holder = await asyncpg.connect(postgres_dsn)
+    store = PostgresMetadataStore(postgres_dsn, min_size=1, max_size=2)
+    try:
+        await holder.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+        opening = asyncio.create_task(store.open())
+        waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        async with asyncio.timeout(10):
+            # Polling: the waiter is another connection, nothing here can signal.
+            while not await holder.fetchval(waiting):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        assert not opening.done()
+        assert await holder.fetchval("SELECT to_regclass('entries') IS NULL")
+        await holder.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+        await asyncio.wait_for(opening, 10)
+        root = await store.get("/")
+        assert root is not None and root.owner == "root"
+    finally:
+        await store.close()
+        await holder.close()
+
+
+def test_open_store_builds_a_postgres_store_from_settings() -> None:
+    settings = MetadataStoreSettings(type="postgres", dsn=SecretStr("postgresql://h/db"))
+    assert isinstance(open_store(settings), PostgresMetadataStore)

@@ -1,0 +1,507 @@
+"""The metadata-store contract, run against SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from callfs.entry import Entry
+from callfs.errors import (
+    AlreadyExists,
+    BadRequest,
+    DirectoryNotEmpty,
+    IsADirectory,
+    NotADirectory,
+    NotFound,
+    PreconditionFailed,
+)
+from callfs.metadata.base import MetadataStore
+from tests.metadata.conftest import StoreTarget
+from tests.metadata.entries import T0, directory, file
+
+# Names that sort around "/" (0x2F): " " "-" "." before it, "0" after it.
+TRICKY_NAMES = ["a", "a b", "a-b", "a.b", "a0", "ab", "aé", "b", "Z", "日本", "🙂"]
+
+
+def paths_of(entries: Sequence[Entry]) -> list[str]:
+    return [e.path for e in entries]
+
+
+async def build_tree(store: MetadataStore) -> None:
+    """/d with a subtree under /d/a and siblings whose names share its prefix."""
+    await store.create(directory("/d"))
+    for name in TRICKY_NAMES:
+        await store.create(directory(f"/d/{name}") if name == "a" else file(f"/d/{name}"))
+    await store.create(directory("/d/a/x"))
+    await store.create(file("/d/a/x/deep"))
+    await store.create(file("/d/a/y"))
+
+
+# --- open, root, migrations -----------------------------------------------------------
+
+
+async def test_open_creates_root_as_sticky_world_writable_directory(store: MetadataStore) -> None:
+    root = await store.get("/")
+    assert root is not None
+    assert (root.type, root.mode, root.owner, root.group) == ("directory", 0o1777, "root", "root")
+
+
+async def test_ping_answers_when_open(store: MetadataStore) -> None:
+    await store.ping()
+    assert await store.get("/") is not None
+
+
+async def test_reopening_applies_no_migration_twice_and_keeps_data(
+    store: MetadataStore, store_target: StoreTarget
+) -> None:
+    await store.create(file("/kept"))
+    before = await store_target.migration_versions()
+    again = store_target.build()
+    await again.open()
+    try:
+        assert await again.get("/kept") == file("/kept")
+    finally:
+        await again.close()
+    assert await store_target.migration_versions() == before
+    assert before and before[0] == 1
+
+
+async def test_replicas_opening_together_migrate_once(store_target: StoreTarget) -> None:
+    replicas = [store_target.build() for _ in range(4)]
+    try:
+        await asyncio.gather(*(replica.open() for replica in replicas))
+        roots = [await replica.get("/") for replica in replicas]
+    finally:
+        for replica in replicas:
+            await replica.close()
+    assert all(root is not None and root.mode == 0o1777 for root in roots)
+    versions = await store_target.migration_versions()
+    assert versions == sorted(set(versions))
+
+
+# --- create and get -------------------------------------------------------------------
+
+
+async def test_create_then_get_round_trips_every_field(store: MetadataStore) -> None:
+    entry = file(
+        "/日本/ファイル 1.txt",
+        size=2**40,
+        mode=0o4750,
+        owner="bob",
+        group="ops",
+        mtime=datetime(2031, 12, 31, 23, 59, 59, tzinfo=UTC),
+        ctime=datetime(1999, 1, 1, 0, 0, 1, tzinfo=UTC),
+        etag='"abc"',
+        backend="s3",
+        instance_id=None,
+        object_key="objects/1",
+    )
+    await store.create(entry, [directory("/日本")])
+    assert await store.get(entry.path) == entry
+
+
+async def test_times_come_back_as_the_same_instant_in_utc(store: MetadataStore) -> None:
+    plus_two = timezone(timedelta(hours=2))
+    await store.create(file("/f", mtime=datetime(2026, 5, 1, 14, 0, 0, tzinfo=plus_two)))
+    found = await store.get("/f")
+    assert found is not None
+    assert found.mtime == datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
+    assert found.mtime.utcoffset() == timedelta(0)
+
+
+async def test_get_of_missing_path_is_none(store: MetadataStore) -> None:
+    assert await store.get("/nope") is None
+
+
+async def test_create_inserts_missing_parents(store: MetadataStore) -> None:
+    parents = [directory("/a"), directory("/a/b", owner="bob")]
+    await store.create(file("/a/b/c"), parents)
+    found = await store.get_many(["/a", "/a/b", "/a/b/c"])
+    assert found == {"/a": parents[0], "/a/b": parents[1], "/a/b/c": file("/a/b/c")}
+
+
+async def test_create_keeps_parents_that_already_exist(store: MetadataStore) -> None:
+    await store.create(directory("/a", owner="carol"))
+    await store.create(file("/a/f"), [directory("/a", owner="bob")])
+    existing = await store.get("/a")
+    assert existing is not None and existing.owner == "carol"
+
+
+async def test_create_existing_path_raises_already_exists(store: MetadataStore) -> None:
+    await store.create(file("/f"))
+    with pytest.raises(AlreadyExists):
+        await store.create(file("/f", size=9))
+    found = await store.get("/f")
+    assert found is not None and found.size == 3
+
+
+async def test_create_below_a_file_raises_not_a_directory(store: MetadataStore) -> None:
+    await store.create(file("/f"))
+    with pytest.raises(NotADirectory):
+        await store.create(file("/f/g"))
+
+
+async def test_create_with_a_parent_below_a_file_rolls_back(store: MetadataStore) -> None:
+    await store.create(file("/f"))
+    with pytest.raises(NotADirectory):
+        await store.create(file("/f/sub/g"), [directory("/f/sub")])
+    assert await store.get("/f/sub") is None
+    assert await store.get("/f/sub/g") is None
+
+
+async def test_create_whose_parent_is_missing_raises_not_found(store: MetadataStore) -> None:
+    with pytest.raises(NotFound):
+        await store.create(file("/missing/f"))
+    assert await store.get("/missing/f") is None
+
+
+async def test_concurrent_creates_of_one_path_let_exactly_one_win(store: MetadataStore) -> None:
+    attempts = [store.create(file("/race/f", size=n), [directory("/race")]) for n in range(20)]
+    results = await asyncio.gather(*attempts, return_exceptions=True)
+    assert sum(result is None for result in results) == 1
+    assert all(isinstance(r, AlreadyExists) for r in results if r is not None)
+    winner = results.index(None)
+    assert await store.get("/race/f") == file("/race/f", size=winner)
+
+
+async def test_get_many_returns_only_the_paths_that_exist(store: MetadataStore) -> None:
+    await store.create(file("/x"))
+    found = await store.get_many(["/", "/x", "/y", "/x"])
+    assert sorted(found) == ["/", "/x"]
+    assert await store.get_many([]) == {}
+
+
+async def test_get_many_answers_for_many_paths_at_once(store: MetadataStore) -> None:
+    await store.create(directory("/many"))
+    for n in range(30):
+        await store.create(file(f"/many/{n:04d}"))
+    wanted = [f"/many/{n:04d}" for n in range(0, 1200, 1)]
+    found = await store.get_many(wanted)
+    assert sorted(found) == [f"/many/{n:04d}" for n in range(30)]
+
+
+# --- listings -------------------------------------------------------------------------
+
+
+async def test_list_children_is_sorted_bytewise(store: MetadataStore) -> None:
+    await build_tree(store)
+    children = await store.list_children("/d")
+    expected = sorted(f"/d/{name}" for name in TRICKY_NAMES)
+    assert paths_of(children) == expected
+    assert expected.index("/d/Z") == 0 and expected[-1] == "/d/🙂"
+
+
+async def test_list_children_of_root_lists_top_level_only(store: MetadataStore) -> None:
+    await build_tree(store)
+    await store.create(file("/top"))
+    assert paths_of(await store.list_children("/")) == ["/d", "/top"]
+
+
+async def test_list_children_pages_by_after_and_limit(store: MetadataStore) -> None:
+    await build_tree(store)
+    seen: list[str] = []
+    after: str | None = None
+    while page := await store.list_children("/d", limit=3, after=after):
+        assert len(page) <= 3
+        seen += paths_of(page)
+        after = page[-1].path
+    assert seen == sorted(f"/d/{name}" for name in TRICKY_NAMES)
+
+
+async def test_list_children_of_a_file_or_missing_path_is_empty(store: MetadataStore) -> None:
+    await build_tree(store)
+    assert await store.list_children("/d/b") == []
+    assert await store.list_children("/nowhere") == []
+
+
+async def test_list_tree_holds_every_descendant_sorted_by_path(store: MetadataStore) -> None:
+    await build_tree(store)
+    tree = paths_of(await store.list_tree("/d"))
+    expected = sorted([f"/d/{name}" for name in TRICKY_NAMES] + ["/d/a/x", "/d/a/x/deep", "/d/a/y"])
+    assert tree == expected
+    # "/d/a b" and "/d/a-b" sort before "/d/a/x": bytewise, not depth-first.
+    assert tree.index("/d/a-b") < tree.index("/d/a/x") < tree.index("/d/a0")
+
+
+async def test_list_tree_stops_at_max_depth(store: MetadataStore) -> None:
+    await build_tree(store)
+    children = paths_of(await store.list_tree("/d", max_depth=0))
+    assert children == sorted(f"/d/{name}" for name in TRICKY_NAMES)
+    two = paths_of(await store.list_tree("/d", max_depth=1))
+    assert "/d/a/x" in two and "/d/a/y" in two and "/d/a/x/deep" not in two
+    assert paths_of(await store.list_tree("/", max_depth=0)) == ["/d"]
+    everything = paths_of(await store.list_tree("/"))
+    assert everything[0] == "/d" and "/d/a/x/deep" in everything and "/" not in everything
+
+
+async def test_list_tree_leaves_out_siblings_sharing_a_prefix(store: MetadataStore) -> None:
+    await build_tree(store)
+    assert paths_of(await store.list_tree("/d/a")) == ["/d/a/x", "/d/a/x/deep", "/d/a/y"]
+
+
+async def test_list_tree_pages_by_after_and_limit(store: MetadataStore) -> None:
+    await build_tree(store)
+    full = paths_of(await store.list_tree("/d", max_depth=1))
+    seen: list[str] = []
+    after: str | None = None
+    while page := await store.list_tree("/d", max_depth=1, limit=4, after=after):
+        seen += paths_of(page)
+        after = page[-1].path
+    assert seen == full
+
+
+async def test_list_tree_with_negative_depth_is_bad_request(store: MetadataStore) -> None:
+    with pytest.raises(BadRequest):
+        await store.list_tree("/", max_depth=-1)
+
+
+async def test_has_children_tells_empty_from_full(store: MetadataStore) -> None:
+    await store.create(directory("/empty"))
+    await store.create(file("/full/f"), [directory("/full")])
+    assert await store.has_children("/full")
+    assert not await store.has_children("/empty")
+    assert await store.has_children("/")
+
+
+# --- update ---------------------------------------------------------------------------
+
+
+async def test_update_overwrites_the_row(store: MetadataStore) -> None:
+    await store.create(file("/f"))
+    changed = file("/f", size=10, mode=0o600, owner="bob", etag="etag-2", mtime=T0 + timedelta(1))
+    await store.update(changed)
+    assert await store.get("/f") == changed
+
+
+async def test_update_of_missing_path_raises_not_found(store: MetadataStore) -> None:
+    with pytest.raises(NotFound):
+        await store.update(file("/ghost"))
+    with pytest.raises(NotFound):
+        await store.update(file("/ghost"), expected_etag="etag-1")
+
+
+async def test_update_with_stale_etag_raises_precondition_failed(store: MetadataStore) -> None:
+    await store.create(file("/f", etag="v1"))
+    with pytest.raises(PreconditionFailed):
+        await store.update(file("/f", etag="v3", size=1), expected_etag="v2")
+    found = await store.get("/f")
+    assert found is not None and (found.etag, found.size) == ("v1", 3)
+
+
+async def test_update_with_matching_etag_succeeds(store: MetadataStore) -> None:
+    await store.create(file("/f", etag="v1"))
+    await store.update(file("/f", etag="v2"), expected_etag="v1")
+    found = await store.get("/f")
+    assert found is not None and found.etag == "v2"
+
+
+async def test_concurrent_conditional_updates_let_one_win(store: MetadataStore) -> None:
+    await store.create(file("/f", etag="v0"))
+    attempts = [store.update(file("/f", etag=f"w{n}"), expected_etag="v0") for n in range(10)]
+    results = await asyncio.gather(*attempts, return_exceptions=True)
+    assert sum(result is None for result in results) == 1
+    assert all(isinstance(r, PreconditionFailed) for r in results if r is not None)
+
+
+# --- delete ---------------------------------------------------------------------------
+
+
+async def test_delete_removes_a_file_and_returns_it(store: MetadataStore) -> None:
+    await store.create(file("/f"))
+    assert await store.delete("/f") == file("/f")
+    assert await store.get("/f") is None
+
+
+async def test_delete_removes_an_empty_directory(store: MetadataStore) -> None:
+    await store.create(directory("/e"))
+    assert (await store.delete("/e")).is_dir
+    assert await store.get("/e") is None
+
+
+async def test_delete_of_non_empty_directory_raises_directory_not_empty(
+    store: MetadataStore,
+) -> None:
+    await store.create(file("/d/f"), [directory("/d")])
+    with pytest.raises(DirectoryNotEmpty):
+        await store.delete("/d")
+    assert await store.get("/d") is not None
+
+
+async def test_delete_of_missing_path_raises_not_found(store: MetadataStore) -> None:
+    with pytest.raises(NotFound):
+        await store.delete("/nope")
+
+
+async def test_root_cannot_be_deleted(store: MetadataStore) -> None:
+    with pytest.raises(BadRequest):
+        await store.delete("/")
+    with pytest.raises(BadRequest):
+        await store.delete_tree("/")
+    assert await store.get("/") is not None
+
+
+async def test_delete_tree_removes_the_subtree_only(store: MetadataStore) -> None:
+    await build_tree(store)
+    removed = await store.delete_tree("/d/a")
+    assert paths_of(removed) == ["/d/a", "/d/a/x", "/d/a/x/deep", "/d/a/y"]
+    assert removed[2] == file("/d/a/x/deep")
+    left = paths_of(await store.list_tree("/d"))
+    assert left == sorted(f"/d/{name}" for name in TRICKY_NAMES if name != "a")
+
+
+async def test_delete_tree_of_missing_path_removes_nothing(store: MetadataStore) -> None:
+    assert await store.delete_tree("/nope") == []
+
+
+# --- move -----------------------------------------------------------------------------
+
+
+async def test_move_rewrites_the_whole_subtree(store: MetadataStore) -> None:
+    await build_tree(store)
+    await store.create(directory("/e"))
+    assert await store.move("/d/a", "/e/moved") == []
+    assert paths_of(await store.list_tree("/e")) == [
+        "/e/moved",
+        "/e/moved/x",
+        "/e/moved/x/deep",
+        "/e/moved/y",
+    ]
+    assert paths_of(await store.list_children("/e/moved/x")) == ["/e/moved/x/deep"]
+    assert await store.get("/e/moved/x/deep") == file(
+        "/e/moved/x/deep", object_key="key-d-a-x-deep"
+    )
+    assert await store.list_tree("/d/a") == []
+    assert "/d/a" not in paths_of(await store.list_children("/d"))
+    # The prefix siblings stay put.
+    assert await store.get("/d/a-b") is not None and await store.get("/d/ab") is not None
+
+
+async def test_move_renames_a_file_in_place(store: MetadataStore) -> None:
+    await store.create(file("/old"))
+    await store.move("/old", "/new")
+    assert await store.get("/old") is None
+    moved = await store.get("/new")
+    assert moved == file("/old").evolve(path="/new")
+    assert moved is not None and moved.name == "new"
+
+
+async def test_move_onto_itself_changes_nothing(store: MetadataStore) -> None:
+    await store.create(file("/f"))
+    assert await store.move("/f", "/f", replace=True) == []
+    assert await store.get("/f") == file("/f")
+
+
+async def test_move_of_missing_source_raises_not_found(store: MetadataStore) -> None:
+    with pytest.raises(NotFound):
+        await store.move("/nope", "/other")
+
+
+async def test_move_onto_existing_path_without_replace_raises_already_exists(
+    store: MetadataStore,
+) -> None:
+    await store.create(file("/a"))
+    await store.create(file("/b"))
+    with pytest.raises(AlreadyExists):
+        await store.move("/a", "/b")
+    assert await store.get("/a") is not None
+
+
+async def test_move_with_replace_removes_and_returns_the_replaced_file(
+    store: MetadataStore,
+) -> None:
+    await store.create(file("/a", size=1))
+    await store.create(file("/b", size=2))
+    assert await store.move("/a", "/b", replace=True) == [file("/b", size=2)]
+    assert await store.get("/a") is None
+    assert await store.get("/b") == file("/a", size=1).evolve(path="/b")
+
+
+async def test_move_of_directory_replaces_an_empty_directory(store: MetadataStore) -> None:
+    await store.create(file("/src/f"), [directory("/src")])
+    await store.create(directory("/dst", owner="bob"))
+    replaced = await store.move("/src", "/dst", replace=True)
+    assert replaced == [directory("/dst", owner="bob")]
+    assert paths_of(await store.list_tree("/dst")) == ["/dst/f"]
+    moved = await store.get("/dst")
+    assert moved is not None and moved.owner == "alice"
+
+
+async def test_move_onto_non_empty_directory_raises_directory_not_empty(
+    store: MetadataStore,
+) -> None:
+    await store.create(file("/src/f"), [directory("/src")])
+    await store.create(file("/dst/g"), [directory("/dst")])
+    with pytest.raises(DirectoryNotEmpty):
+        await store.move("/src", "/dst", replace=True)
+    assert paths_of(await store.list_tree("/src")) == ["/src/f"]
+    assert paths_of(await store.list_tree("/dst")) == ["/dst/g"]
+
+
+async def test_move_between_file_and_directory_is_refused(store: MetadataStore) -> None:
+    await store.create(file("/f"))
+    await store.create(directory("/d"))
+    with pytest.raises(IsADirectory):
+        await store.move("/f", "/d", replace=True)
+    with pytest.raises(NotADirectory):
+        await store.move("/d", "/f", replace=True)
+    assert await store.get("/f") == file("/f")
+    assert await store.get("/d") == directory("/d")
+
+
+async def test_move_into_itself_or_of_root_is_bad_request(store: MetadataStore) -> None:
+    await store.create(directory("/a"))
+    with pytest.raises(BadRequest):
+        await store.move("/a", "/a/inside")
+    with pytest.raises(BadRequest):
+        await store.move("/", "/x")
+    with pytest.raises(BadRequest):
+        await store.move("/a", "/", replace=True)
+
+
+async def test_move_creates_missing_destination_parents(store: MetadataStore) -> None:
+    await store.create(file("/f"))
+    await store.move("/f", "/p/q/f", parents=[directory("/p"), directory("/p/q")])
+    assert paths_of(await store.list_tree("/p")) == ["/p/q", "/p/q/f"]
+
+
+async def test_move_below_a_missing_directory_raises_not_found(store: MetadataStore) -> None:
+    await store.create(file("/f"))
+    with pytest.raises(NotFound):
+        await store.move("/f", "/nowhere/f")
+    assert await store.get("/f") is not None
+
+
+async def test_move_below_a_file_raises_not_a_directory(store: MetadataStore) -> None:
+    await store.create(file("/f"))
+    await store.create(file("/g"))
+    with pytest.raises(NotADirectory):
+        await store.move("/f", "/g/f")
+    assert await store.get("/f") is not None
+
+
+async def test_concurrent_moves_of_one_source_let_one_win(store: MetadataStore) -> None:
+    await build_tree(store)
+    moves = [store.move("/d/a", f"/moved-{n}") for n in range(6)]
+    results = await asyncio.gather(*moves, return_exceptions=True)
+    assert sum(result == [] for result in results) == 1
+    assert all(isinstance(r, NotFound) for r in results if r != [])
+    winner = f"/moved-{results.index([])}"
+    assert len(await store.list_tree(winner)) == 3
+
+
+# --- reconciler -----------------------------------------------------------------------
+
+
+async def test_object_keys_lists_one_node_or_backend(store: MetadataStore) -> None:
+    await store.create(directory("/d"))
+    await store.create(file("/d/1", instance_id="node-0", object_key="k1"))
+    await store.create(file("/d/2", instance_id="node-1", object_key="k2"))
+    await store.create(file("/d/3", backend="s3", instance_id=None, object_key="k3"))
+    await store.create(file("/d/4", instance_id="node-0", object_key="k4"))
+    assert await store.object_keys("localfs", "node-0") == {"k1", "k4"}
+    assert await store.object_keys("localfs", "node-1") == {"k2"}
+    assert await store.object_keys("s3", None) == {"k3"}
+    assert await store.object_keys("localfs", "node-9") == set()

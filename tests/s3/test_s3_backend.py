@@ -1,0 +1,432 @@
+"""The S3 backend against real S3-compatible servers: SeaweedFS and moto."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from callfs.backends.base import ObjectRef
+from callfs.backends.s3 import S3Backend, check_connectivity
+from callfs.errors import BackendUnavailable, NotFound, RangeNotSatisfiable
+from callfs.settings import BackendSettings
+from tests.support.s3 import MotoServer, S3Server, SeaweedS3Server
+
+pytestmark = pytest.mark.s3
+
+MiB = 1024 * 1024
+LOGGER = "callfs.backends.s3"
+
+
+class BrokeOff(Exception):
+    """What a client that goes away mid-upload raises in the body iterator."""
+
+
+def block(index: int) -> bytes:
+    """The ``index``-th MiB of a reproducible pseudo-random body."""
+    return random.Random(index).randbytes(MiB)
+
+
+def expected(offset: int, length: int) -> bytes:
+    """Bytes ``offset .. offset+length`` of the body made of :func:`block` s."""
+    first, last = offset // MiB, (offset + length - 1) // MiB
+    data = b"".join(block(i) for i in range(first, last + 1))
+    start = offset - first * MiB
+    return data[start : start + length]
+
+
+async def blocks(count: int) -> AsyncIterator[bytes]:
+    for index in range(count):
+        yield block(index)
+
+
+async def chunks_of(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def read_all(backend: S3Backend, ref: ObjectRef, **kwargs: int) -> bytes:
+    return b"".join([chunk async for chunk in await backend.read(ref, **kwargs)])
+
+
+@pytest.fixture
+async def backend(s3_settings: BackendSettings) -> AsyncIterator[S3Backend]:
+    s3 = S3Backend(s3_settings)
+    await s3.start()
+    yield s3
+    await s3.close()
+
+
+async def test_new_objects_get_distinct_s3_keys(backend: S3Backend) -> None:
+    first = await backend.new_object("/a.txt")
+    second = await backend.new_object("/a.txt")
+    assert (first.backend, first.instance_id) == ("s3", None)
+    assert first.key != second.key
+
+
+async def test_small_body_goes_in_one_put_and_reads_back(
+    backend: S3Backend, s3_server: S3Server
+) -> None:
+    data = b"hello, s3\n" * 100
+    ref = await backend.new_object("/hello.txt")
+
+    written = await backend.write(ref, chunks_of(data[:300], data[300:]))
+
+    assert written.size == len(data)
+    assert written.sha256 == hashlib.sha256(data).hexdigest()
+    # A single PutObject's ETag is the body's MD5; a multipart one ends in "-<parts>".
+    assert written.etag == hashlib.md5(data).hexdigest()
+    assert await read_all(backend, ref) == data
+    assert s3_server.multipart_uploads(backend.bucket) == []
+
+
+async def test_empty_body_stores_an_empty_object(backend: S3Backend) -> None:
+    ref = await backend.new_object("/empty")
+
+    written = await backend.write(ref, chunks_of())
+
+    assert (written.size, written.sha256) == (0, hashlib.sha256(b"").hexdigest())
+    assert await read_all(backend, ref) == b""
+    assert await read_all(backend, ref, offset=0, length=0) == b""
+
+
+async def test_fifty_mib_upload_is_multipart_with_its_checksum_and_ranges(
+    backend: S3Backend, s3_server: S3Server
+) -> None:
+    count = 50
+    digest = hashlib.sha256()
+    for index in range(count):
+        digest.update(block(index))
+    ref = await backend.new_object("/big.bin")
+
+    written = await backend.write(ref, blocks(count))
+
+    size = count * MiB
+    assert written.size == size
+    assert written.sha256 == digest.hexdigest()
+    assert written.etag.endswith("-7")  # 8 MiB parts: six full, one of 2 MiB
+    assert s3_server.multipart_uploads(backend.bucket) == []
+
+    part = 8 * MiB
+    for offset, length in [
+        (0, 100),  # start
+        (25 * MiB + 123, 1000),  # middle
+        (part - 10, 20),  # across the first part boundary
+        (part - 1, part + 2),  # spans a whole part and both its boundaries
+        (size - 100, 100),  # the end
+        (6 * part, size - 6 * part),  # exactly the short last part
+    ]:
+        assert await read_all(backend, ref, offset=offset, length=length) == expected(
+            offset, length
+        ), (offset, length)
+    assert await read_all(backend, ref, offset=size - 5) == expected(size - 5, 5)
+
+    received = hashlib.sha256()
+    sizes = []
+    async for chunk in await backend.read(ref):
+        received.update(chunk)
+        sizes.append(len(chunk))
+    assert received.hexdigest() == written.sha256
+    assert sum(sizes) == size
+    assert set(sizes) == {MiB}  # streamed in chunk_size pieces
+
+
+async def test_upload_that_breaks_off_leaves_no_object_no_parts_and_old_content(
+    backend: S3Backend, s3_server: S3Server
+) -> None:
+    previous = await backend.new_object("/f.txt")
+    await backend.write(previous, chunks_of(b"old content"))
+    broken = await backend.new_object("/f.txt")
+
+    async def breaks_off() -> AsyncIterator[bytes]:
+        for index in range(12):  # one whole 8 MiB part is uploaded before the break
+            yield block(index)
+        raise BrokeOff("client went away")
+
+    with pytest.raises(BrokeOff):
+        await backend.write(broken, breaks_off())
+
+    assert s3_server.keys(backend.bucket) == [previous.key]
+    assert s3_server.multipart_uploads(backend.bucket) == []
+    assert await read_all(backend, previous) == b"old content"
+    with pytest.raises(NotFound):
+        await backend.read(broken)
+
+
+async def test_cancelled_upload_aborts_its_multipart_upload(
+    backend: S3Backend, s3_server: S3Server
+) -> None:
+    ref = await backend.new_object("/cancelled.bin")
+    first_part_sent = asyncio.Event()
+
+    async def stalls() -> AsyncIterator[bytes]:
+        for index in range(8):
+            yield block(index)
+        first_part_sent.set()
+        await asyncio.Event().wait()
+        yield b""
+
+    task = asyncio.create_task(backend.write(ref, stalls()))
+    await first_part_sent.wait()
+    assert s3_server.multipart_uploads(backend.bucket) == [ref.key]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    assert s3_server.multipart_uploads(backend.bucket) == []
+    assert s3_server.keys(backend.bucket) == []
+
+
+async def test_delete_removes_the_object_and_a_missing_one_is_fine(
+    backend: S3Backend, s3_server: S3Server
+) -> None:
+    ref = await backend.new_object("/gone.txt")
+    await backend.write(ref, chunks_of(b"bytes"))
+
+    await backend.delete(ref)
+    await backend.delete(ref)
+
+    assert s3_server.keys(backend.bucket) == []
+    with pytest.raises(NotFound):
+        await backend.read(ref)
+
+
+async def test_copy_is_server_side_and_reports_size_checksum_and_etag(
+    backend: S3Backend,
+) -> None:
+    data = b"copy me " * 1000
+    source = await backend.new_object("/src")
+    written = await backend.write(source, chunks_of(data))
+    target = await backend.new_object("/dst")
+
+    copied = await backend.copy(source, target, sha256=written.sha256)
+
+    assert copied.size == len(data)
+    assert copied.sha256 == written.sha256
+    assert copied.etag == written.etag
+    assert await read_all(backend, target) == data
+    assert await read_all(backend, source) == data
+
+
+async def test_copy_without_a_checksum_reads_the_copy_back_to_compute_it(
+    backend: S3Backend,
+) -> None:
+    data = b"checksum me"
+    source = await backend.new_object("/src")
+    await backend.write(source, chunks_of(data))
+    target = await backend.new_object("/dst")
+
+    copied = await backend.copy(source, target)
+
+    assert copied.sha256 == hashlib.sha256(data).hexdigest()
+
+
+async def test_copy_beyond_the_single_copy_limit_copies_in_parts(
+    s3_settings: BackendSettings, s3_server: S3Server
+) -> None:
+    s3 = S3Backend(s3_settings, max_copy_size=10 * MiB)
+    await s3.start()
+    try:
+        source = await s3.new_object("/big")
+        written = await s3.write(source, blocks(12))
+        target = await s3.new_object("/big-copy")
+
+        copied = await s3.copy(source, target)
+
+        assert (copied.size, copied.sha256) == (written.size, written.sha256)
+        assert copied.etag.endswith("-2")
+        assert await read_all(s3, target, offset=8 * MiB - 3, length=6) == expected(8 * MiB - 3, 6)
+        assert s3_server.multipart_uploads(s3.bucket) == []
+    finally:
+        await s3.close()
+
+
+async def test_copy_of_a_missing_source_is_not_found(backend: S3Backend) -> None:
+    source = await backend.new_object("/nothing")
+    target = await backend.new_object("/dst")
+
+    with pytest.raises(NotFound):
+        await backend.copy(source, target, sha256="0" * 64)
+
+
+async def test_missing_key_is_not_found_and_the_log_names_it(
+    backend: S3Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    ref = await backend.new_object("/missing")
+
+    with caplog.at_level(logging.ERROR, logger=LOGGER), pytest.raises(NotFound):
+        await backend.read(ref)
+
+    assert ref.key in caplog.text
+    assert "missing" in caplog.text
+
+
+async def test_ranged_read_of_a_missing_key_is_not_found(backend: S3Backend) -> None:
+    ref = await backend.new_object("/missing")
+
+    with pytest.raises(NotFound):
+        await backend.read(ref, offset=10, length=5)
+    with pytest.raises(NotFound):
+        await backend.read(ref, offset=0, length=0)
+
+
+async def test_range_starting_beyond_the_end_is_not_satisfiable(backend: S3Backend) -> None:
+    ref = await backend.new_object("/short")
+    await backend.write(ref, chunks_of(b"12345"))
+
+    with pytest.raises(RangeNotSatisfiable):
+        await backend.read(ref, offset=10, length=5)
+
+
+async def test_ping_answers_for_an_existing_bucket(backend: S3Backend) -> None:
+    await backend.ping()
+
+
+async def test_missing_bucket_is_backend_unavailable_with_a_clear_log(
+    s3_settings: BackendSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    bucket = f"callfs-absent-{uuid.uuid4().hex[:8]}"
+    s3 = S3Backend(s3_settings.model_copy(update={"s3_bucket_name": bucket}))
+    await s3.start()
+    try:
+        with caplog.at_level(logging.ERROR, logger=LOGGER):
+            with pytest.raises(BackendUnavailable) as pinged:
+                await s3.ping()
+            with pytest.raises(BackendUnavailable):
+                await s3.read(await s3.new_object("/x"))
+            with pytest.raises(BackendUnavailable):
+                await s3.write(await s3.new_object("/x"), chunks_of(b"x"))
+    finally:
+        await s3.close()
+
+    assert pinged.value.message == "S3 is unavailable"
+    assert f"bucket {bucket!r} does not exist" in caplog.text
+
+
+async def test_wrong_secret_is_backend_unavailable_and_logs_denial_without_secrets(
+    seaweedfs_s3: SeaweedS3Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    bucket = f"callfs-{uuid.uuid4().hex[:16]}"
+    seaweedfs_s3.create_bucket(bucket)
+    wrong_secret = "wrong-secret-0123456789"
+    settings = BackendSettings(
+        s3_access_key=seaweedfs_s3.access_key,
+        s3_secret_key=wrong_secret,
+        s3_bucket_name=bucket,
+        s3_endpoint=seaweedfs_s3.endpoint,
+    )
+    s3 = S3Backend(settings)
+    await s3.start()
+    try:
+        with caplog.at_level(logging.ERROR, logger=LOGGER):
+            with pytest.raises(BackendUnavailable):
+                await s3.ping()
+            with pytest.raises(BackendUnavailable):
+                await s3.write(await s3.new_object("/x"), chunks_of(b"x"))
+    finally:
+        await s3.close()
+
+    assert "denied" in caplog.text
+    assert wrong_secret not in caplog.text
+    assert seaweedfs_s3.secret_key not in caplog.text
+    assert seaweedfs_s3.keys(bucket) == []
+
+
+@pytest.mark.parametrize("server_type", [MotoServer, SeaweedS3Server])
+async def test_stopped_server_makes_operations_backend_unavailable(
+    server_type: type[S3Server], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = server_type(tmp_path / "s3")
+    await asyncio.to_thread(server.start)
+    try:
+        server.create_bucket("callfs-stopped")
+        settings = BackendSettings(
+            s3_access_key=server.access_key,
+            s3_secret_key=server.secret_key,
+            s3_bucket_name="callfs-stopped",
+            s3_endpoint=server.endpoint,
+        )
+        # Retrying a refused connection only adds backoff; one attempt shows the mapping.
+        s3 = S3Backend(settings, max_attempts=1)
+        await s3.start()
+        try:
+            ref = await s3.new_object("/before")
+            await s3.write(ref, chunks_of(b"stored"))
+            await asyncio.to_thread(server.stop)
+
+            with caplog.at_level(logging.WARNING, logger=LOGGER):
+                with pytest.raises(BackendUnavailable) as reading:
+                    await s3.read(ref)
+                with pytest.raises(BackendUnavailable):
+                    await s3.write(await s3.new_object("/after"), chunks_of(b"x"))
+                with pytest.raises(BackendUnavailable):
+                    await s3.ping()
+        finally:
+            await s3.close()
+    finally:
+        server.stop()
+
+    assert reading.value.message == "S3 is unavailable"
+    assert "unreachable" in caplog.text
+
+
+async def test_observe_reports_every_operation_and_whether_it_succeeded(
+    s3_settings: BackendSettings,
+) -> None:
+    seen: list[tuple[str, bool]] = []
+
+    def observe(operation: str, seconds: float, ok: bool) -> None:
+        assert seconds >= 0
+        seen.append((operation, ok))
+
+    s3 = S3Backend(s3_settings, observe=observe)
+    await s3.start()
+    try:
+        ref = await s3.new_object("/observed")
+        await s3.write(ref, chunks_of(b"data"))
+        await read_all(s3, ref)
+        await s3.delete(ref)
+        await s3.ping()
+        with pytest.raises(NotFound):
+            await s3.read(ref)
+    finally:
+        await s3.close()
+
+    assert seen == [
+        ("write", True),
+        ("read", True),
+        ("delete", True),
+        ("ping", True),
+        ("read", False),
+    ]
+
+
+async def test_check_connectivity_passes_for_a_reachable_bucket(
+    s3_settings: BackendSettings,
+) -> None:
+    await check_connectivity(s3_settings)
+
+
+async def test_check_connectivity_says_when_the_bucket_does_not_exist(
+    s3_settings: BackendSettings,
+) -> None:
+    settings = s3_settings.model_copy(update={"s3_bucket_name": "callfs-no-such-bucket"})
+
+    with pytest.raises(BackendUnavailable) as failed:
+        await check_connectivity(settings)
+
+    assert "'callfs-no-such-bucket' does not exist" in failed.value.message
+    assert s3_settings.s3_endpoint in failed.value.message
+
+
+async def test_check_connectivity_names_the_unset_bucket_setting() -> None:
+    with pytest.raises(BackendUnavailable) as failed:
+        await check_connectivity(BackendSettings())
+
+    assert "CALLFS_BACKEND_S3_BUCKET_NAME" in failed.value.message

@@ -1,0 +1,245 @@
+"""StorageNodeBackend against three real storage nodes: placement, streams, failover."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from callfs.backends.base import ObjectRef
+from callfs.backends.storage_node import StorageNodeBackend
+from callfs.discovery.base import StaticDiscovery
+from callfs.errors import BackendUnavailable, NotFound
+from callfs.placement import rank
+from tests.storage_node.conftest import SECRET, RunningNode, start_node
+from tests.support.polling import wait_until
+
+MiB = 1024 * 1024
+NAMES = ["node-0", "node-1", "node-2"]
+
+
+class SourceBroke(Exception):
+    """The client's upload broke off."""
+
+
+@dataclass
+class Cluster:
+    nodes: dict[str, RunningNode]
+    discovery: StaticDiscovery
+    backend: StorageNodeBackend
+
+    def endpoints(self) -> dict[str, str]:
+        return {name: node.address for name, node in self.nodes.items()}
+
+    async def stop(self, name: str) -> None:
+        await self.nodes[name].server.stop(0)
+
+    async def restart(self, name: str) -> None:
+        old = self.nodes[name]
+        self.nodes[name] = await start_node(old.root, old.port)
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    nodes = {name: await start_node(tmp_path / name) for name in NAMES}
+    discovery = StaticDiscovery({name: node.address for name, node in nodes.items()})
+    backend = StorageNodeBackend(discovery, SECRET, timeout=5.0, probe_interval=0.05)
+    await backend.start()
+    running = Cluster(nodes, discovery, backend)
+    yield running
+    await backend.close()
+    for node in running.nodes.values():
+        await node.server.stop(0)
+
+
+async def chunks_of(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def read_all(backend: StorageNodeBackend, ref: ObjectRef, **kwargs: int) -> bytes:
+    return b"".join([chunk async for chunk in await backend.read(ref, **kwargs)])
+
+
+def pattern(size: int) -> bytes:
+    return bytes(index * 31 % 253 for index in range(size))
+
+
+def path_ranked_first_on(name: str, *, among: list[str] = NAMES) -> str:
+    return next(p for p in (f"/p/{i}" for i in range(1000)) if rank(p, among)[0] == name)
+
+
+async def test_new_objects_go_to_the_node_ranked_first_for_their_path(cluster: Cluster) -> None:
+    chosen = set()
+    for index in range(30):
+        path = f"/dir/file-{index}.txt"
+        ref = await cluster.backend.new_object(path)
+        assert ref.backend == "localfs"
+        assert ref.instance_id == rank(path, NAMES)[0]
+        chosen.add(ref.instance_id)
+    assert chosen == set(NAMES)
+    first, second = [await cluster.backend.new_object("/same") for _ in range(2)]
+    assert first.instance_id == second.instance_id
+    assert first.key != second.key
+
+
+async def test_small_chunks_round_trip_with_their_sha256(cluster: Cluster) -> None:
+    data = pattern(3 * MiB + 17)
+    parts = [data[start : start + 65536] for start in range(0, len(data), 65536)]
+    ref = await cluster.backend.new_object("/f.bin")
+    written = await cluster.backend.write(ref, chunks_of(*parts))
+    digest = hashlib.sha256(data).hexdigest()
+    assert (written.size, written.sha256, written.etag) == (len(data), digest, digest)
+    assert await read_all(cluster.backend, ref) == data
+    assert await read_all(cluster.backend, ref, offset=MiB, length=100) == data[MiB : MiB + 100]
+    on_disk = cluster.nodes[str(ref.instance_id)].root / ref.key
+    assert on_disk.read_bytes() == data
+
+
+async def test_chunks_larger_than_a_message_are_split(cluster: Cluster) -> None:
+    data = pattern(20 * MiB)
+    ref = await cluster.backend.new_object("/big.bin")
+    written = await cluster.backend.write(ref, chunks_of(data))
+    assert written.size == len(data)
+    assert await read_all(cluster.backend, ref) == data
+
+
+async def test_an_empty_object_round_trips(cluster: Cluster) -> None:
+    ref = await cluster.backend.new_object("/empty")
+    written = await cluster.backend.write(ref, chunks_of())
+    assert written.size == 0
+    assert await read_all(cluster.backend, ref) == b""
+
+
+async def test_reading_a_missing_object_raises_not_found_before_any_byte(cluster: Cluster) -> None:
+    ref = await cluster.backend.new_object("/never-written")
+    with pytest.raises(NotFound):
+        await cluster.backend.read(ref)
+
+
+async def test_delete_removes_the_object_and_a_missing_one_is_fine(cluster: Cluster) -> None:
+    ref = await cluster.backend.new_object("/gone")
+    await cluster.backend.write(ref, chunks_of(b"bytes"))
+    await cluster.backend.delete(ref)
+    with pytest.raises(NotFound):
+        await cluster.backend.read(ref)
+    await cluster.backend.delete(ref)
+
+
+async def test_copy_streams_an_object_to_another_node(cluster: Cluster) -> None:
+    source = await cluster.backend.new_object(path_ranked_first_on("node-0"))
+    target = await cluster.backend.new_object(path_ranked_first_on("node-2"))
+    await cluster.backend.write(source, chunks_of(b"copied bytes"))
+    written = await cluster.backend.copy(source, target)
+    assert written.sha256 == hashlib.sha256(b"copied bytes").hexdigest()
+    assert await read_all(cluster.backend, target) == b"copied bytes"
+
+
+async def test_an_upload_that_breaks_off_raises_its_error_once_the_node_dropped_it(
+    cluster: Cluster,
+) -> None:
+    ref = await cluster.backend.new_object("/broken")
+    node = cluster.nodes[str(ref.instance_id)]
+
+    async def breaking() -> AsyncIterator[bytes]:
+        for _ in range(6):
+            yield pattern(MiB)
+        await wait_until(lambda: bool(node.temp_files()), what="the upload reached the node")
+        raise SourceBroke
+
+    with pytest.raises(SourceBroke):
+        await cluster.backend.write(ref, breaking())
+    # The node answers only once the temp file is gone, so no waiting here.
+    assert node.temp_files() == []
+    assert not (node.root / ref.key).exists()
+    with pytest.raises(NotFound):
+        await cluster.backend.read(ref)
+
+
+async def test_a_ref_to_a_node_not_in_discovery_is_unavailable(cluster: Cluster) -> None:
+    with pytest.raises(BackendUnavailable, match="storage node node-9 is not available"):
+        await cluster.backend.read(ObjectRef("localfs", "ab/cd/x", "node-9"))
+    with pytest.raises(BackendUnavailable):
+        await cluster.backend.write(ObjectRef("localfs", "ab/cd/x", None), chunks_of(b"x"))
+
+
+async def test_a_node_leaving_discovery_takes_no_new_files(cluster: Cluster) -> None:
+    path = path_ranked_first_on("node-1")
+    ref = await cluster.backend.new_object(path)
+    await cluster.backend.write(ref, chunks_of(b"x"))
+    cluster.discovery.set({k: v for k, v in cluster.endpoints().items() if k != "node-1"})
+    assert set(cluster.backend.node_status()) == {"node-0", "node-2"}
+    assert (await cluster.backend.new_object(path)).instance_id != "node-1"
+    with pytest.raises(BackendUnavailable, match="node-1 is not available"):
+        await cluster.backend.read(ref)
+
+
+async def test_a_stopped_node_fails_its_reads_and_takes_no_new_files_until_it_returns(
+    cluster: Cluster,
+) -> None:
+    refs = {}
+    for name in NAMES:
+        refs[name] = await cluster.backend.new_object(path_ranked_first_on(name))
+        await cluster.backend.write(refs[name], chunks_of(name.encode()))
+    await cluster.stop("node-1")
+
+    with pytest.raises(BackendUnavailable, match="storage node node-1 is unavailable"):
+        await cluster.backend.read(refs["node-1"])
+    assert cluster.backend.node_status() == {"node-0": True, "node-1": False, "node-2": True}
+    assert await read_all(cluster.backend, refs["node-0"]) == b"node-0"
+    assert await read_all(cluster.backend, refs["node-2"]) == b"node-2"
+    moved = await cluster.backend.new_object(path_ranked_first_on("node-1"))
+    assert moved.instance_id == rank(path_ranked_first_on("node-1"), ["node-0", "node-2"])[0]
+    await cluster.backend.ping()
+
+    await cluster.restart("node-1")
+    await wait_until(lambda: cluster.backend.node_status()["node-1"], what="node-1 is up again")
+    assert await read_all(cluster.backend, refs["node-1"]) == b"node-1"
+    back = await cluster.backend.new_object(path_ranked_first_on("node-1"))
+    assert back.instance_id == "node-1"
+
+
+async def test_a_write_to_a_stopped_node_is_unavailable(cluster: Cluster) -> None:
+    ref = await cluster.backend.new_object(path_ranked_first_on("node-2"))
+    await cluster.stop("node-2")
+    with pytest.raises(BackendUnavailable, match="node-2 is unavailable"):
+        await cluster.backend.write(ref, chunks_of(b"x"))
+
+
+async def test_with_every_node_down_placement_and_ping_are_unavailable(cluster: Cluster) -> None:
+    for name in NAMES:
+        await cluster.stop(name)
+    with pytest.raises(BackendUnavailable, match="no storage node is available"):
+        await cluster.backend.new_object("/anywhere")
+    with pytest.raises(BackendUnavailable):
+        await cluster.backend.ping()
+    assert cluster.backend.node_status() == dict.fromkeys(NAMES, False)
+
+
+async def test_nodes_short_of_free_space_take_no_new_files(cluster: Cluster) -> None:
+    full = StorageNodeBackend(cluster.discovery, SECRET, min_free_bytes=2**62)
+    try:
+        with pytest.raises(BackendUnavailable, match="no storage node is available"):
+            await full.new_object("/anything")
+    finally:
+        await full.close()
+
+
+async def test_a_wrong_secret_is_unavailable_not_a_crash(cluster: Cluster) -> None:
+    wrong = StorageNodeBackend(cluster.discovery, "not-the-secret-at-all")
+    try:
+        with pytest.raises(BackendUnavailable):
+            await wrong.ping()
+        with pytest.raises(BackendUnavailable):
+            await wrong.read(ObjectRef("localfs", "ab/cd/x", "node-0"))
+    finally:
+        await wrong.close()
+
+
+async def test_usage_reports_the_node_volume(cluster: Cluster) -> None:
+    used, free, total = await cluster.backend.usage("node-0")
+    assert used == 0
+    assert 0 < free <= total

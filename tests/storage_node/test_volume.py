@@ -1,0 +1,353 @@
+"""The volume on its own: confined paths, atomic writes, ranged reads (no gRPC)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+
+import pytest
+from callfs_storage_node.volume import BATCH_BYTES, TEMP_PREFIX, Volume
+
+from callfs.errors import (
+    AlreadyExists,
+    BadRequest,
+    DirectoryNotEmpty,
+    InvalidPath,
+    IsADirectory,
+    NotADirectory,
+    NotFound,
+    PreconditionFailed,
+)
+
+MiB = 1024 * 1024
+
+
+class SourceBroke(Exception):
+    """The client's stream broke off."""
+
+
+async def chunks_of(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def breaking(parts: Iterable[bytes]) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+    raise SourceBroke
+
+
+async def read_all(volume: Volume, path: str, **kwargs: int) -> bytes:
+    return b"".join([chunk async for chunk in await volume.read(path, **kwargs)])
+
+
+def pattern(size: int) -> bytes:
+    return bytes(index * 7 % 251 for index in range(size))
+
+
+@pytest.fixture
+def volume(tmp_path: Path) -> Volume:
+    root = tmp_path / "volume"
+    root.mkdir()
+    return Volume(root)
+
+
+def temp_files(volume: Volume) -> list[Path]:
+    return list(Path(volume.root).rglob(f"{TEMP_PREFIX}*"))
+
+
+async def test_write_then_read_returns_the_bytes_and_their_sha256(volume: Volume) -> None:
+    data = pattern(2 * BATCH_BYTES + 12345)
+    parts = [data[start : start + MiB] for start in range(0, len(data), MiB)]
+    stored = await volume.write("a/b/file", chunks_of(*parts), create_parents=True)
+    assert stored.size == len(data)
+    assert stored.sha256 == hashlib.sha256(data).hexdigest()
+    assert await read_all(volume, "a/b/file") == data
+    assert temp_files(volume) == []
+
+
+async def test_empty_write_stores_an_empty_file(volume: Volume) -> None:
+    stored = await volume.write("empty", chunks_of())
+    assert stored.size == 0
+    assert stored.sha256 == hashlib.sha256(b"").hexdigest()
+    assert await read_all(volume, "empty") == b""
+
+
+@pytest.mark.parametrize(
+    ("offset", "length", "expected"),
+    [(0, None, slice(0, None)), (10, 5, slice(10, 15)), (95, 50, slice(95, 100)),
+     (100, None, slice(100, 100)), (250, 3, slice(0, 0)), (3, 0, slice(0, 0))],
+)  # fmt: skip
+async def test_ranged_read_returns_exactly_the_range(
+    volume: Volume, offset: int, length: int | None, expected: slice
+) -> None:
+    data = pattern(100)
+    await volume.write("f", chunks_of(data))
+    kwargs = {"offset": offset} if length is None else {"offset": offset, "length": length}
+    assert await read_all(volume, "f", **kwargs) == data[expected]
+
+
+async def test_read_chunks_are_no_larger_than_asked(volume: Volume) -> None:
+    data = pattern(10_000)
+    await volume.write("f", chunks_of(data))
+    chunks = [chunk async for chunk in await volume.read("f", offset=1, chunk_size=4096)]
+    assert [len(chunk) for chunk in chunks] == [4096, 4096, 1807]
+    assert b"".join(chunks) == data[1:]
+
+
+async def test_negative_range_is_bad_request(volume: Volume) -> None:
+    await volume.write("f", chunks_of(b"x"))
+    with pytest.raises(BadRequest):
+        await volume.read("f", offset=-1)
+
+
+@pytest.mark.parametrize(
+    "path", ["../x", "a/../../x", "a/..", "/etc/passwd", "a\0b", "", ".", ".callfs-tmp-x"]
+)
+async def test_paths_that_leave_the_volume_or_name_its_root_are_invalid(
+    volume: Volume, path: str
+) -> None:
+    with pytest.raises(InvalidPath):
+        await volume.write(path, chunks_of(b"x"), create_parents=True)
+    with pytest.raises(InvalidPath):
+        await volume.read(path)
+    with pytest.raises(InvalidPath):
+        await volume.delete(path, recursive=True)
+
+
+async def test_a_symlink_to_a_file_outside_is_invalid(volume: Volume, tmp_path: Path) -> None:
+    outside = tmp_path / "secret.txt"
+    outside.write_bytes(b"secret")
+    (Path(volume.root) / "link").symlink_to(outside)
+    with pytest.raises(InvalidPath):
+        await volume.read("link")
+    with pytest.raises(InvalidPath):
+        await volume.write("link", chunks_of(b"overwritten"))
+    assert outside.read_bytes() == b"secret"
+
+
+async def test_a_symlinked_directory_outside_is_invalid(volume: Volume, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (Path(volume.root) / "dir").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(InvalidPath):
+        await volume.write("dir/new", chunks_of(b"x"), create_parents=True)
+    with pytest.raises(InvalidPath):
+        await volume.mkdir("dir/sub", parents=True)
+    assert list(outside.iterdir()) == []
+
+
+async def test_a_symlink_inside_the_volume_is_followed(volume: Volume) -> None:
+    await volume.write("real", chunks_of(b"inside"))
+    (Path(volume.root) / "alias").symlink_to(Path(volume.root) / "real")
+    assert await read_all(volume, "alias") == b"inside"
+
+
+async def test_overwrite_replaces_content_while_an_open_read_keeps_the_old(volume: Volume) -> None:
+    old = pattern(3 * BATCH_BYTES)
+    await volume.write("f", chunks_of(old))
+    stream = await volume.read("f", chunk_size=MiB)
+    first = await anext(stream)
+    await volume.write("f", chunks_of(b"new content"))
+    rest = b"".join([chunk async for chunk in stream])
+    assert first + rest == old
+    assert await read_all(volume, "f") == b"new content"
+
+
+async def test_write_without_overwrite_on_a_file_is_already_exists(volume: Volume) -> None:
+    await volume.write("f", chunks_of(b"old"))
+    with pytest.raises(AlreadyExists):
+        await volume.write("f", chunks_of(b"new"), overwrite=False)
+    assert await read_all(volume, "f") == b"old"
+    assert temp_files(volume) == []
+
+
+async def test_write_without_overwrite_on_a_free_path_stores_it(volume: Volume) -> None:
+    await volume.write("f", chunks_of(b"only"), overwrite=False)
+    assert await read_all(volume, "f") == b"only"
+    assert temp_files(volume) == []
+
+
+async def test_write_into_a_missing_directory_needs_create_parents(volume: Volume) -> None:
+    with pytest.raises(NotFound):
+        await volume.write("no/such/f", chunks_of(b"x"))
+    await volume.write("no/such/f", chunks_of(b"x"), create_parents=True)
+    assert (Path(volume.root) / "no" / "such").is_dir()
+
+
+async def test_write_below_a_file_is_not_a_directory(volume: Volume) -> None:
+    await volume.write("f", chunks_of(b"x"))
+    with pytest.raises(NotADirectory):
+        await volume.write("f/g", chunks_of(b"x"), create_parents=True)
+    with pytest.raises(NotADirectory):
+        await volume.write("f/g", chunks_of(b"x"))
+
+
+async def test_write_onto_a_directory_is_is_a_directory(volume: Volume) -> None:
+    await volume.mkdir("d")
+    with pytest.raises(IsADirectory):
+        await volume.write("d", chunks_of(b"x"))
+    with pytest.raises(IsADirectory):
+        await volume.read("d")
+
+
+async def test_a_source_that_breaks_off_leaves_the_old_content_and_no_temp_file(
+    volume: Volume,
+) -> None:
+    await volume.write("f", chunks_of(b"old"))
+    parts = [pattern(MiB)] * 9
+    with pytest.raises(SourceBroke):
+        await volume.write("f", breaking(parts))
+    assert await read_all(volume, "f") == b"old"
+    assert temp_files(volume) == []
+
+
+async def test_a_cancelled_write_leaves_no_temp_file(volume: Volume) -> None:
+    arrived = asyncio.Event()
+
+    async def stalling() -> AsyncIterator[bytes]:
+        for _ in range(6):
+            yield pattern(MiB)
+        arrived.set()
+        await asyncio.Event().wait()
+        yield b""
+
+    task = asyncio.create_task(volume.write("f", stalling()))
+    await arrived.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert temp_files(volume) == []
+    assert not (Path(volume.root) / "f").exists()
+
+
+async def test_a_size_other_than_expected_is_precondition_failed(volume: Volume) -> None:
+    with pytest.raises(PreconditionFailed):
+        await volume.write("short", chunks_of(b"abc"), expected_size=4)
+    with pytest.raises(PreconditionFailed):
+        await volume.write("long", chunks_of(b"abcde"), expected_size=4)
+    stored = await volume.write("exact", chunks_of(b"ab", b"cd"), expected_size=4)
+    assert stored.size == 4
+    assert sorted(p.name for p in Path(volume.root).iterdir()) == ["exact"]
+
+
+async def test_written_files_get_the_mode_asked_for(volume: Volume) -> None:
+    await volume.write("private", chunks_of(b"x"))
+    await volume.write("shared", chunks_of(b"x"), mode=0o644)
+    assert (await volume.stat("private")).mode == 0o600
+    assert (await volume.stat("shared")).mode == 0o644
+
+
+async def test_stat_reports_files_directories_and_absence(volume: Volume) -> None:
+    await volume.write("d/f", chunks_of(b"12345"), create_parents=True)
+    file = await volume.stat("d/f")
+    assert (file.exists, file.is_dir, file.size) == (True, False, 5)
+    assert file.mtime_ns > 0
+    directory = await volume.stat("d")
+    assert (directory.exists, directory.is_dir) == (True, True)
+    assert not (await volume.stat("missing")).exists
+    assert not (await volume.stat("d/f/below-a-file")).exists
+
+
+async def test_delete_removes_files_and_reports_absence(volume: Volume) -> None:
+    await volume.write("f", chunks_of(b"x"))
+    assert await volume.delete("f") is True
+    assert not (Path(volume.root) / "f").exists()
+    assert await volume.delete("f", missing_ok=True) is False
+    with pytest.raises(NotFound):
+        await volume.delete("f")
+
+
+async def test_delete_of_a_full_directory_needs_recursive(volume: Volume) -> None:
+    await volume.write("d/e/f", chunks_of(b"x"), create_parents=True)
+    with pytest.raises(DirectoryNotEmpty):
+        await volume.delete("d")
+    assert await volume.delete("d", recursive=True) is True
+    assert not (Path(volume.root) / "d").exists()
+    await volume.mkdir("empty")
+    assert await volume.delete("empty") is True
+
+
+async def test_mkdir_creates_directories_once_unless_parents(volume: Volume) -> None:
+    with pytest.raises(NotFound):
+        await volume.mkdir("a/b")
+    await volume.mkdir("a/b", parents=True)
+    await volume.mkdir("a/b", parents=True)
+    assert (Path(volume.root) / "a" / "b").is_dir()
+    with pytest.raises(AlreadyExists):
+        await volume.mkdir("a/b")
+    await volume.write("f", chunks_of(b"x"))
+    with pytest.raises(AlreadyExists):
+        await volume.mkdir("f", parents=True)
+
+
+async def test_rename_moves_and_refuses_to_clobber_unless_asked(volume: Volume) -> None:
+    await volume.write("a", chunks_of(b"A"))
+    await volume.write("b", chunks_of(b"B"))
+    with pytest.raises(AlreadyExists):
+        await volume.rename("a", "b")
+    await volume.rename("a", "b", overwrite=True)
+    assert await read_all(volume, "b") == b"A"
+    assert not (await volume.stat("a")).exists
+    with pytest.raises(NotFound):
+        await volume.rename("a", "c")
+    with pytest.raises(NotFound):
+        await volume.rename("b", "x/y/c")
+    await volume.rename("b", "x/y/c", create_parents=True)
+    assert await read_all(volume, "x/y/c") == b"A"
+
+
+async def test_rename_of_a_directory_into_itself_is_invalid(volume: Volume) -> None:
+    await volume.mkdir("d/e", parents=True)
+    with pytest.raises(InvalidPath):
+        await volume.rename("d", "d/e/inner")
+    await volume.write("f", chunks_of(b"x"))
+    with pytest.raises(IsADirectory):
+        await volume.rename("f", "d", overwrite=True)
+
+
+async def test_usage_counts_the_bytes_of_files_under_the_root(volume: Volume) -> None:
+    await volume.write("a", chunks_of(pattern(1000)))
+    await volume.write("d/b", chunks_of(pattern(234)), create_parents=True)
+    usage = await volume.usage()
+    assert usage.used == 1234
+    assert usage.total > 0
+    assert 0 <= usage.free <= usage.total
+
+
+async def test_concurrent_usage_calls_share_one_answer(volume: Volume) -> None:
+    await volume.write("a", chunks_of(pattern(10)))
+    answers = await asyncio.gather(*(volume.usage() for _ in range(5)))
+    assert {answer.used for answer in answers} == {10}
+
+
+async def test_sweep_removes_only_stale_temp_files(volume: Volume) -> None:
+    root = Path(volume.root)
+    (root / "d").mkdir()
+    stale = root / "d" / f"{TEMP_PREFIX}stale"
+    fresh = root / f"{TEMP_PREFIX}fresh"
+    kept = root / "d" / "file"
+    for path in (stale, fresh, kept):
+        path.write_bytes(b"x")
+    os.utime(stale, (1_000_000, 1_000_000))
+    os.utime(kept, (1_000_000, 1_000_000))
+    assert await volume.sweep_temp_files(3600) == 1
+    assert not stale.exists()
+    assert fresh.exists()
+    assert kept.exists()
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_a_read_closed_early_releases_its_file(volume: Volume) -> None:
+    await volume.write("f", chunks_of(pattern(3 * BATCH_BYTES)))
+    before = open_descriptors()
+    stream = await volume.read("f", chunk_size=MiB)
+    await anext(stream)
+    await stream.aclose()
+    assert open_descriptors() == before

@@ -1,0 +1,109 @@
+"""Settings: precedence, original variable names, one-line errors, masking."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from callfs.settings import SettingsError, load_settings, masked, production_problems
+
+
+def test_defaults_match_the_original() -> None:
+    settings = load_settings(environ={})
+    assert settings.server.listen_addr == ":8443"
+    assert settings.metrics.listen_addr == ":9090"
+    assert settings.backend.default_backend == "localfs"
+    assert settings.server.read_timeout == 30.0
+
+
+def test_environment_beats_file_beats_defaults(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("server:\n  listen_addr: ':7000'\n  protocol: http\nlog:\n  level: debug\n")
+    settings = load_settings(str(config), environ={"CALLFS_SERVER_LISTEN_ADDR": "127.0.0.1:7001"})
+    assert settings.server.listen_addr == "127.0.0.1:7001"
+    assert settings.server.protocol == "http"
+    assert settings.log.level == "debug"
+
+
+def test_json_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"backend": {"default_backend": "s3"}}))
+    assert load_settings(str(config), environ={}).backend.default_backend == "s3"
+
+
+def test_original_variable_names() -> None:
+    env = {
+        "CALLFS_SERVER_PROTOCOL": "auto",
+        "CALLFS_SERVER_CERT_FILE": "/c.pem",
+        "CALLFS_AUTH_API_KEYS": "k1,k2",
+        "CALLFS_AUTH_INTERNAL_PROXY_SECRET": "s" * 20,
+        "CALLFS_AUTH_SINGLE_USE_LINK_SECRET": "l" * 20,
+        "CALLFS_METRICS_LISTEN_ADDR": ":9999",
+        "CALLFS_BACKEND_LOCALFS_ROOT_PATH": "/data",
+        "CALLFS_METADATA_STORE_DSN": "postgres://x@y/z",
+        "CALLFS_DLM_REDIS_ADDR": "redis:6379",
+        "CALLFS_DLM_REDIS_PASSWORD": "pw",
+        "CALLFS_INSTANCE_DISCOVERY_INSTANCE_ID": "node-7",
+        "CALLFS_INSTANCE_DISCOVERY_PEER_ENDPOINTS": '{"node-7": "10.0.0.7:50051"}',
+        "CALLFS_LOG_LEVEL": "DEBUG",
+        "CALLFS_LOG_FORMAT": "console",
+        "CALLFS_SERVER_WRITE_TIMEOUT": "2m",
+        "CALLFS_SERVER_FILE_OP_TIMEOUT": "1500ms",
+    }
+    s = load_settings(environ=env)
+    assert s.server.protocol == "auto"
+    assert [k.get_secret_value() for k in s.auth.api_keys] == ["k1", "k2"]
+    assert s.metrics.listen_addr == ":9999"
+    assert s.instance_discovery.peer_endpoints == {"node-7": "10.0.0.7:50051"}
+    assert s.log.level == "debug"
+    assert s.server.write_timeout == 120.0
+    assert s.server.file_op_timeout == 1.5
+    assert s.dlm.redis_password.get_secret_value() == "pw"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CALLFS_SERVER_PROTOCOL", "ftp"),
+        ("CALLFS_SERVER_LISTEN_ADDR", "nowhere"),
+        ("CALLFS_SERVER_READ_TIMEOUT", "soon"),
+        ("CALLFS_INSTANCE_DISCOVERY_PEER_ENDPOINTS", "{broken"),
+        ("CALLFS_BACKEND_DEFAULT_BACKEND", "floppy"),
+        ("CALLFS_AUTH_DEFAULT_FILE_MODE", "999"),
+    ],
+)
+def test_bad_values_name_the_setting(name: str, value: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(environ={name: value})
+    message = str(caught.value)
+    assert name in message
+    assert "\n" not in message
+
+
+def test_secrets_dir(tmp_path: Path) -> None:
+    (tmp_path / "CALLFS_AUTH_API_KEYS").write_text("from-a-file\n")
+    s = load_settings(environ={"CALLFS_SECRETS_DIR": str(tmp_path)})
+    assert [k.get_secret_value() for k in s.auth.api_keys] == ["from-a-file"]
+
+
+def test_masked_hides_every_secret() -> None:
+    s = load_settings(
+        environ={"CALLFS_AUTH_API_KEYS": "topsecretkey", "CALLFS_DLM_REDIS_PASSWORD": "pw123"}
+    )
+    text = json.dumps(masked(s))
+    assert "topsecretkey" not in text and "pw123" not in text and "change-me" not in text
+    assert "********" in text
+
+
+def test_production_refuses_default_and_short_secrets() -> None:
+    assert production_problems(load_settings(environ={}), "gateway")
+    good = {
+        "CALLFS_AUTH_API_KEYS": "a" * 20,
+        "CALLFS_AUTH_INTERNAL_PROXY_SECRET": "b" * 20,
+        "CALLFS_AUTH_SINGLE_USE_LINK_SECRET": "c" * 20,
+    }
+    assert production_problems(load_settings(environ=good), "gateway") == []
+    short = {**good, "CALLFS_AUTH_API_KEYS": "short"}
+    assert production_problems(load_settings(environ=short), "gateway")
