@@ -63,6 +63,17 @@ async def test_max_depth(cluster: Cluster) -> None:
     ]
 
 
+async def test_max_depth_defaults_to_100_and_is_clamped_at_1000(cluster: Cluster) -> None:
+    await make_tree(cluster)
+    client = cluster.client("alice")
+    default = await client.get("/v1/directories/d", params={"recursive": "true"})
+    assert default.json()["max_depth"] == 100
+    assert "/d/b/e/f.txt" in [i["path"] for i in default.json()["items"]]
+    deep = await client.get("/v1/directories/d", params={"recursive": "true", "max_depth": 5000})
+    assert deep.status_code == 200
+    assert deep.json()["max_depth"] == 1000
+
+
 async def test_pages_with_limit_and_cursor(cluster: Cluster) -> None:
     await make_tree(cluster)
     client = cluster.client("alice")

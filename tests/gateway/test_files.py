@@ -333,6 +333,34 @@ async def test_patch_destination_exists_is_409_unless_overwrite(cluster: Cluster
     assert len(cluster.stored_objects()) == 1
 
 
+async def test_patch_onto_existing_directory_is_409_without_overwrite(cluster: Cluster) -> None:
+    client = cluster.client("alice")
+    await client.post("/v1/files/mover.txt", content=b"m")
+    await client.post("/v1/files/taken/")
+    refused = await client.patch("/v1/files/mover.txt", json={"destination": "/taken"})
+    assert refused.status_code == 409
+    assert error_code(refused) == "FILE_ALREADY_EXISTS"
+    # With overwrite, a file still cannot replace a directory.
+    forced = await client.patch(
+        "/v1/files/mover.txt", json={"destination": "/taken", "overwrite": True}
+    )
+    assert forced.status_code == 400
+    assert error_code(forced) == "IS_A_DIRECTORY"
+    assert (await client.get("/v1/files/mover.txt")).content == b"m"
+
+
+async def test_patch_overwrite_query_parameter(cluster: Cluster) -> None:
+    """``?overwrite=true`` replaces the destination, as in the original CallFS."""
+    client = cluster.client("alice")
+    await client.post("/v1/files/q1.txt", content=b"new")
+    await client.post("/v1/files/q2.txt", content=b"old")
+    response = await client.patch(
+        "/v1/files/q1.txt", params={"overwrite": "true"}, json={"destination": "/q2.txt"}
+    )
+    assert response.status_code == 200
+    assert (await client.get("/v1/files/q2.txt")).content == b"new"
+
+
 async def test_patch_directory_into_itself_is_400(cluster: Cluster) -> None:
     client = cluster.client("alice")
     await client.post("/v1/files/loop/inner/")

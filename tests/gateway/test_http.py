@@ -42,7 +42,7 @@ async def test_missing_malformed_empty_unknown_keys_are_401(cluster: Cluster) ->
         {},
         {"Authorization": "Foo"},
         {"Authorization": "Basic abc"},
-        {"Authorization": "Bearer "},
+        {"Authorization": "Bearer"},
         {"Authorization": "Bearer not-a-key"},
     ):
         response = await client.get("/v1/files/", headers=headers)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from email.utils import format_datetime
 from typing import Annotated, Any
 
@@ -24,6 +25,7 @@ FILES_PREFIX = b"/v1/files"
 DIRECTORIES_PREFIX = b"/v1/directories"
 MAX_PATCH_BODY = 64 * 1024
 DEFAULT_MAX_DEPTH = 100
+MAX_DEPTH = 1000  # deeper requests are clamped, as the original CallFS did
 
 router = APIRouter()
 
@@ -200,7 +202,8 @@ async def change_entry(request: Request, user: CurrentUser, fs: FileSystemDep) -
         assert mode is not None
         entry = await fs.chmod(user, target.path, mode)
         return JSONResponse({**entry.to_json(), "path": entry.path})
-    overwrite = _flag(body, "overwrite")
+    # Like the original CallFS, ?overwrite=true works too (the body may also say so).
+    overwrite = _flag(body, "overwrite") or request.query_params.get("overwrite") == "true"
     create_parents = _flag(body, "create_parents")
     backend = body.get("backend")
     if backend is not None and backend not in ("localfs", "s3"):
@@ -283,7 +286,7 @@ async def list_directory(
 ) -> JSONResponse:
     """List a directory, optionally recursively to ``max_depth``, in pages of ``limit``."""
     target = request_path(request, DIRECTORIES_PREFIX)
-    depth = max_depth if max_depth is not None else DEFAULT_MAX_DEPTH
+    depth = min(max_depth, MAX_DEPTH) if max_depth is not None else DEFAULT_MAX_DEPTH
     after = _decode_cursor(cursor) if cursor else None
     items, last = await fs.list_tree(
         user, target.path, max_depth=depth if recursive else 0, limit=limit, after=after
@@ -307,7 +310,12 @@ def _encode_cursor(path: str) -> str:
     return base64.urlsafe_b64encode(path.encode()).decode().rstrip("=")
 
 
+_CURSOR = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def _decode_cursor(cursor: str) -> str:
+    if not _CURSOR.fullmatch(cursor):
+        raise BadRequest("invalid cursor")
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         return paths.normalize(base64.urlsafe_b64decode(padded.encode()).decode()).path

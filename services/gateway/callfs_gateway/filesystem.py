@@ -401,7 +401,7 @@ class FileSystem:
             if dst.missing and not create_parents:
                 raise NotFound(f"parent directory of {destination} does not exist")
             if dst.entry is not None and destination != source:
-                self._check_replace(user, entry, dst)
+                self._check_replace(user, entry, dst, overwrite=overwrite)
             else:
                 permissions.require_create(user, dst.ancestors[-1])
             if entry.is_dir and paths.parent(source) != paths.parent(destination):
@@ -428,9 +428,11 @@ class FileSystem:
         moved_entry = await self.store.get(destination)
         return moved_entry or entry.evolve(path=destination)
 
-    def _check_replace(self, user: User, entry: Entry, dst: Resolved) -> None:
+    def _check_replace(self, user: User, entry: Entry, dst: Resolved, *, overwrite: bool) -> None:
         target = dst.entry
         assert target is not None and dst.parent is not None
+        if not overwrite:
+            raise AlreadyExists(f"{target.path} already exists")
         if target.is_dir and not entry.is_dir:
             raise IsADirectory(f"{target.path} is a directory")
         if entry.is_dir and not target.is_dir:
