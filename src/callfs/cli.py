@@ -16,6 +16,7 @@ from callfs import logs
 from callfs.settings import (
     DEFAULT_INTERNAL_SECRET,
     DEFAULT_LINK_SECRET,
+    ServerSettings,
     Settings,
     SettingsError,
     load_settings,
@@ -152,7 +153,6 @@ def dev_overrides(data_dir: Path) -> dict[str, Any]:
         "server": {
             "listen_addr": "127.0.0.1:8443",
             "protocol": "http",
-            "external_url": "http://127.0.0.1:8443",
         },
         "metrics": {"listen_addr": "127.0.0.1:9090"},
         "metadata_store": {"type": "sqlite", "sqlite_path": str(data_dir / "metadata.sqlite3")},
@@ -167,8 +167,18 @@ def _dev(args: argparse.Namespace) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     settings = _load(args, dev_overrides(data_dir))
     settings = _dev_secrets(settings, data_dir)
+    settings = _dev_external_url(settings)
     asyncio.run(run_dev(settings, data_dir))
     return 0
+
+
+def _dev_external_url(settings: Settings) -> Settings:
+    """Links point at the dev listener itself unless ``server.external_url`` says otherwise."""
+    server = settings.server
+    if server.external_url == ServerSettings.model_fields["external_url"].default:
+        scheme = "http" if server.protocol == "http" else "https"
+        server.external_url = f"{scheme}://{_local(server.listen_addr)}"
+    return settings
 
 
 def _dev_secrets(settings: Settings, data_dir: Path) -> Settings:

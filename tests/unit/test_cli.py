@@ -1,0 +1,175 @@
+"""The ``callfs`` command as a user runs it: ``dev``, ``config validate``, production refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from tests.support.servers import free_port
+
+CALLFS = Path(sys.executable).parent / "callfs"
+STRONG = "a-strong-secret-of-32-characters!"
+
+
+def environment(**variables: str) -> dict[str, str]:
+    """The test process's environment without its CALLFS_* variables, plus ``variables``."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("CALLFS_")}
+    return {**inherited, **variables}
+
+
+def run(*arguments: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(CALLFS), *arguments], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@contextmanager
+def dev_server(data_dir: Path, **variables: str) -> Iterator[tuple[str, str]]:
+    """Run ``callfs dev``; yield its URL and API key as its banner prints them."""
+    process = subprocess.Popen(
+        [str(CALLFS), "dev", "--data-dir", str(data_dir)],
+        env=environment(**variables),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        banner = ""
+        deadline = time.monotonic() + 60
+        while "API key:" not in banner and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            banner += line
+        url = re.search(r"URL:\s+(\S+)", banner)
+        key = re.search(r"API key:\s+(\S+)", banner)
+        assert url and key, f"no banner from callfs dev: {banner!r}"
+        yield url.group(1), key.group(1)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+        finally:
+            if process.stdout is not None:
+                process.stdout.close()
+    assert process.returncode == 0, f"callfs dev exited with {process.returncode}"
+
+
+def dev_ports() -> dict[str, str]:
+    return {
+        "CALLFS_SERVER_LISTEN_ADDR": f"127.0.0.1:{free_port()}",
+        "CALLFS_METRICS_LISTEN_ADDR": f"127.0.0.1:{free_port()}",
+    }
+
+
+def test_dev_serves_files_and_links_on_its_own_listener(tmp_path: Path) -> None:
+    ports = dev_ports()
+    with dev_server(tmp_path / "data", **ports) as (url, key):
+        assert url == f"http://{ports['CALLFS_SERVER_LISTEN_ADDR']}"
+        auth = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=url, headers=auth, timeout=10) as client:
+            assert client.post("/v1/files/docs/hello.txt", content=b"hello").status_code == 201
+            assert client.get("/v1/files/docs/hello.txt").content == b"hello"
+            link = client.post("/v1/links/generate", json={"path": "/docs/hello.txt"})
+            assert link.status_code == 201
+            # The link points at the listener the user chose, not a default port.
+            assert link.json()["url"].startswith(f"{url}/download/")
+            download = httpx.get(link.json()["url"], timeout=10)
+            assert download.content == b"hello"
+        metrics = httpx.get(f"http://{ports['CALLFS_METRICS_LISTEN_ADDR']}/metrics", timeout=10)
+        assert "callfs_http_requests_total" in metrics.text
+
+
+def test_dev_keeps_its_generated_key_and_data_across_restarts(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    ports = dev_ports()
+    with dev_server(data, **ports) as (url, key):
+        response = httpx.post(
+            f"{url}/v1/files/kept.txt",
+            content=b"still here",
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert response.status_code == 201
+    assert (data / "api-key").stat().st_mode & 0o777 == 0o600
+    with dev_server(data, **ports) as (url, again):
+        assert again == key
+        response = httpx.get(f"{url}/v1/files/kept.txt", headers={"Authorization": f"Bearer {key}"})
+        assert response.content == b"still here"
+
+
+def test_dev_honours_configured_api_keys(tmp_path: Path) -> None:
+    with dev_server(
+        tmp_path / "data",
+        CALLFS_AUTH_API_KEYS="first-key-0123456789,second-key-0123456789",
+        **dev_ports(),
+    ) as (url, key):
+        assert key == "first-key-0123456789"
+        second = httpx.post(
+            f"{url}/v1/files/mine.txt",
+            content=b"x",
+            headers={"Authorization": "Bearer second-key-0123456789"},
+        )
+        assert second.json()["owner"] == "api-user-2"
+    assert not (tmp_path / "data" / "api-key").exists()
+
+
+def test_config_validate_prints_settings_with_secrets_masked() -> None:
+    env = environment(
+        CALLFS_AUTH_API_KEYS="visible-nowhere-0123456789",
+        CALLFS_DLM_REDIS_PASSWORD="redis-password-0123456789",
+        CALLFS_SERVER_LISTEN_ADDR=":9443",
+    )
+    result = run("config", "validate", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "visible-nowhere" not in result.stdout
+    assert "redis-password" not in result.stdout
+    settings = json.loads(result.stdout)
+    assert settings["server"]["listen_addr"] == ":9443"
+
+
+def test_bad_value_stops_with_one_line_naming_the_setting() -> None:
+    result = run("config", "validate", env=environment(CALLFS_SERVER_PROTOCOL="gopher"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "server.protocol" in lines[0] or "CALLFS_SERVER_PROTOCOL" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_production_roles_refuse_default_secrets() -> None:
+    for role in ("gateway", "storage-node", "link-service"):
+        result = run(role, env=environment())
+        assert result.returncode == 2, role
+        assert result.stderr.startswith(f"callfs: refusing to start {role}:"), result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_production_roles_refuse_short_secrets() -> None:
+    env = environment(
+        CALLFS_AUTH_API_KEYS="short",
+        CALLFS_AUTH_INTERNAL_PROXY_SECRET=STRONG,
+        CALLFS_AUTH_SINGLE_USE_LINK_SECRET=STRONG,
+    )
+    result = run("config", "validate", "--role", "gateway", env=env)
+    assert result.returncode == 1
+    assert "16" in result.stderr
+
+
+def test_no_subcommand_prints_help_and_fails() -> None:
+    result = run(env=environment())
+    assert result.returncode == 2
+    assert "dev" in result.stderr and "config" in result.stderr
