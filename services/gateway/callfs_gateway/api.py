@@ -15,7 +15,6 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from callfs import paths, permissions
 from callfs.entry import Entry, format_mode, format_time, parse_mode
 from callfs.errors import BadRequest, CallFSError, IsADirectory, NotADirectory, PayloadTooLarge
-from callfs.metrics import CONTENT_TYPE
 from callfs.paths import RequestPath
 from callfs_gateway.deps import CurrentUser, FileSystemDep, RuntimeDep
 from callfs_gateway.filesystem import etag_matches
@@ -321,25 +320,3 @@ def _decode_cursor(cursor: str) -> str:
         return paths.normalize(base64.urlsafe_b64decode(padded.encode()).decode()).path
     except (ValueError, binascii.Error, UnicodeDecodeError, CallFSError):
         raise BadRequest("invalid cursor") from None
-
-
-# System
-
-
-@router.get("/health")
-async def health() -> dict[str, str]:
-    """Liveness: the process answers."""
-    return {"status": "ok"}
-
-
-@router.get("/ready")
-async def ready(runtime: RuntimeDep) -> dict[str, str]:
-    """Readiness: the metadata store and the coordination service answer."""
-    await runtime.ready()
-    return {"status": "ready"}
-
-
-@router.get("/metrics")
-async def metrics(user: CurrentUser, runtime: RuntimeDep) -> Response:
-    """Prometheus metrics (authenticated here; the metrics listener serves them openly)."""
-    return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from callfs import __version__
+from callfs import __version__, system
 from callfs.metrics import Metrics
 from callfs.runtime import Runtime, open_runtime
 from callfs.settings import Settings
@@ -49,5 +49,6 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.state.metrics = metrics
     install_error_handlers(app, metrics, "gateway")
     app.include_router(router)
+    app.include_router(system.router)
     app.add_middleware(EdgeMiddleware, metrics=metrics)
     return app

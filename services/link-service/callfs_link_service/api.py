@@ -8,12 +8,11 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from callfs import paths
 from callfs.errors import BadRequest, IsADirectory
-from callfs.metrics import CONTENT_TYPE
-from callfs_link_service.deps import CurrentUser, LimitsDep, LinksDep, RuntimeDep
+from callfs_link_service.deps import CurrentUser, LimitsDep, LinksDep
 from callfs_link_service.links import expiry_from_json
 
 MAX_GENERATE_BODY = 8 * 1024
@@ -21,7 +20,6 @@ MAX_GENERATE_BODY = 8 * 1024
 _ATTR_CHARS = "!#$&+^`|"
 
 router = APIRouter()
-system = APIRouter()
 
 
 @router.post("/v1/links/generate", status_code=201)
@@ -94,25 +92,3 @@ async def _json_object(request: Request) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object")
     return data
-
-
-# System
-
-
-@system.get("/health")
-async def health() -> dict[str, str]:
-    """Liveness: the process answers."""
-    return {"status": "ok"}
-
-
-@system.get("/ready")
-async def ready(runtime: RuntimeDep) -> dict[str, str]:
-    """Readiness: the metadata store and the coordination service answer."""
-    await runtime.ready()
-    return {"status": "ready"}
-
-
-@system.get("/metrics")
-async def metrics(user: CurrentUser, runtime: RuntimeDep) -> Response:
-    """Prometheus metrics (authenticated here; the metrics listener serves them openly)."""
-    return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)

@@ -7,13 +7,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
-from callfs import __version__
+from callfs import __version__, system
 from callfs.metrics import Metrics
 from callfs.runtime import Runtime, open_runtime
 from callfs.settings import Settings
 from callfs.web import EdgeMiddleware, install_error_handlers
 from callfs_link_service import cleanup
-from callfs_link_service.api import router, system
+from callfs_link_service.api import router
 from callfs_link_service.limits import LinkLimits
 from callfs_link_service.links import Links
 
@@ -51,7 +51,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.state.metrics = metrics
     install_error_handlers(app, metrics, "link-service")
     app.include_router(router)
-    app.include_router(system)
+    app.include_router(system.router)
     app.add_middleware(EdgeMiddleware, metrics=metrics)
     return app
 
