@@ -4,6 +4,7 @@ request metrics and the access log.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -18,7 +19,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from callfs import logs
-from callfs.errors import CallFSError, RangeNotSatisfiable, RateLimitExceeded
+from callfs.errors import BadRequest, CallFSError, RangeNotSatisfiable, RateLimitExceeded
 from callfs.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,28 @@ _HTTP_CODES = {
     429: "RATE_LIMIT_EXCEEDED",
     503: "BACKEND_UNAVAILABLE",
 }
+
+
+async def json_object(request: Request, limit: int) -> dict[str, Any]:
+    """The request body as a JSON object of at most ``limit`` bytes, else ``BadRequest``.
+
+    A declared ``Content-Length`` over the limit is refused before any byte is read.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BadRequest(f"the JSON body must be at most {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise BadRequest(f"the JSON body must be at most {limit} bytes")
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the body must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise BadRequest("the body must be a JSON object")
+    return data
 
 
 def error_response(status: int, code: str, message: str, **headers: str) -> JSONResponse:

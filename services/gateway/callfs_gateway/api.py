@@ -16,6 +16,7 @@ from callfs import paths, permissions
 from callfs.entry import Entry, format_mode, format_time, parse_mode
 from callfs.errors import BadRequest, CallFSError, IsADirectory, NotADirectory, PayloadTooLarge
 from callfs.paths import RequestPath
+from callfs.web import json_object
 from callfs_gateway.deps import CurrentUser, FileSystemDep, RuntimeDep
 from callfs_gateway.filesystem import etag_matches
 from callfs_gateway.ranges import parse_range
@@ -191,7 +192,7 @@ def _backend(value: str | None) -> str | None:
 async def change_entry(request: Request, user: CurrentUser, fs: FileSystemDep) -> JSONResponse:
     """Rename (``name``), move (``destination``), move between backends, or chmod (``mode``)."""
     target = request_path(request, FILES_PREFIX)
-    body = await _json_object(request)
+    body = await json_object(request, MAX_PATCH_BODY)
     if "mode" in body:
         if any(key in body for key in ("name", "destination")):
             raise BadRequest("change the mode and the name in separate requests")
@@ -231,21 +232,6 @@ async def change_entry(request: Request, user: CurrentUser, fs: FileSystemDep) -
         backend_name=backend,
     )
     return JSONResponse({**entry.to_json(), "path": destination})
-
-
-async def _json_object(request: Request) -> dict[str, Any]:
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_PATCH_BODY:
-            raise BadRequest(f"the JSON body must be under {MAX_PATCH_BODY} bytes")
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("the body must be a JSON object") from None
-    if not isinstance(data, dict):
-        raise BadRequest("the body must be a JSON object")
-    return data
 
 
 def _flag(body: dict[str, Any], key: str) -> bool:

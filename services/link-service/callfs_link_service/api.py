@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import unicodedata
-from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
@@ -12,6 +10,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from callfs import paths
 from callfs.errors import BadRequest, IsADirectory
+from callfs.web import json_object
 from callfs_link_service.deps import CurrentUser, LimitsDep, LinksDep
 from callfs_link_service.links import expiry_from_json
 
@@ -28,7 +27,7 @@ async def generate_link(
 ) -> JSONResponse:
     """Issue a single-use download link to a file the caller may read."""
     await limits.generate(user)
-    body = await _json_object(request)
+    body = await json_object(request, MAX_GENERATE_BODY)
     raw_path = body.get("path")
     if not isinstance(raw_path, str) or not raw_path:
         raise BadRequest("path is required and must be a string")
@@ -74,21 +73,3 @@ def content_disposition(name: str) -> str:
     if fallback != name:
         value += f"; filename*=UTF-8''{quote(name, safe=_ATTR_CHARS)}"
     return value
-
-
-async def _json_object(request: Request) -> dict[str, Any]:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_GENERATE_BODY:
-        raise BadRequest(f"the JSON body must be at most {MAX_GENERATE_BODY} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_GENERATE_BODY:
-            raise BadRequest(f"the JSON body must be at most {MAX_GENERATE_BODY} bytes")
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("the body must be a JSON object") from None
-    if not isinstance(data, dict):
-        raise BadRequest("the body must be a JSON object")
-    return data
