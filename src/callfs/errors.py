@@ -17,6 +17,8 @@
     ├── RangeNotSatisfiable          416 RANGE_NOT_SATISFIABLE
     ├── RateLimitExceeded            429 RATE_LIMIT_EXCEEDED
     └── BackendUnavailable           503 BACKEND_UNAVAILABLE
+        ├── NodeUnreachable          (a storage node did not answer at all)
+        └── LockTimeout              (another operation holds the path's lock)
 
 Nothing below the transports imports fastapi or grpc: each transport maps these
 to its own status in one place.
@@ -139,6 +141,10 @@ class BackendUnavailable(CallFSError):
     status_code = 503
     code = "BACKEND_UNAVAILABLE"
     default_message = "storage backend unavailable"
+
+
+class NodeUnreachable(BackendUnavailable):
+    """A storage node did not answer at all (refused, reset or timed out): it is down."""
 
 
 class LockTimeout(BackendUnavailable):

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
+from callfs.placement import rank
 from tests.gateway.test_files import error_code
 from tests.support.harness import Cluster
+from tests.support.polling import wait_until
+
+MiB = 1024 * 1024
 
 
 async def files_on_each_node(cluster: Cluster) -> dict[str, str]:
@@ -55,3 +61,49 @@ async def test_all_nodes_down_create_is_503_and_leaves_no_metadata(cluster: Clus
     assert response.status_code == 503
     assert error_code(response) == "BACKEND_UNAVAILABLE"
     assert (await client.head("/v1/files/nowhere.txt")).status_code == 404
+
+
+def paths_owned_by(node: str, nodes: list[str], count: int, prefix: str = "/fresh") -> list[str]:
+    """``count`` paths whose rendezvous choice among ``nodes`` is ``node``."""
+    candidates = (f"{prefix}/f{index}.txt" for index in range(10_000))
+    return [path for path in candidates if rank(path, nodes)[0] == node][:count]
+
+
+async def test_new_files_owned_by_a_node_just_stopped_are_created_elsewhere(
+    cluster: Cluster,
+) -> None:
+    client = cluster.client("alice")
+    warm, *fresh = paths_owned_by("node-0", list(cluster.nodes), 6)
+    # The gateway has just seen node-0 answer, so nothing tells it yet that it stopped.
+    before = await client.post(f"/v1/files{warm}", content=b"before")
+    assert before.json()["instance_id"] == "node-0"
+    await cluster.stop_node("node-0")
+    for path in fresh:
+        created = await client.post(f"/v1/files{path}", content=path.encode())
+        assert created.status_code == 201, created.text
+        assert created.json()["instance_id"] == "node-1"
+        assert (await client.get(f"/v1/files{path}")).content == path.encode()
+    assert (await client.get(f"/v1/files{warm}")).status_code == 503
+    assert cluster.temp_files() == []
+
+
+async def test_a_node_stopping_mid_upload_of_a_new_file_gives_503_and_leaves_nothing(
+    cluster: Cluster,
+) -> None:
+    client = cluster.client("alice")
+    (path,) = paths_owned_by("node-0", list(cluster.nodes), 1)
+
+    async def body() -> AsyncIterator[bytes]:
+        yield bytes(3 * MiB)
+        await wait_until(lambda: bool(cluster.temp_files()), what="the upload reached node-0")
+        await cluster.stop_node("node-0")
+        yield bytes(MiB)
+
+    response = await client.post(f"/v1/files{path}", content=body())
+    assert response.status_code == 503
+    assert error_code(response) == "BACKEND_UNAVAILABLE"
+    assert (await client.head(f"/v1/files{path}")).status_code == 404
+    # The rest of the body went nowhere else. node-0 stopped before it could keep anything
+    # but a temp file, which it sweeps when it starts again.
+    assert cluster.stored_objects() == []
+    assert all(p.is_relative_to(cluster.nodes["node-0"].root) for p in cluster.temp_files())

@@ -209,6 +209,43 @@ async def test_a_write_to_a_stopped_node_is_unavailable(cluster: Cluster) -> Non
         await cluster.backend.write(ref, chunks_of(b"x"))
 
 
+async def test_a_new_file_whose_node_stopped_unnoticed_goes_to_the_next_node(
+    cluster: Cluster,
+) -> None:
+    path = path_ranked_first_on("node-1")
+    # Seen up with room just now: placement still ranks node-1 first.
+    await cluster.backend.usage("node-1")
+    await cluster.stop("node-1")
+    ref, written = await cluster.backend.write_new(path, chunks_of(b"fresh"))
+    assert ref.instance_id == rank(path, ["node-0", "node-2"])[0]
+    assert written.sha256 == hashlib.sha256(b"fresh").hexdigest()
+    assert await read_all(cluster.backend, ref) == b"fresh"
+    assert cluster.backend.node_status()["node-1"] is False
+    await cluster.restart("node-1")
+    await wait_until(lambda: cluster.backend.node_status()["node-1"], what="node-1 is up again")
+    again, _ = await cluster.backend.write_new(path, chunks_of(b"again"))
+    assert again.instance_id == "node-1"
+
+
+async def test_a_new_file_is_not_replayed_once_its_bytes_were_taken(cluster: Cluster) -> None:
+    path = path_ranked_first_on("node-1")
+    node = cluster.nodes["node-1"]
+
+    async def stops_the_node_midway() -> AsyncIterator[bytes]:
+        yield pattern(3 * MiB)
+        await wait_until(lambda: bool(node.temp_files()), what="the upload reached node-1")
+        await cluster.stop("node-1")
+        yield pattern(MiB)
+
+    with pytest.raises(BackendUnavailable, match="node-1 is unavailable"):
+        await cluster.backend.write_new(path, stops_the_node_midway())
+    # No other node got the rest; node-1 stopped before it could keep anything but a temp
+    # file, which it sweeps when it starts again.
+    assert [p for n in cluster.nodes.values() for p in n.root.rglob("*") if p.is_file()] == (
+        node.temp_files()
+    )
+
+
 async def test_with_every_node_down_placement_and_ping_are_unavailable(cluster: Cluster) -> None:
     for name in NAMES:
         await cluster.stop(name)

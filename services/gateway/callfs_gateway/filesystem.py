@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from callfs import namespace, paths, permissions
-from callfs.backends.base import ObjectRef, new_object_key
+from callfs.backends.base import ObjectRef, Written, new_object_key
 from callfs.entry import Entry, utcnow
 from callfs.errors import (
     AlreadyExists,
@@ -236,14 +236,7 @@ class FileSystem:
         permissions.require_traverse(user, resolved.ancestors)
         current = resolved.entry
         self._check_write(user, resolved, current, replace, if_match, if_none_match)
-        if current is not None:
-            # An existing file stays on the node (or backend) its metadata names.
-            backend = self.rt.backend(current.backend)
-            ref = ObjectRef(current.backend, new_object_key(), current.instance_id)
-        else:
-            backend = self.rt.backend(backend_name)
-            ref = await self._timed(backend.name, "place", backend.new_object(path))
-        written = await self._timed(backend.name, "write", backend.write(ref, self._limited(body)))
+        ref, written = await self._store(path, current, backend_name, self._limited(body))
         try:
             async with self._locked(path):
                 # Decide again under the lock: another writer may have won meanwhile.
@@ -288,6 +281,25 @@ class FileSystem:
             "create" if previous is None else "update", entry.backend
         ).inc()
         return entry, previous is None
+
+    async def _store(
+        self,
+        path: str,
+        current: Entry | None,
+        backend_name: str | None,
+        chunks: AsyncIterable[bytes],
+    ) -> tuple[ObjectRef, Written]:
+        """Store the bytes of a new version of ``path``, before any metadata changes.
+
+        An existing file stays on the node (or backend) its metadata names; a new one
+        goes where its backend places it.
+        """
+        if current is None:
+            backend = self.rt.backend(backend_name)
+            return await self._timed(backend.name, "write", backend.write_new(path, chunks))
+        backend = self.rt.backend(current.backend)
+        ref = ObjectRef(current.backend, new_object_key(), current.instance_id)
+        return ref, await self._timed(backend.name, "write", backend.write(ref, chunks))
 
     def _check_write(
         self,

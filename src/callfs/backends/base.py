@@ -62,6 +62,19 @@ class Backend(ABC):
         no partial data stay behind, and the exception propagates.
         """
 
+    async def write_new(self, path: str, chunks: AsyncIterable[bytes]) -> tuple[ObjectRef, Written]:
+        """Place the first version of the file at ``path`` and store ``chunks`` there.
+
+        Returns where it went and what was written; on failure nothing stays behind,
+        as with :meth:`write`. A backend with a choice of places may try another one
+        when the first fails before taking any byte of ``chunks``.
+
+        Raises:
+            BackendUnavailable: nowhere took it.
+        """
+        ref = await self.new_object(path)
+        return ref, await self.write(ref, chunks)
+
     @abstractmethod
     async def read(
         self, ref: ObjectRef, *, offset: int = 0, length: int | None = None

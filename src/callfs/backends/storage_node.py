@@ -1,7 +1,9 @@
 """The storage-node backend (``localfs``): files on the volumes of storage nodes, over gRPC.
 
 A new file goes to the first node in the rendezvous ranking of its path that is up
-and has room; an existing file is always read from the node its ref names. One
+and has room (the next one when that node does not answer before the upload began);
+an existing file is always read from the node its ref names. A node that does not
+answer is marked down until its health check or any call to it succeeds again. One
 channel per node is opened on first use and reused.
 """
 
@@ -11,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +22,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from callfs.backends.base import Backend, ObjectRef, Written, new_object_key, prefetched
 from callfs.discovery.base import Discovery
-from callfs.errors import AlreadyExists, BackendUnavailable, CallFSError, NotFound
+from callfs.errors import (
+    AlreadyExists,
+    BackendUnavailable,
+    CallFSError,
+    NodeUnreachable,
+    NotFound,
+)
 from callfs.placement import rank
 from callfs.storage.v1 import storage_pb2, storage_pb2_grpc
 
@@ -119,11 +128,34 @@ class StorageNodeBackend(Backend):
         Raises:
             BackendUnavailable: no node is up with room.
         """
-        candidates = [i for i in self._endpoints() if i not in self._down]
-        for instance_id in rank(path, candidates):
-            if await self._has_room(instance_id):
-                return ObjectRef(self.name, new_object_key(), instance_id)
-        raise BackendUnavailable("no storage node is available")
+        return ObjectRef(self.name, new_object_key(), await self._choose(path, skip=frozenset()))
+
+    async def write_new(self, path: str, chunks: AsyncIterable[bytes]) -> tuple[ObjectRef, Written]:
+        """Store a new file on the best node for ``path`` that takes it.
+
+        A node that does not answer before any byte of ``chunks`` was taken is marked
+        down and the next node in the ranking is tried, so a node that has just died
+        costs no failed upload. Once a byte was taken the upload cannot be replayed:
+        the error propagates, and no node keeps anything of it.
+
+        Raises:
+            BackendUnavailable: no node is up with room, or the chosen node failed
+                after the upload began.
+        """
+        body = _Untouched(chunks)
+        failed: set[str] = set()
+        while True:
+            instance_id = await self._choose(path, skip=failed)
+            ref = ObjectRef(self.name, new_object_key(), instance_id)
+            try:
+                return ref, await self.write(ref, body)
+            except NodeUnreachable:
+                if body.touched:
+                    raise
+                failed.add(instance_id)
+                logger.warning(
+                    "storage node %s did not answer; placing %s on the next node", instance_id, path
+                )
 
     async def write(self, ref: ObjectRef, chunks: AsyncIterable[bytes]) -> Written:
         """Stream ``chunks`` to the ref's node, then its ``end`` message.
@@ -147,7 +179,7 @@ class StorageNodeBackend(Backend):
             in_call = True
             await self._send(call, storage_pb2.WriteRequest(end=storage_pb2.WriteEnd(size=size)))
             async with asyncio.timeout(self._timeout):
-                await call.done_writing()
+                await _half_close(call)
                 response = await call
         except Exception as exc:
             if not in_call:
@@ -214,13 +246,25 @@ class StorageNodeBackend(Backend):
         self._usage[instance_id] = (time.monotonic(), usage)
         return usage
 
+    async def _choose(self, path: str, *, skip: AbstractSet[str]) -> str:
+        """The first node in ``path``'s ranking that is up, not in ``skip`` and has room.
+
+        Raises:
+            BackendUnavailable: no such node.
+        """
+        candidates = [i for i in self._endpoints() if i not in self._down and i not in skip]
+        for instance_id in rank(path, candidates):
+            if await self._has_room(instance_id):
+                return instance_id
+        raise BackendUnavailable("no storage node is available")
+
     # --- calls ------------------------------------------------------------------------
 
     async def _abandon(self, call: Any) -> None:
         """End a write without ``end`` and wait until the node has dropped it."""
         try:
             async with asyncio.timeout(self._timeout):
-                await call.done_writing()
+                await _half_close(call)
                 await call
         except (grpc.aio.AioRpcError, TimeoutError):
             pass
@@ -270,10 +314,11 @@ class StorageNodeBackend(Backend):
         """The one translation of a failed call into the domain error a caller sees."""
         instance_id = node.instance_id
         unavailable = BackendUnavailable(f"storage node {instance_id} is unavailable")
+        unreachable = NodeUnreachable(f"storage node {instance_id} is unavailable")
         if not isinstance(exc, grpc.aio.AioRpcError):
             logger.warning("storage node %s did not answer in %.1fs", instance_id, self._timeout)
             self._mark_down(node)
-            return unavailable
+            return unreachable
         code = exc.code()
         if code == grpc.StatusCode.NOT_FOUND:
             return NotFound()
@@ -281,7 +326,7 @@ class StorageNodeBackend(Backend):
             return AlreadyExists()
         if code in _UNREACHABLE:
             self._mark_down(node)
-            return unavailable
+            return unreachable
         if code == grpc.StatusCode.UNAUTHENTICATED:
             logger.error(
                 "storage node %s refused the internal secret: set the same "
@@ -379,6 +424,37 @@ class StorageNodeBackend(Backend):
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+async def _half_close(call: Any) -> None:
+    """Tell the node that no message follows.
+
+    On a call the node has already ended (it died, or answered early) grpc raises its
+    internal ``ExecuteBatchError`` here instead of the call's status. Awaiting the
+    call, which every caller does next, reports that status, so this error is dropped.
+    """
+    try:
+        await call.done_writing()
+    except Exception as exc:
+        logger.debug("half-close of a write failed: %r", exc)
+
+
+class _Untouched:
+    """An upload body that remembers whether anything was pulled from it: until then a
+    failed attempt took nothing, and the same body can go to another node.
+    """
+
+    def __init__(self, chunks: AsyncIterable[bytes]) -> None:
+        self._chunks = chunks
+        self.touched = False
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._pull()
+
+    async def _pull(self) -> AsyncIterator[bytes]:
+        self.touched = True
+        async for chunk in self._chunks:
+            yield chunk
 
 
 async def _pieces(chunks: AsyncIterable[bytes], target: int, limit: int) -> AsyncIterator[bytes]:
