@@ -1,5 +1,6 @@
-"""The cleanup worker purges used and expired links in batches, survives failures, and
-leaves live links alone.
+"""The cleanup worker purges expired links (used or not) in batches, on any number of
+replicas at once, survives failures, and leaves unexpired links alone: a used link keeps
+answering 410 LINK_USED until it expires.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from pathlib import Path
 import pytest
 from callfs_link_service import cleanup
 from callfs_link_service.app import mount_links
+from callfs_link_service.tokens import Signer
 
 from callfs.metadata import open_store
 from callfs.metadata.base import LinkRecord, MetadataStore
+from callfs.settings import Settings
 from tests.links.support import GENEROUS_LIMITS, claims, download_path, error_code, issue
-from tests.support.harness import Cluster, make_settings, running_cluster
+from tests.support.harness import LINK_SECRET, Cluster, make_settings, running_cluster
 
 WAIT = 20.0
 
@@ -45,11 +48,16 @@ def record(token_id: str, *, expires_in: float, used: bool = False) -> LinkRecor
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MetadataStore]:
-    """A real, opened metadata store of each kind."""
+def store_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Settings of a fresh metadata store of each kind."""
     dsn = request.getfixturevalue("postgres_dsn") if request.param == "postgres" else None
-    settings = make_settings(tmp_path, request.param, dsn)
-    opened = open_store(settings.metadata_store)
+    return make_settings(tmp_path, request.param, dsn)
+
+
+@pytest.fixture
+async def store(store_settings: Settings) -> AsyncIterator[MetadataStore]:
+    """A real, opened metadata store of each kind."""
+    opened = open_store(store_settings.metadata_store)
     await opened.open()
     yield opened
     await opened.close()
@@ -66,45 +74,115 @@ async def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         yield running
 
 
-async def test_purge_removes_dead_links_in_batches_and_keeps_live_ones(
+async def outcome_of(store: MetadataStore, token_id: str) -> str:
+    """What consuming ``token_id`` now finds (this uses up a live link)."""
+    outcome, _ = await store.consume_link(token_id, datetime.now(UTC))
+    return outcome
+
+
+async def test_purge_removes_expired_links_in_batches_and_keeps_unexpired_ones(
     store: MetadataStore,
 ) -> None:
     for index in range(25):
         await store.create_link(record(f"expired-{index}", expires_in=-10))
     for index in range(12):
+        await store.create_link(record(f"expired-used-{index}", expires_in=-10, used=True))
+    for index in range(7):
         await store.create_link(record(f"used-{index}", expires_in=600, used=True))
     await store.create_link(record("live", expires_in=600))
     assert await cleanup.purge(store, batch=10) == 37
     assert await cleanup.purge(store, batch=10) == 0
-    now = datetime.now(UTC)
-    assert (await store.consume_link("expired-0", now))[0] == "not_found"
-    assert (await store.consume_link("used-0", now))[0] == "not_found"
-    assert (await store.consume_link("live", now))[0] == "consumed"
+    assert await outcome_of(store, "expired-0") == "not_found"
+    assert await outcome_of(store, "expired-used-0") == "not_found"
+    for index in range(7):
+        assert await outcome_of(store, f"used-{index}") == "used"
+    assert await outcome_of(store, "live") == "consumed"
 
 
-async def test_worker_purges_used_and_expired_links(cluster: Cluster) -> None:
+async def test_replicas_purging_at_once_delete_each_expired_link_once(
+    store: MetadataStore, store_settings: Settings
+) -> None:
+    for index in range(300):
+        await store.create_link(record(f"expired-{index}", expires_in=-10, used=index % 2 == 0))
+    for index in range(20):
+        await store.create_link(record(f"used-{index}", expires_in=600, used=True))
+    replicas = [open_store(store_settings.metadata_store) for _ in range(3)]
+    for replica in replicas:
+        await replica.open()
+    try:
+        removed = await asyncio.gather(
+            *(cleanup.purge(replica, batch=7) for replica in [*replicas, *replicas])
+        )
+    finally:
+        for replica in replicas:
+            await replica.close()
+    assert sum(removed) == 300
+    assert await cleanup.purge(store, batch=7) == 0
+    for index in range(20):
+        assert await outcome_of(store, f"used-{index}") == "used"
+
+
+async def test_worker_keeps_a_used_link_answering_410_used_until_it_expires(
+    cluster: Cluster,
+) -> None:
     alice = cluster.client("alice")
     anonymous = cluster.client("anonymous")
+    store = cluster.gateway.runtime.store
     await alice.post("/v1/files/f.txt", content=b"x")
     used = await issue(alice, "/f.txt")
+    assert (await anonymous.get(download_path(used))).status_code == 200
+    # A dead record created after the link was used: once the worker has purged it, it
+    # has also had its chance at the used link's record.
+    await store.create_link(record("dead", expires_in=-10))
+
+    async def dead_is_purged() -> bool:
+        return await outcome_of(store, "dead") == "not_found"
+
+    await eventually(dead_is_purged)
+    for _ in range(2):
+        again = await anonymous.get(download_path(used))
+        assert again.status_code == 410
+        assert error_code(again) == "LINK_USED"
+    assert await outcome_of(store, claims(used["token"]).token_id) == "used"
+
+
+async def test_worker_purges_a_used_link_once_it_expired_and_it_answers_410_expired(
+    cluster: Cluster,
+) -> None:
+    alice = cluster.client("alice")
+    anonymous = cluster.client("anonymous")
+    store = cluster.gateway.runtime.store
+    await alice.post("/v1/files/f.txt", content=b"x")
+    # A link that was used and has expired since, as the worker finds it.
+    expires = int(time.time()) - 10
+    token, signed = Signer([LINK_SECRET.encode()]).issue("/f.txt", expires)
+    gone = datetime.fromtimestamp(expires, UTC)
+    await store.create_link(
+        LinkRecord(signed.token_id, "/f.txt", gone, "alice", gone, used_at=gone)
+    )
+
+    async def purged() -> bool:
+        return await outcome_of(store, signed.token_id) == "not_found"
+
+    await eventually(purged)
+    response = await anonymous.get(f"/download/{token}")
+    assert response.status_code == 410
+    assert error_code(response) == "LINK_EXPIRED"
+
+
+async def test_worker_purges_an_unused_link_once_it_expired(cluster: Cluster) -> None:
+    alice = cluster.client("alice")
+    anonymous = cluster.client("anonymous")
+    store = cluster.gateway.runtime.store
+    await alice.post("/v1/files/f.txt", content=b"x")
     expiring = await issue(alice, "/f.txt", expiry_seconds=1)
     live = await issue(alice, "/f.txt")
-    assert (await anonymous.get(download_path(used))).status_code == 200
-    store = cluster.gateway.runtime.store
-
-    async def used_is_purged() -> bool:
-        # Once its record is gone, a used link is unknown: 404 instead of 410.
-        return (await anonymous.get(download_path(used))).status_code == 404
-
-    await eventually(used_is_purged)
     expiring_claims = claims(expiring["token"])
     # Look only once it has expired: consuming it earlier would use it up.
     await asyncio.sleep(max(0.0, expiring_claims.expires - time.time()) + 0.1)
-    expiring_id = expiring_claims.token_id
 
     async def expired_is_purged() -> bool:
-        outcome, _ = await store.consume_link(expiring_id, datetime.now(UTC))
-        return outcome == "not_found"
+        return await outcome_of(store, expiring_claims.token_id) == "not_found"
 
     await eventually(expired_is_purged)
     response = await anonymous.get(download_path(expiring))

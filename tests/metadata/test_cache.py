@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import pytest
 
@@ -254,7 +255,8 @@ async def test_links_pass_through_uncached(replicas: Replicas) -> None:
     assert (await cache.consume_link("t1", NOW))[0] == "consumed"
     await cache.release_link("t1")
     assert (await replicas.bare.consume_link("t1", NOW))[0] == "consumed"
-    assert await cache.purge_links(NOW, 10) == 1
+    assert await cache.purge_links(NOW, 10) == 0
+    assert await cache.purge_links(NOW + timedelta(hours=1), 10) == 1
 
 
 async def test_mutation_succeeds_when_the_bus_cannot_announce(

@@ -88,17 +88,33 @@ async def test_creating_a_token_twice_raises_already_exists(store: MetadataStore
         await store.create_link(link("t1"))
 
 
-async def test_purge_removes_expired_and_used_links_in_batches(store: MetadataStore) -> None:
+async def test_purge_removes_expired_links_used_or_not_in_batches(store: MetadataStore) -> None:
     for n in range(5):
         await store.create_link(link(f"expired-{n}", expires_in=-timedelta(seconds=n)))
     for n in range(3):
+        await store.create_link(link(f"expired-used-{n}", expires_in=timedelta(seconds=30)))
+        await store.consume_link(f"expired-used-{n}", NOW)
+    for n in range(2):
         await store.create_link(link(f"used-{n}"))
         await store.consume_link(f"used-{n}", NOW)
     for n in range(2):
         await store.create_link(link(f"live-{n}"))
-    assert [await store.purge_links(NOW, 3) for _ in range(4)] == [3, 3, 2, 0]
-    assert await store.consume_link("used-0", NOW) == ("not_found", None)
-    assert await store.consume_link("expired-4", NOW) == ("not_found", None)
+    later = NOW + timedelta(seconds=30)
+    assert [await store.purge_links(later, 3) for _ in range(4)] == [3, 3, 2, 0]
+    assert await store.consume_link("expired-used-0", later) == ("not_found", None)
+    assert await store.consume_link("expired-4", later) == ("not_found", None)
     for n in range(2):
-        outcome, _ = await store.consume_link(f"live-{n}", NOW)
+        outcome, _ = await store.consume_link(f"used-{n}", later)
+        assert outcome == "used"
+    for n in range(2):
+        outcome, _ = await store.consume_link(f"live-{n}", later)
         assert outcome == "consumed"
+
+
+async def test_purge_keeps_a_used_link_until_it_expires(store: MetadataStore) -> None:
+    await store.create_link(link("t1", expires_in=timedelta(minutes=5)))
+    await store.consume_link("t1", NOW)
+    assert await store.purge_links(NOW + timedelta(minutes=4), 10) == 0
+    assert (await store.consume_link("t1", NOW + timedelta(minutes=4)))[0] == "used"
+    assert await store.purge_links(NOW + timedelta(minutes=5), 10) == 1
+    assert await store.consume_link("t1", NOW + timedelta(minutes=5)) == ("not_found", None)

@@ -1,8 +1,11 @@
-"""The cleanup worker: purges used and expired link records in batches, on an interval.
+"""The cleanup worker: purges expired link records in batches, on an interval.
 
-Every replica may run it: a purge deletes only rows that are already dead, so two
-replicas purging at once at worst find less to delete. A failure is logged and
-retried at the next interval; it never stops the worker or touches a request.
+Only expiry makes a record dead: a used link's record stays until the link expires,
+so the link keeps answering 410 LINK_USED until then (afterwards the token's own
+expiry answers 410 LINK_EXPIRED, before any lookup). Every replica may run it: a
+purge deletes only rows that are already dead, so two replicas purging at once at
+worst find less to delete. A failure is logged and retried at the next interval; it
+never stops the worker or touches a request.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ MIN_INTERVAL = 0.1
 
 
 async def purge(store: MetadataStore, batch: int) -> int:
-    """Delete dead links now, batch after batch while batches come back full; return how many."""
+    """Delete expired links now, batch after batch while batches come back full; return how many."""
     total = 0
     for _ in range(MAX_BATCHES_PER_ROUND):
         removed = await store.purge_links(datetime.now(UTC), batch)
@@ -45,7 +48,7 @@ async def run(store: MetadataStore, *, interval: float, batch: int) -> None:
             logger.warning("link cleanup failed; retrying in %.0fs", interval, exc_info=True)
         else:
             if removed:
-                logger.info("link cleanup purged %d used or expired links", removed)
+                logger.info("link cleanup purged %d expired links", removed)
         await asyncio.sleep(max(interval, MIN_INTERVAL))
 
 

@@ -167,4 +167,7 @@ class MetadataStore(ABC):
 
     @abstractmethod
     async def purge_links(self, now: datetime, batch: int) -> int:
-        """Delete up to ``batch`` expired or used links; return how many went."""
+        """Delete up to ``batch`` links expired at ``now``, used or not; return how many went.
+
+        A used link that has not expired stays, so it keeps answering "used".
+        """

@@ -489,7 +489,7 @@ class PostgresMetadataStore(MetadataStore):
         async with self._connection() as conn:
             status = await conn.execute(
                 "DELETE FROM links WHERE token_id IN (SELECT token_id FROM links"
-                " WHERE expires_at <= $1 OR used_at IS NOT NULL LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                " WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
                 _aware(now),
                 batch,
             )

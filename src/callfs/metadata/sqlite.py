@@ -501,7 +501,7 @@ class SQLiteMetadataStore(MetadataStore):
         async with self._write() as db:
             cursor = await db.execute(
                 "DELETE FROM links WHERE token_id IN (SELECT token_id FROM links"
-                " WHERE expires_at <= ? OR used_at IS NOT NULL LIMIT ?)",
+                " WHERE expires_at <= ? LIMIT ?)",
                 (_to_db(now), batch),
             )
             removed = cursor.rowcount
