@@ -24,6 +24,7 @@ from callfs.errors import BackendUnavailable, BadRequest
 from callfs.metadata import open_store
 from callfs.metadata.base import MetadataStore
 from callfs.metadata.cache import CachedMetadataStore
+from callfs.metadata.instrumented import InstrumentedMetadataStore
 from callfs.metrics import Metrics
 from callfs.settings import Settings
 
@@ -103,7 +104,7 @@ async def open_runtime(
     metrics = metrics or Metrics()
     locks, limiter, bus = build_coordination(settings.dlm)
     discovery = discovery or build_discovery(settings.instance_discovery)
-    inner = open_store(settings.metadata_store)
+    inner = InstrumentedMetadataStore(open_store(settings.metadata_store), metrics)
     store = CachedMetadataStore(
         inner,
         bus,

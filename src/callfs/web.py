@@ -95,8 +95,8 @@ def install_error_handlers(app: FastAPI, metrics: Metrics, component: str) -> No
 
     async def domain_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, CallFSError)
+        metrics.errors.labels(component, exc.code).inc()
         if exc.status_code >= 500:
-            metrics.errors.labels(component, type(exc).__name__).inc()
             logger.warning("%s %s: %s", request.method, request.url.path, exc.message)
         return response_for(exc)
 
@@ -104,6 +104,7 @@ def install_error_handlers(app: FastAPI, metrics: Metrics, component: str) -> No
         assert isinstance(exc, RequestValidationError)
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
+        metrics.errors.labels(component, "BAD_REQUEST").inc()
         return error_response(
             400, "BAD_REQUEST", f"invalid {where}: {first.get('msg', 'bad value')}"
         )
@@ -121,7 +122,7 @@ def install_error_handlers(app: FastAPI, metrics: Metrics, component: str) -> No
         return Response(status_code=499)
 
     async def unexpected(request: Request, exc: Exception) -> Response:
-        metrics.errors.labels(component, type(exc).__name__).inc()
+        metrics.errors.labels(component, "INTERNAL_ERROR").inc()
         logger.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
         return error_response(500, "INTERNAL_ERROR", "internal error")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import urlsplit
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from tests.gateway.test_files import error_code
 from tests.support.harness import USERS, Cluster
 
@@ -82,6 +84,47 @@ async def test_metrics_on_api_port_needs_auth(cluster: Cluster) -> None:
     assert 'callfs_file_operations_total{backend_type="localfs",operation="create"}' in text
     assert "callfs_backend_op_duration_seconds" in text
     assert "/v1/files/m.txt" not in text
+
+
+GATEWAY_FAMILIES = (
+    "callfs_http_requests",
+    "callfs_http_request_duration_seconds",
+    "callfs_file_operations",
+    "callfs_backend_ops",
+    "callfs_backend_op_duration_seconds",
+    "callfs_metadata_db_queries",
+    "callfs_metadata_db_query_duration_seconds",
+    "callfs_lock_operations",
+    "callfs_lock_operation_duration_seconds",
+    "callfs_active_locks",
+    "callfs_errors",
+    "callfs_proxy_operations",
+    "callfs_storage_node_up",
+    "callfs_metadata_cache_hits",
+    "callfs_metadata_cache_misses",
+)
+
+
+async def test_every_gateway_metric_family_carries_samples(cluster: Cluster) -> None:
+    """API.md: every family is actually emitted, not only registered."""
+    client = cluster.client("alice")
+    assert (await client.post("/v1/files/fam/one.txt", content=b"1")).status_code == 201
+    assert (await client.get("/v1/files/fam/one.txt")).status_code == 200
+    assert (await client.get("/v1/files/fam/one.txt")).status_code == 200
+    assert (await client.get("/v1/files/fam/absent")).status_code == 404
+    response = await client.get("/metrics")
+    families = {f.name: f for f in text_string_to_metric_families(response.text)}
+    for name in GATEWAY_FAMILIES:
+        assert name in families, f"{name} is not exported"
+        assert families[name].samples, f"{name} has no samples"
+    queries = {s.labels["operation"] for s in families["callfs_metadata_db_queries"].samples}
+    assert {"get_many", "create"} <= queries
+    errors = {
+        (s.labels["component"], s.labels["error_type"])
+        for s in families["callfs_errors"].samples
+        if s.name.endswith("_total")
+    }
+    assert ("gateway", "FILE_NOT_FOUND") in errors
 
 
 async def test_every_response_has_request_id_and_security_headers(cluster: Cluster) -> None:
