@@ -1,16 +1,20 @@
 """The files and directories API with bytes in S3: a whole gateway over real HTTP,
 against SeaweedFS's S3 gateway and moto, plus backend selection and moves between
-storage nodes and S3.
+storage nodes and S3, including moves that fail (damaged bytes, a connection to S3
+cut off midway by a fault-injecting proxy, a stopped node).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
+import os
 import random
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +26,7 @@ import pytest
 from tests.gateway.test_files import error_code
 from tests.support.harness import USERS, Cluster, make_settings, running_cluster
 from tests.support.polling import wait_until
+from tests.support.proxy import CuttingProxy
 from tests.support.s3 import MotoServer, S3Server, SeaweedS3Server
 
 pytestmark = pytest.mark.s3
@@ -581,3 +586,132 @@ async def test_stopped_s3_is_503_and_changes_nothing(
             assert f"could not remove object {key}" in caplog.text
     finally:
         server.stop()
+
+
+# --- moves between backends that fail ------------------------------------------------
+
+
+async def namespace_of(client: httpx.AsyncClient) -> Any:
+    """Every entry's metadata, to compare before and after a failed move."""
+    return (await client.get("/v1/directories/", params={"recursive": "true"})).json()
+
+
+def open_descriptors(path: Path) -> list[str]:
+    """This process's file descriptors open on ``path`` (the storage nodes run in it)."""
+    found = []
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):
+            if os.readlink(fd) == str(path):
+                found.append(fd.name)
+    return found
+
+
+@asynccontextmanager
+async def s3_behind(
+    proxy: CuttingProxy, server: S3Server, tmp_path: Path
+) -> AsyncIterator[tuple[Cluster, str]]:
+    """A gateway with one storage node whose S3 bucket it reaches through ``proxy``."""
+    bucket = new_bucket(server)
+    section = s3_section(server, bucket, s3_part_size=PART, s3_endpoint=proxy.endpoint)
+    settings = make_settings(tmp_path, "sqlite", None, backend=section)
+    async with running_cluster(settings, nodes=1) as cluster:
+        yield cluster, bucket
+
+
+@pytest.mark.parametrize("damage", ["flipped", "truncated"])
+async def test_move_of_bytes_that_do_not_verify_is_503_and_leaves_the_file(
+    s3c: S3Cluster, damage: str
+) -> None:
+    client = s3c.client()
+    data = body_of(3 * MiB, seed=3)
+    await client.post("/v1/files/rotten.bin", content=data, headers={"X-CallFS-Backend": "localfs"})
+    before = await namespace_of(client)
+    (stored,) = s3c.cluster.stored_objects()
+    # Bit rot on the node's volume: the bytes no longer match their metadata.
+    damaged = bytes(b ^ 0xFF for b in data[:16]) + data[16:] if damage == "flipped" else data[:MiB]
+    stored.write_bytes(damaged)
+
+    moved = await client.patch("/v1/files/rotten.bin", json={"backend": "s3"})
+
+    assert moved.status_code == 503
+    assert error_code(moved) == "BACKEND_UNAVAILABLE"
+    assert await namespace_of(client) == before
+    assert s3c.cluster.stored_objects() == [stored]
+    assert stored.read_bytes() == damaged
+    assert s3c.keys() == set()
+    assert s3c.uploads() == []
+
+
+async def test_move_to_s3_cut_off_midway_is_503_and_leaves_the_file_whole(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
+    async with (
+        CuttingProxy(s3_server.port, upload_limit=2 * MiB) as proxy,
+        s3_behind(proxy, s3_server, tmp_path) as (cluster, bucket),
+    ):
+        client = cluster.client("alice")
+        data = body_of(2 * PART + 12345, seed=11)
+        await client.post(
+            "/v1/files/big.bin", content=data, headers={"X-CallFS-Backend": "localfs"}
+        )
+        before = await namespace_of(client)
+
+        moved = await client.patch("/v1/files/big.bin", json={"backend": "s3"})
+
+        assert moved.status_code == 503
+        assert error_code(moved) == "BACKEND_UNAVAILABLE"
+        assert proxy.cuts > 0
+        assert await namespace_of(client) == before
+        assert (await client.get("/v1/files/big.bin")).content == data
+        # The multipart upload was aborted: no object and no parts in the bucket.
+        assert s3_server.keys(bucket) == []
+        assert s3_server.multipart_uploads(bucket) == []
+        # The source stream was closed: the node let go of the object.
+        (stored,) = cluster.stored_objects()
+        await wait_until(lambda: not open_descriptors(stored), what="the node closed the source")
+
+
+async def test_move_from_s3_cut_off_midway_is_503_and_leaves_no_partial_copy(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
+    async with (
+        CuttingProxy(s3_server.port, download_limit=3 * MiB) as proxy,
+        s3_behind(proxy, s3_server, tmp_path) as (cluster, bucket),
+    ):
+        client = cluster.client("alice")
+        data = body_of(PART + 3 * MiB, seed=13)
+        assert (await client.post("/v1/files/cloud.bin", content=data)).status_code == 201
+        before = await namespace_of(client)
+
+        moved = await client.patch("/v1/files/cloud.bin", json={"backend": "localfs"})
+
+        assert moved.status_code == 503
+        assert error_code(moved) == "BACKEND_UNAVAILABLE"
+        assert proxy.cuts > 0
+        assert await namespace_of(client) == before
+        # The node dropped the partial copy; the object in S3 is whole.
+        assert cluster.stored_objects() == []
+        assert cluster.temp_files() == []
+        (key,) = s3_server.keys(bucket)
+        assert s3_server.admin.get_object(Bucket=bucket, Key=key)["Body"].read() == data
+
+
+async def test_move_from_s3_to_a_stopped_node_is_503_and_leaves_the_file(
+    s3c: S3Cluster,
+) -> None:
+    client = s3c.client()
+    data = body_of(PART + 1, seed=5)
+    await client.post("/v1/files/cloud.bin", content=data)
+    # The node answers now, so the gateway still counts it up when the move begins.
+    await client.post("/v1/files/local.txt", content=b"x", headers={"X-CallFS-Backend": "localfs"})
+    before = await namespace_of(client)
+    await s3c.cluster.stop_node("node-0")
+
+    moved = await client.patch("/v1/files/cloud.bin", json={"backend": "localfs"})
+
+    assert moved.status_code == 503
+    assert error_code(moved) == "BACKEND_UNAVAILABLE"
+    assert await namespace_of(client) == before
+    assert (await client.get("/v1/files/cloud.bin")).content == data
+    assert len(s3c.keys()) == 1
+    assert s3c.uploads() == []

@@ -12,16 +12,17 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
 from callfs import namespace, paths, permissions
-from callfs.backends.base import ObjectRef, Written, new_object_key
+from callfs.backends.base import Backend, ObjectRef, Written, new_object_key
 from callfs.entry import Entry, utcnow
 from callfs.errors import (
     AlreadyExists,
+    BackendUnavailable,
     BadRequest,
     CallFSError,
     DirectoryNotEmpty,
@@ -452,22 +453,19 @@ class FileSystem:
         permissions.require_delete(user, dst.parent, target)
 
     async def _move_bytes(self, entry: Entry, backend_name: str) -> Entry:
-        """Copy a file's bytes to another backend, verify them, switch the metadata."""
-        source = _ref(entry)
+        """Copy a file's bytes to another backend, verify them, switch the metadata.
+
+        Whatever fails, the file stays where it was, readable, and its metadata
+        unchanged: the copy is removed again and the source stream closed.
+
+        Raises:
+            BackendUnavailable: either backend failed, or the copy does not match the
+                file (its size, or the SHA-256 its metadata records).
+        """
         target_backend = self.rt.backend(backend_name)
-        target = await target_backend.new_object(entry.path)
-        digest = hashlib.sha256()
-        stream = await self.read_bytes(entry, 0, max(entry.size - 1, 0))
-
-        async def hashed() -> AsyncIterator[bytes]:
-            async for chunk in stream:
-                digest.update(chunk)
-                yield chunk
-
-        written = await self._timed(backend_name, "write", target_backend.write(target, hashed()))
+        target, written, sha256 = await self._copy_out(entry, target_backend)
         try:
-            if written.size != entry.size or written.sha256 != digest.hexdigest():
-                raise BadRequest("copy verification failed; the file was left where it was")
+            _verify_copy(entry, written, sha256)
             moved = entry.evolve(
                 backend=target.backend,
                 instance_id=target.instance_id,
@@ -479,10 +477,29 @@ class FileSystem:
         except BaseException:
             await self._discard(target)
             raise
-        if source is not None:
-            await self._discard(source)
+        await self._discard_entry(entry)
         self.rt.metrics.file_operations.labels("migrate", backend_name).inc()
         return moved
+
+    async def _copy_out(self, entry: Entry, backend: Backend) -> tuple[ObjectRef, Written, str]:
+        """Stream a file's bytes into a new object on ``backend``.
+
+        Returns the new object, what its backend wrote, and the SHA-256 of what was
+        read. The source stream is closed however the copy ends.
+        """
+        digest = hashlib.sha256()
+        stream = await self.read_bytes(entry, 0, max(entry.size - 1, 0))
+        async with _closing(stream):
+
+            async def hashed() -> AsyncIterator[bytes]:
+                async for chunk in stream:
+                    digest.update(chunk)
+                    yield chunk
+
+            target, written = await self._timed(
+                backend.name, "write", backend.write_new(entry.path, hashed())
+            )
+        return target, written, digest.hexdigest()
 
     # Deleting
 
@@ -577,3 +594,45 @@ def _ref(entry: Entry) -> ObjectRef | None:
     if entry.is_dir or entry.object_key is None:
         return None
     return ObjectRef(entry.backend, entry.object_key, entry.instance_id)
+
+
+def _verify_copy(entry: Entry, written: Written, read_sha256: str) -> None:
+    """Check a copy against the file it was made from.
+
+    The copy must hold as many bytes as the metadata says, the same bytes as were
+    read, and, for a storage-node file (whose ETag is its SHA-256), the bytes the
+    metadata vouches for. S3 ETags are no SHA-256, so for S3 files size is what counts.
+
+    Raises:
+        BackendUnavailable: the copy does not match; a backend misbehaved, not the client.
+    """
+    problems = []
+    if written.size != entry.size:
+        problems.append(f"{written.size} bytes copied, {entry.size} expected")
+    if written.sha256 != read_sha256:
+        problems.append("the copy differs from the bytes read")
+    if entry.backend == "localfs" and read_sha256 != entry.etag:
+        problems.append("the stored bytes differ from their recorded SHA-256")
+    if problems:
+        logger.error(
+            "copy of %s (object %s on %s) failed verification: %s",
+            entry.path,
+            entry.object_key,
+            entry.instance_id or entry.backend,
+            "; ".join(problems),
+        )
+        raise BackendUnavailable("the copy did not verify; the file was left where it was")
+
+
+@asynccontextmanager
+async def _closing(stream: AsyncIterator[bytes]) -> AsyncIterator[None]:
+    """Close ``stream`` when the block ends, however it ends.
+
+    A stream left unread keeps its storage-node call or S3 response open until the
+    garbage collector finds it.
+    """
+    try:
+        yield
+    finally:
+        if isinstance(stream, AsyncGenerator):
+            await stream.aclose()
