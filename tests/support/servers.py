@@ -261,9 +261,11 @@ class PostgresServer(PostgresInstance):
         if credentials is not None:
             os.chown(sockets, *credentials)
 
-    def _serve(self, binaries: Path, credentials: tuple[int, int] | None) -> None:
+    def _serve(
+        self, binaries: Path, credentials: tuple[int, int] | None, port: int | None = None
+    ) -> None:
         assert self.workdir is not None
-        self.port = free_port()
+        self.port = port or free_port()
         settings = {
             "listen_addresses": "127.0.0.1",
             "port": str(self.port),
@@ -306,6 +308,15 @@ class PostgresServer(PostgresInstance):
         if self._server is not None:
             self._server.stop()
             self._server = None
+
+    def halt(self) -> None:
+        """Stop serving, keeping the data, as in an outage; :meth:`resume` brings it back."""
+        self._halt()
+
+    def resume(self) -> None:
+        """Serve the kept data again on the same port."""
+        assert self.workdir is not None and self._server is None
+        self._serve(postgres_binaries(), self._credentials(), port=self.port)
 
     def stop(self) -> None:
         """Shut the server down (fast shutdown, then kill) and delete its files."""
@@ -398,9 +409,9 @@ class RedisServer(RedisInstance):
             raise
         return self
 
-    def _serve(self, binary: str) -> None:
+    def _serve(self, binary: str, port: int | None = None) -> None:
         assert self.workdir is not None
-        self.port = free_port()
+        self.port = port or free_port()
         command = [binary, "--port", str(self.port), "--bind", "127.0.0.1"]
         command += ["--save", "", "--appendonly", "no", "--dir", str(self.workdir)]
         log_path = self.workdir / "redis.log"
@@ -428,6 +439,16 @@ class RedisServer(RedisInstance):
         if self._server is not None:
             self._server.stop()
             self._server = None
+
+    def halt(self) -> None:
+        """Kill the server, as in an outage; :meth:`resume` starts it again, empty."""
+        self._halt()
+
+    def resume(self) -> None:
+        """Serve again on the same port (Redis keeps nothing: it starts empty)."""
+        binary = shutil.which("redis-server")
+        assert binary is not None and self.workdir is not None and self._server is None
+        self._serve(binary, port=self.port)
 
     def stop(self) -> None:
         """Kill the server (its data is throwaway) and delete its folder."""
