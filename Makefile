@@ -49,6 +49,7 @@ test: install system-deps tools ## Install what is needed, lint, then run the wh
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: install system-deps ## Measure throughput and memory against nginx and SeaweedFS
+	@bash scripts/bench-deps.sh
 	$(BIN)/python -m benchmarks.run
 
 ##@ Cluster

@@ -1,0 +1,194 @@
+"""The load generators: curl for one big transfer, wrk for many small requests.
+
+Both are native programs, the same for every server, so the client costs the
+same whoever answers and is never the Python harness.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.servers import Endpoint
+
+WRK_TIMEOUT = "30s"
+
+_PUT_SCRIPT = """\
+-- PUT a fixed body; each thread cycles over its own FILES paths, so the requests in
+-- flight at one moment name distinct files.
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("id", threads)
+end
+
+local counter = 0
+wrk.method = "PUT"
+wrk.body = string.rep("x", {size})
+
+function request()
+  counter = counter + 1
+  return wrk.format(nil, "{prefix}" .. id .. "-" .. (counter % {files}))
+end
+"""
+
+
+class LoadError(RuntimeError):
+    """A request failed, or a load generator did not report what it measured."""
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One big request: bytes moved and the seconds it took, as curl measured."""
+
+    size: int
+    seconds: float
+
+    @property
+    def mb_per_s(self) -> float:
+        """Throughput in MB/s (10^6 bytes per second)."""
+        return self.size / self.seconds / 1e6
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A wrk run: requests per second, how many failed (non-2xx or socket errors), latency."""
+
+    requests_per_s: float
+    requests: int
+    errors: int
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+
+
+def _curl(endpoint: Endpoint, path: str, args: list[str], body_out: Path) -> tuple[int, float]:
+    """Run curl on ``path``; return the bytes moved and the total seconds.
+
+    Raises:
+        LoadError: curl failed or the server answered other than 2xx.
+    """
+    command = ["curl", "--silent", "--show-error", *endpoint.auth, *args]
+    command += [
+        "--output",
+        str(body_out),
+        "--write-out",
+        "%{http_code} %{time_total} %{size_upload} %{size_download}",
+    ]
+    command.append(endpoint.url(path))
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise LoadError(f"curl {endpoint.name} {path}: {result.stderr.strip()}")
+    status, seconds, uploaded, downloaded = result.stdout.split()
+    if not status.startswith("2"):
+        body = "" if body_out == Path("/dev/null") else body_out.read_text(errors="replace")
+        raise LoadError(f"{endpoint.name} answered {status} for {path}: {body[:300]}")
+    return max(int(float(uploaded)), int(float(downloaded))), float(seconds)
+
+
+def upload(endpoint: Endpoint, path: str, source: Path, scratch: Path) -> Transfer:
+    """PUT the file ``source`` to ``path`` in one streamed request.
+
+    Raises:
+        LoadError: the upload failed or was cut short.
+    """
+    size, seconds = _curl(endpoint, path, ["--upload-file", str(source)], scratch / "answer")
+    if size != source.stat().st_size:
+        raise LoadError(f"{endpoint.name} took {size} of {source.stat().st_size} bytes")
+    return Transfer(size, seconds)
+
+
+def download(endpoint: Endpoint, path: str, expected: int) -> Transfer:
+    """GET ``path`` into /dev/null.
+
+    Raises:
+        LoadError: the download failed or its size is not ``expected``.
+    """
+    size, seconds = _curl(endpoint, path, [], Path("/dev/null"))
+    if size != expected:
+        raise LoadError(f"{endpoint.name} sent {size} bytes of {path}, expected {expected}")
+    return Transfer(size, seconds)
+
+
+def put_small(endpoint: Endpoint, path: str, source: Path, scratch: Path) -> None:
+    """PUT a small file (the one the GET runs fetch)."""
+    _curl(endpoint, path, ["--upload-file", str(source)], scratch / "answer")
+
+
+def _parse_wrk(output: str) -> Rate:
+    """Requests/sec, the request count and the failures from wrk's report.
+
+    Raises:
+        LoadError: the report has no request rate.
+    """
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    total = re.search(r"(\d+) requests in", output)
+    if rate is None or total is None:
+        raise LoadError(f"wrk printed no request rate:\n{output}")
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if non_2xx:
+        errors += int(non_2xx.group(1))
+    return Rate(
+        float(rate.group(1)),
+        int(total.group(1)),
+        errors,
+        _percentile_ms(output, 50),
+        _percentile_ms(output, 99),
+    )
+
+
+def _percentile_ms(output: str, percent: int) -> float | None:
+    """A latency percentile of wrk's ``--latency`` distribution, in milliseconds."""
+    found = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
+    if found is None:
+        return None
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[found.group(2)]
+    return round(float(found.group(1)) * scale, 3)
+
+
+def _wrk(url: str, endpoint: Endpoint, options: list[str]) -> Rate:
+    command = ["wrk", *options, "--timeout", WRK_TIMEOUT, "--latency"]
+    for header in endpoint.headers:
+        command += ["--header", header]
+    command.append(url)
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise LoadError(f"wrk against {endpoint.name} failed:\n{result.stdout}{result.stderr}")
+    return _parse_wrk(result.stdout)
+
+
+@dataclass(frozen=True)
+class Concurrency:
+    """How hard wrk pushes: connections, threads, and for how long."""
+
+    connections: int
+    threads: int
+    seconds: float
+
+    @property
+    def warm_up_seconds(self) -> float:
+        """A short unmeasured run before each measured one: connections, caches, files."""
+        return min(3.0, max(1.0, self.seconds / 5))
+
+    def options(self, seconds: float) -> list[str]:
+        """wrk's command-line options for a run of ``seconds``."""
+        return [f"-t{self.threads}", f"-c{self.connections}", f"-d{max(1, round(seconds))}s"]
+
+
+def get_rate(endpoint: Endpoint, path: str, load: Concurrency, seconds: float) -> Rate:
+    """GET ``path`` over and over for ``seconds`` from ``load.connections`` connections."""
+    return _wrk(endpoint.url(path), endpoint, load.options(seconds))
+
+
+def put_rate(
+    endpoint: Endpoint, folder: str, size: int, load: Concurrency, seconds: float, scratch: Path
+) -> Rate:
+    """PUT ``size``-byte bodies to a few paths under ``folder`` for ``seconds`` (PUT replaces)."""
+    prefix = urllib.parse.urlsplit(endpoint.url(f"{folder}/put-")).path
+    files = max(4 * load.connections, 64)
+    script = scratch / "put.lua"
+    script.write_text(_PUT_SCRIPT.format(size=size, prefix=prefix, files=files))
+    return _wrk(endpoint.url(folder), endpoint, [*load.options(seconds), "--script", str(script)])

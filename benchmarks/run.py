@@ -1,0 +1,491 @@
+"""Entry of ``make bench``: start the servers, measure them, print the table, save results.
+
+Knobs (environment):
+
+- ``CALLFS_BENCH_SIZE_MIB`` — size of the big transfer (default 1024, the 1 GiB of the targets)
+- ``CALLFS_BENCH_SECONDS`` — length of each measured wrk run (default 10)
+- ``CALLFS_BENCH_CONNECTIONS`` — wrk connections (default 32); ``CALLFS_BENCH_THREADS`` (default 2)
+- ``CALLFS_BENCH_REPEAT`` — big transfers per server, the fastest counts (default 2)
+- ``CALLFS_BENCH_PROFILE=1`` — afterwards, record py-spy profiles of CallFS during one more
+  run of each measurement and print where the time goes
+- ``CALLFS_BENCH_OUT`` — where results.json and the profiles go (default ``.callfs-bench``)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import logging
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from benchmarks import load
+from benchmarks.load import Concurrency, Rate, Transfer
+from benchmarks.procwatch import ProcessWatch, rss_bytes
+from benchmarks.profiling import Profile, Recording
+from benchmarks.report import MIB, Row, Target, markdown, table
+from benchmarks.servers import CallFSDev, Endpoint, Nginx, Seaweed
+
+logger = logging.getLogger("benchmarks")
+
+BIG_PATH = "bench/big.bin"
+PROFILED_PATH = "bench/profiled.bin"
+SMALL_PATH = "bench/small.bin"
+PUT_FOLDER = "bench/put"
+CALLFS_BUCKET = "callfs"
+DIRECT_BUCKET = "direct"
+TOOLS = ("curl", "wrk")
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """What one run measures, read from ``CALLFS_BENCH_*`` variables."""
+
+    size_mib: int = 1024
+    seconds: float = 10.0
+    connections: int = 32
+    threads: int = 2
+    repeat: int = 2
+    small_bytes: int = 4096
+    profile: bool = False
+    out: Path = Path(".callfs-bench")
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> Knobs:
+        """The knobs, defaults where a variable is unset.
+
+        Raises:
+            SystemExit: a variable is not a positive number.
+        """
+        try:
+            knobs = cls(
+                size_mib=int(environ.get("CALLFS_BENCH_SIZE_MIB", cls.size_mib)),
+                seconds=float(environ.get("CALLFS_BENCH_SECONDS", cls.seconds)),
+                connections=int(environ.get("CALLFS_BENCH_CONNECTIONS", cls.connections)),
+                threads=int(environ.get("CALLFS_BENCH_THREADS", cls.threads)),
+                repeat=int(environ.get("CALLFS_BENCH_REPEAT", cls.repeat)),
+                profile=environ.get("CALLFS_BENCH_PROFILE", "") not in ("", "0", "false"),
+                out=Path(environ.get("CALLFS_BENCH_OUT", str(cls.out))),
+            )
+        except ValueError as exc:
+            raise SystemExit(f"benchmarks: bad CALLFS_BENCH_* value: {exc}") from None
+        if min(knobs.size_mib, knobs.seconds, knobs.connections, knobs.threads, knobs.repeat) <= 0:
+            raise SystemExit("benchmarks: CALLFS_BENCH_* values must be positive")
+        return knobs
+
+    @property
+    def size(self) -> int:
+        """The big transfer's size in bytes."""
+        return self.size_mib * MIB
+
+    @property
+    def size_label(self) -> str:
+        """``1 GiB`` or ``256 MiB``."""
+        return (
+            f"{self.size_mib // 1024} GiB" if self.size_mib % 1024 == 0 else f"{self.size_mib} MiB"
+        )
+
+    @property
+    def concurrency(self) -> Concurrency:
+        """How hard wrk pushes."""
+        return Concurrency(self.connections, self.threads, self.seconds)
+
+
+@dataclass
+class Measured:
+    """Everything one run measured, by measurement and then by server."""
+
+    throughput: dict[str, dict[str, float]] = field(default_factory=dict)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def record(self, measurement: str, server: str, value: float) -> None:
+        """Keep ``value`` as ``server``'s figure for ``measurement``."""
+        self.throughput.setdefault(measurement, {})[server] = value
+
+    def get(self, measurement: str, server: str) -> float | None:
+        """``server``'s figure for ``measurement``, None if not measured."""
+        return self.throughput.get(measurement, {}).get(server)
+
+
+class Bench:
+    """One benchmark run in a scratch folder: servers up, measurements, servers down."""
+
+    def __init__(self, knobs: Knobs, scratch: Path) -> None:
+        self.knobs = knobs
+        self.scratch = scratch
+        self.source = scratch / "big.bin"
+        self.small = scratch / "small.bin"
+        self.measured = Measured()
+
+    def run(self) -> Measured:
+        """Start every server, measure, stop every server (also on failure)."""
+        logger.info("writing a %s file of random bytes", self.knobs.size_label)
+        _random_file(self.source, self.knobs.size)
+        self.small.write_bytes(os.urandom(self.knobs.small_bytes))
+        with contextlib.ExitStack() as stack:
+            weed = Seaweed(self.scratch / "seaweedfs")
+            stack.callback(weed.stop)
+            nginx = Nginx(self.scratch / "nginx")
+            stack.callback(nginx.stop)
+            callfs = CallFSDev(self.scratch / "callfs")
+            stack.callback(callfs.stop)
+
+            logger.info("starting SeaweedFS (weed server -filer -s3), nginx and callfs dev")
+            weed.start()
+            for bucket in (CALLFS_BUCKET, DIRECT_BUCKET):
+                weed.create_bucket(bucket)
+            peers = [nginx.start(), weed.filer()]
+            ours = callfs.start()
+            self.files(ours, callfs.pid, peers)
+            if self.knobs.profile:
+                self.profile(ours, callfs.pid, "localfs")
+            callfs.stop()
+
+            callfs_s3 = CallFSDev(self.scratch / "callfs-s3", _s3_environment(weed))
+            stack.callback(callfs_s3.stop)
+            ours_s3 = callfs_s3.start()
+            self.s3(ours_s3, callfs_s3.pid, weed.s3(DIRECT_BUCKET))
+            if self.knobs.profile:
+                self.profile(ours_s3, callfs_s3.pid, "s3")
+        return self.measured
+
+    def files(self, ours: Endpoint, pid: int, peers: list[Endpoint]) -> None:
+        """The file rows: big upload and download, small GET and PUT rates, CallFS's RSS."""
+        self.transfers(ours, pid, "rss")
+        for peer in peers:
+            self.transfers(peer, None, None)
+        for endpoint in (ours, *peers):
+            logger.info("%s: %d-byte GET and PUT with wrk", endpoint.name, self.knobs.small_bytes)
+            self.rates(endpoint, pid if endpoint is ours else None)
+
+    def rates(self, endpoint: Endpoint, pid: int | None) -> None:
+        """The small GET and PUT rates, each after a short warm-up (which creates the files)."""
+        load_ = self.knobs.concurrency
+        small = self.knobs.small_bytes
+        runs: dict[str, Callable[[float], Rate]] = {
+            "get": lambda seconds: load.get_rate(endpoint, SMALL_PATH, load_, seconds),
+            "put": lambda seconds: load.put_rate(
+                endpoint, PUT_FOLDER, small, load_, seconds, self.scratch
+            ),
+        }
+        for measurement, run in runs.items():
+            run(load_.warm_up_seconds)
+            with _watch(pid) as watch:
+                rate = run(load_.seconds)
+            self.rate(measurement, endpoint, rate, watch)
+
+    def s3(self, ours: Endpoint, pid: int, direct: Endpoint) -> None:
+        """The S3 rows: CallFS on its S3 backend against SeaweedFS's S3 gateway."""
+        self.transfers(ours, pid, "s3_rss", prefix="s3_")
+        self.transfers(direct, None, None, prefix="s3_", as_name="SeaweedFS")
+
+    def transfers(
+        self,
+        endpoint: Endpoint,
+        pid: int | None,
+        rss_key: str | None,
+        *,
+        prefix: str = "",
+        as_name: str | None = None,
+    ) -> None:
+        """Upload then download the big file, best of ``repeat``; watch ``pid`` meanwhile."""
+        name = as_name or endpoint.name
+        if rss_key and pid is not None:
+            idle = rss_bytes(pid) / MIB
+            self.measured.diagnostics.setdefault(rss_key, {})[name] = {"idle_mib": round(idle, 1)}
+            logger.info("%s: RSS %.0f MiB before the transfers", name, idle)
+        # A first small write warms the server up (SeaweedFS grows its volumes then).
+        load.put_small(endpoint, SMALL_PATH, self.small, self.scratch)
+        runs: dict[str, list[tuple[Transfer, ProcessWatch | None]]] = {"upload": [], "download": []}
+        for _ in range(self.knobs.repeat):
+            with _watch(pid) as up:
+                uploaded = load.upload(endpoint, BIG_PATH, self.source, self.scratch)
+            runs["upload"].append((uploaded, up))
+            with _watch(pid) as down:
+                downloaded = load.download(endpoint, BIG_PATH, self.knobs.size)
+            runs["download"].append((downloaded, down))
+        for direction, results in runs.items():
+            self._transfer(prefix + direction, name, endpoint, results)
+        watches = [watch for results in runs.values() for _, watch in results if watch]
+        if rss_key and watches:
+            peak = max(watch.peak_rss_bytes for watch in watches)
+            self.measured.record(rss_key, name, peak / MIB)
+
+    def _transfer(
+        self,
+        measurement: str,
+        name: str,
+        endpoint: Endpoint,
+        results: list[tuple[Transfer, ProcessWatch | None]],
+    ) -> None:
+        """Keep the fastest of ``results``, and every run in the diagnostics."""
+        best, watch = max(results, key=lambda result: result[0].mb_per_s)
+        self.measured.record(measurement, name, best.mb_per_s)
+        details: dict[str, Any] = {
+            "mb_per_s": [round(transfer.mb_per_s, 1) for transfer, _ in results],
+            "seconds": [round(transfer.seconds, 3) for transfer, _ in results],
+        }
+        watches = [watch for _, watch in results if watch is not None]
+        if watches:
+            details["cpu_share"] = [round(watch.cpu_share, 2) for watch in watches]
+            details["peak_rss_mib"] = [round(watch.peak_rss_bytes / MIB, 1) for watch in watches]
+        self.measured.diagnostics.setdefault(measurement, {})[name] = details
+        extra = f", CallFS CPU {watch.cpu_share:.0%} of a core" if watch else ""
+        runs = ", ".join(f"{transfer.mb_per_s:.0f}" for transfer, _ in results)
+        logger.info(
+            "%s (%s): %s best %.0f MB/s (runs: %s)%s",
+            name,
+            endpoint.base,
+            measurement,
+            best.mb_per_s,
+            runs,
+            extra,
+        )
+
+    def rate(
+        self, measurement: str, endpoint: Endpoint, rate: Rate, watch: ProcessWatch | None
+    ) -> None:
+        """Keep a wrk result, with its request count and failures."""
+        self.measured.record(measurement, endpoint.name, rate.requests_per_s)
+        details: dict[str, Any] = asdict(rate)
+        if watch is not None:
+            details["cpu_share"] = round(watch.cpu_share, 2)
+        self.measured.diagnostics.setdefault(measurement, {})[endpoint.name] = details
+        extra = f", CallFS CPU {watch.cpu_share:.0%} of a core" if watch else ""
+        logger.info(
+            "%s: %s %.0f req/s (%d requests, %d failed, p50 %s ms, p99 %s ms)%s",
+            endpoint.name,
+            measurement.upper(),
+            rate.requests_per_s,
+            rate.requests,
+            rate.errors,
+            rate.p50_ms,
+            rate.p99_ms,
+            extra,
+        )
+
+    def profile(self, ours: Endpoint, pid: int, backend: str) -> None:
+        """py-spy CallFS during one more run of each measurement; keep the hot functions."""
+        self.knobs.out.mkdir(parents=True, exist_ok=True)
+        load_ = self.knobs.concurrency
+        small = self.knobs.small_bytes
+        runs: dict[str, Callable[[], object]] = {
+            "upload": lambda: load.upload(ours, PROFILED_PATH, self.source, self.scratch),
+            "download": lambda: load.download(ours, PROFILED_PATH, self.knobs.size),
+        }
+        if backend == "localfs":
+            runs["get"] = lambda: load.get_rate(ours, SMALL_PATH, load_, load_.seconds)
+            runs["put"] = lambda: load.put_rate(
+                ours, PUT_FOLDER, small, load_, load_.seconds, self.scratch
+            )
+        for name, run in runs.items():
+            output = (self.knobs.out / f"profile-{backend}-{name}.txt").resolve()
+            logger.info("profiling CallFS (%s) during %s", backend, name)
+            with Recording(pid, output) as recording:
+                run()
+            profile = Profile.read(output)
+            self.measured.profiles[f"{backend} {name}"] = {
+                "file": str(output),
+                "samples": profile.samples,
+                "seconds": round(recording.seconds, 1),
+                "gil_share": round(recording.gil_share(profile.samples), 2),
+                "own": [asdict(spot) for spot in profile.by_own(20)],
+                "total": [asdict(spot) for spot in profile.by_total(30)],
+            }
+
+
+def _watch(pid: int | None) -> contextlib.AbstractContextManager[ProcessWatch | None]:
+    """Watch ``pid``, or nothing."""
+    if pid is None:
+        return contextlib.nullcontext()
+    return ProcessWatch(pid)
+
+
+def _s3_environment(weed: Seaweed) -> dict[str, str]:
+    """``callfs dev`` settings that put every new file in SeaweedFS's S3 gateway."""
+    return {
+        "CALLFS_BACKEND_DEFAULT_BACKEND": "s3",
+        "CALLFS_BACKEND_S3_ENDPOINT": weed.endpoint,
+        "CALLFS_BACKEND_S3_BUCKET_NAME": CALLFS_BUCKET,
+        "CALLFS_BACKEND_S3_REGION": weed.region,
+        "CALLFS_BACKEND_S3_ACCESS_KEY": weed.access_key,
+        "CALLFS_BACKEND_S3_SECRET_KEY": weed.secret_key,
+    }
+
+
+def _random_file(path: Path, size: int, block: int = 8 * MIB) -> None:
+    """Write ``size`` random bytes (incompressible, so nothing can shortcut them)."""
+    with path.open("wb") as out:
+        for offset in range(0, size, block):
+            out.write(os.urandom(min(block, size - offset)))
+
+
+def rows(knobs: Knobs, measured: Measured) -> list[Row]:
+    """The table: each measurement with its targets from the benchmark issue."""
+    size = knobs.size_label
+    small = f"{knobs.small_bytes // 1024} KiB"
+    conns = f"{knobs.connections} conns"
+    specs = (
+        (f"{size} download", "MB/s", "download", Target(0.4, 1.0)),
+        (f"{size} upload", "MB/s", "upload", Target(0.8, 1.0)),
+        (f"{small} GET, {conns}", "req/s", "get", Target(None, 1.0)),
+        (f"{small} PUT, {conns}", "req/s", "put", Target(None, 1.0)),
+        (f"S3 {size} download", "MB/s", "s3_download", Target(None, 1.0)),
+        (f"S3 {size} upload", "MB/s", "s3_upload", Target(None, 1.0)),
+        (f"peak RSS, {size} transfers", "MiB", "rss", Target(max_value=200)),
+        (f"peak RSS, S3 {size} transfers", "MiB", "s3_rss", Target(max_value=200)),
+    )
+    result = []
+    for label, unit, key, target in specs:
+        callfs = measured.get(key, "CallFS")
+        if callfs is None:
+            continue
+        result.append(
+            Row(
+                label,
+                unit,
+                callfs,
+                measured.get(key, "nginx") if target.max_value is None else None,
+                measured.get(key, "SeaweedFS") if target.max_value is None else None,
+                target,
+                errors=_failures(measured, key),
+            )
+        )
+    return result
+
+
+def _failures(measured: Measured, key: str) -> dict[str, int]:
+    """Failed wrk requests per server for ``key`` (empty for curl measurements)."""
+    runs = measured.diagnostics.get(key, {})
+    return {name: run["errors"] for name, run in runs.items() if "errors" in run}
+
+
+def _version(command: list[str]) -> str:
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=10)
+    except OSError:
+        return "absent"
+    text = (result.stdout or result.stderr).strip().splitlines()
+    return text[0] if text else "unknown"
+
+
+def _revision() -> str:
+    """The commit the measured CallFS was built from, ``+dirty`` with local changes."""
+    root = Path(__file__).resolve().parents[1]
+    commit = _version(["git", "-C", str(root), "rev-parse", "--short", "HEAD"])
+    changes = subprocess.run(
+        ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return commit + ("+dirty" if changes.strip() else "")
+
+
+def environment() -> dict[str, Any]:
+    """The machine and the versions a result was measured with."""
+    from tests.support.s3 import weed_binary
+
+    cpu_model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu_model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "callfs": metadata.version("callfs"),
+        "revision": _revision(),
+        "nginx": _version([shutil.which("nginx") or "/usr/sbin/nginx", "-v"]),
+        "seaweedfs": _version([str(weed_binary()), "version"]),
+        "curl": _version(["curl", "--version"]),
+        "wrk": _version(["wrk", "--version"]),
+    }
+
+
+def _check_tools() -> None:
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if not shutil.which("nginx") and not Path("/usr/sbin/nginx").exists():
+        missing.append("nginx")
+    if missing:
+        raise SystemExit(
+            f"benchmarks: missing {', '.join(missing)}: run `make bench` "
+            "(it installs them via scripts/system-deps.sh and scripts/bench-deps.sh)"
+        )
+
+
+def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _profile_text(profiles: dict[str, dict[str, Any]]) -> str:
+    lines = []
+    for name, profile in profiles.items():
+        lines.append(
+            f"\nCallFS profile, {name}: GIL held {profile['gil_share']:.0%} of "
+            f"{profile['seconds']}s ({profile['samples']} samples, {profile['file']})"
+        )
+        lines.append("  own%  total%  function")
+        for spot in profile["own"][:15]:
+            lines.append(f"  {spot['own']:4.0%}  {spot['total']:6.0%}  {spot['function']}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    """Run the benchmark; print the table and write ``results.json``."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    knobs = Knobs.from_environment(os.environ)
+    _check_tools()
+    load_before = os.getloadavg()[0]
+    if load_before > 0.5:
+        logger.warning(
+            "load average %.1f: something else is running, figures will be low", load_before
+        )
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    scratch = Path(tempfile.mkdtemp(prefix="callfs-bench-"))
+    try:
+        measured = Bench(knobs, scratch).run()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    result_rows = rows(knobs, measured)
+    knobs.out.mkdir(parents=True, exist_ok=True)
+    results = {
+        "environment": {**environment(), "load_before": load_before},
+        "knobs": {**asdict(knobs), "out": str(knobs.out)},
+        "rows": [row.as_dict() for row in result_rows],
+        "diagnostics": measured.diagnostics,
+        "profiles": measured.profiles,
+    }
+    (knobs.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (knobs.out / "results.md").write_text(markdown(result_rows) + "\n")
+    sys.stdout.write("\n" + table(result_rows) + "\n")
+    for row in result_rows:
+        for miss in row.misses():
+            sys.stdout.write(f"missed: {row.label}: {miss}\n")
+    if measured.profiles:
+        sys.stdout.write(_profile_text(measured.profiles) + "\n")
+    sys.stdout.write(f"\nresults: {knobs.out / 'results.json'}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
