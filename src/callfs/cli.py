@@ -9,6 +9,7 @@ import json
 import logging
 import secrets
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,14 @@ from callfs.settings import (
 
 logger = logging.getLogger("callfs")
 DEV_NODES = ("node-0", "node-1")
+
+
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run a role's main coroutine on uvloop (uvicorn's ``loop`` option cannot apply
+    inside a loop that is already running)."""
+    import uvloop
+
+    uvloop.run(main)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,7 +107,7 @@ def _gateway(args: argparse.Namespace) -> int:
     from callfs.serving import api_server, metrics_server, serve_all
 
     app = create_app(settings)
-    asyncio.run(serve_all(api_server(app, settings), metrics_server(app.state.metrics, settings)))
+    run_loop(serve_all(api_server(app, settings), metrics_server(app.state.metrics, settings)))
     return 0
 
 
@@ -107,7 +116,7 @@ def _storage_node(args: argparse.Namespace) -> int:
     _require_production(settings, "storage-node")
     from callfs_storage_node.server import serve
 
-    asyncio.run(serve(settings))
+    run_loop(serve(settings))
     return 0
 
 
@@ -119,7 +128,7 @@ def _link_service(args: argparse.Namespace) -> int:
     from callfs.serving import api_server, metrics_server, serve_all
 
     app = create_app(settings)
-    asyncio.run(serve_all(api_server(app, settings), metrics_server(app.state.metrics, settings)))
+    run_loop(serve_all(api_server(app, settings), metrics_server(app.state.metrics, settings)))
     return 0
 
 
@@ -168,7 +177,7 @@ def _dev(args: argparse.Namespace) -> int:
     settings = _load(args, dev_overrides(data_dir))
     settings = _dev_secrets(settings, data_dir)
     settings = _dev_external_url(settings)
-    asyncio.run(run_dev(settings, data_dir))
+    run_loop(run_dev(settings, data_dir))
     return 0
 
 

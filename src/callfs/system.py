@@ -16,13 +16,13 @@ from callfs.permissions import User
 from callfs.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     """The process's runtime, opened by the app's lifespan."""
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
-def get_user(request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]) -> User:
+async def get_user(request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]) -> User:
     """The caller, from ``Authorization: Bearer <api-key>``."""
     return runtime.auth.authenticate(request.headers.get("authorization"))
 

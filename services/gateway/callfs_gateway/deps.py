@@ -12,7 +12,7 @@ from callfs_gateway.filesystem import FileSystem
 __all__ = ["CurrentUser", "FileSystemDep", "RuntimeDep"]
 
 
-def get_filesystem(request: Request) -> FileSystem:
+async def get_filesystem(request: Request) -> FileSystem:
     """The filesystem over this process's runtime."""
     filesystem: FileSystem = request.app.state.filesystem
     return filesystem

@@ -13,13 +13,13 @@ from callfs_link_service.links import Links
 __all__ = ["CurrentUser", "LimitsDep", "LinksDep", "RuntimeDep"]
 
 
-def get_links(request: Request) -> Links:
+async def get_links(request: Request) -> Links:
     """The links of this process's runtime."""
     links: Links = request.app.state.links
     return links
 
 
-def get_limits(request: Request) -> LinkLimits:
+async def get_limits(request: Request) -> LinkLimits:
     """The link rate limits of this process's runtime."""
     limits: LinkLimits = request.app.state.link_limits
     return limits
