@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.servers import free_port
 
@@ -173,3 +174,14 @@ def test_no_subcommand_prints_help_and_fails() -> None:
     result = run(env=environment())
     assert result.returncode == 2
     assert "dev" in result.stderr and "config" in result.stderr
+
+
+def test_dev_auto_protocol_serves_https_with_a_self_signed_certificate(tmp_path: Path) -> None:
+    with dev_server(tmp_path / "data", CALLFS_SERVER_PROTOCOL="auto", **dev_ports()) as (url, key):
+        assert url.startswith("https://")
+        with httpx.Client(base_url=url, verify=False, timeout=10) as client:
+            response = client.get("/v1/files/", headers={"Authorization": f"Bearer {key}"})
+            assert response.status_code == 200
+            assert response.headers["strict-transport-security"].startswith("max-age=")
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{url}/health", timeout=10)  # the certificate is self-signed
