@@ -229,7 +229,7 @@ async def run_dev(
     for node in DEV_NODES:
         root = volumes / node
         root.mkdir(parents=True, exist_ok=True)
-        server, port = build_server(settings, root=root, listen="127.0.0.1:0")
+        server, port = build_server(settings, root=root, listen="127.0.0.1:0", instance_id=node)
         await server.start()
         nodes.append(server)
         endpoints[node] = f"127.0.0.1:{port}"

@@ -505,3 +505,26 @@ async def test_object_keys_lists_one_node_or_backend(store: MetadataStore) -> No
     assert await store.object_keys("localfs", "node-1") == {"k2"}
     assert await store.object_keys("s3", None) == {"k3"}
     assert await store.object_keys("localfs", "node-9") == set()
+
+
+async def test_referenced_keys_are_those_a_row_points_to_on_that_node(
+    store: MetadataStore,
+) -> None:
+    await store.create(directory("/d"))
+    await store.create(file("/d/1", instance_id="node-0", object_key="k1"))
+    await store.create(file("/d/2", instance_id="node-1", object_key="k2"))
+    await store.create(file("/d/3", backend="s3", instance_id=None, object_key="k3"))
+    asked = ["k1", "k2", "k3", "gone"]
+    assert await store.referenced_keys("localfs", "node-0", asked) == {"k1"}
+    assert await store.referenced_keys("localfs", "node-1", asked) == {"k2"}
+    assert await store.referenced_keys("s3", None, asked) == {"k3"}
+    assert await store.referenced_keys("localfs", "node-0", []) == set()
+
+
+async def test_referenced_keys_answers_many_keys_at_once(store: MetadataStore) -> None:
+    await store.create(directory("/d"))
+    for index in range(0, 1200, 100):
+        await store.create(file(f"/d/{index}", instance_id="node-0", object_key=f"k{index}"))
+    asked = [f"k{index}" for index in range(1200)]
+    expected = {f"k{index}" for index in range(0, 1200, 100)}
+    assert await store.referenced_keys("localfs", "node-0", asked) == expected

@@ -48,9 +48,11 @@ class RunningNode:
 
 
 async def start_node(root: Path, port: int = 0, **storage_node: Any) -> RunningNode:
-    """Start a node over ``root`` on loopback ``port`` (0: any free one)."""
+    """Start a node over ``root`` on loopback ``port`` (0: any free one), known by the
+    name of its volume folder (``tmp_path / "node-0"`` is ``node-0``).
+    """
     settings = node_settings(root, **storage_node)
-    server, bound = build_server(settings, listen=f"127.0.0.1:{port}")
+    server, bound = build_server(settings, listen=f"127.0.0.1:{port}", instance_id=root.name)
     await server.start()
     return RunningNode(Path(settings.backend.localfs_root_path), bound, server)
 

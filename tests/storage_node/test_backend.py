@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -280,3 +282,44 @@ async def test_usage_reports_the_node_volume(cluster: Cluster) -> None:
     used, free, total = await cluster.backend.usage("node-0")
     assert used == 0
     assert 0 < free <= total
+
+
+async def test_list_objects_streams_one_node_with_sizes_and_times(cluster: Cluster) -> None:
+    refs = []
+    for index in range(3):
+        ref = await cluster.backend.new_object(path_ranked_first_on("node-0"))
+        await cluster.backend.write(ref, chunks_of(b"x" * index))
+        refs.append(ref)
+    root = cluster.nodes["node-0"].root
+    os.utime(root / refs[0].key, (1_700_000_000, 1_700_000_000))
+
+    listed = {o.key: o async for o in cluster.backend.list_objects("node-0")}
+
+    assert set(listed) == {ref.key for ref in refs}
+    assert [listed[ref.key].size for ref in refs] == [0, 1, 2]
+    assert listed[refs[0].key].modified == datetime.fromtimestamp(1_700_000_000, UTC)
+    assert [o async for o in cluster.backend.list_objects("node-1")] == []
+    assert cluster.backend.instances() == NAMES
+
+
+async def test_listing_a_stopped_node_is_unavailable(cluster: Cluster) -> None:
+    await cluster.stop("node-2")
+    with pytest.raises(BackendUnavailable, match="node-2 is unavailable"):
+        async for _ in cluster.backend.list_objects("node-2"):
+            pass
+    with pytest.raises(BackendUnavailable):
+        async for _ in cluster.backend.list_objects("node-9"):
+            pass
+
+
+async def test_listing_a_node_behind_another_nodes_address_is_unavailable(
+    cluster: Cluster,
+) -> None:
+    swapped = {"node-0": cluster.nodes["node-1"].address, "node-1": cluster.nodes["node-0"].address}
+    backend = StorageNodeBackend(StaticDiscovery(swapped), SECRET, timeout=5.0)
+    try:
+        with pytest.raises(BackendUnavailable):
+            async for _ in backend.list_objects("node-0"):
+                pass
+    finally:
+        await backend.close()

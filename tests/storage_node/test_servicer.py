@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from callfs.errors import DirectoryNotEmpty, InvalidPath, NotFound
 from callfs.storage.v1 import storage_pb2, storage_pb2_grpc
-from tests.storage_node.conftest import METADATA, RunningNode
+from tests.storage_node.conftest import METADATA, RunningNode, start_node
 from tests.support.polling import wait_until
 
 MiB = 1024 * 1024
@@ -244,3 +244,71 @@ async def test_usage_reports_used_free_and_total_bytes(stub: Stub) -> None:
     assert usage.used_bytes == 1500
     assert usage.total_bytes > 0
     assert 0 < usage.free_bytes <= usage.total_bytes
+
+
+async def list_all(
+    stub: Stub, batch_size: int = 0, metadata: Metadata = METADATA
+) -> list[storage_pb2.ListResponse]:
+    request = storage_pb2.ListRequest(batch_size=batch_size)
+    return [response async for response in stub.List(request, metadata=metadata)]
+
+
+async def test_list_streams_every_stored_file_in_batches_without_temp_files(
+    stub: Stub, node: RunningNode
+) -> None:
+    for index in range(5):
+        await write(stub, f"ab/c{index % 2}/object-{index}", b"x" * index, create_parents=True)
+    (node.root / "ab" / "c0" / ".callfs-tmp-upload").write_bytes(b"in flight")
+
+    responses = await list_all(stub, batch_size=2)
+
+    assert [len(response.objects) for response in responses] == [2, 2, 1]
+    listed = {o.key: o for response in responses for o in response.objects}
+    assert set(listed) == {f"ab/c{index % 2}/object-{index}" for index in range(5)}
+    for key, found in listed.items():
+        on_disk = (node.root / key).stat()
+        assert (found.size, found.mtime_ns) == (on_disk.st_size, on_disk.st_mtime_ns)
+
+
+async def test_list_of_an_empty_volume_ends_without_a_message(stub: Stub) -> None:
+    assert await list_all(stub) == []
+
+
+async def test_list_splits_a_batch_of_long_paths_over_several_messages(tmp_path: Path) -> None:
+    small = await start_node(tmp_path / "volume", max_message_bytes=MiB)
+    try:
+        # ~3 KiB paths: a batch of 1000 would be a 3 MiB message, over the 1 MiB limit.
+        deep = small.root.joinpath(*(["d" * 200] * 14))
+        deep.mkdir(parents=True)
+        for index in range(1000):
+            (deep / f"{index:0200d}").write_bytes(b"")
+        async with grpc.aio.insecure_channel(small.address) as channel:
+            stub = Stub(channel)  # type: ignore[no-untyped-call]
+            responses = await list_all(stub, batch_size=1000)
+    finally:
+        await small.server.stop(0)
+    assert sum(len(response.objects) for response in responses) == 1000
+    assert len(responses) > 2
+    assert all(response.ByteSize() < MiB for response in responses)
+
+
+@pytest.mark.parametrize("metadata", [(), (("x-callfs-internal-secret", "wrong-secret"),)])
+async def test_list_without_the_right_secret_is_unauthenticated(
+    stub: Stub, node: RunningNode, metadata: Metadata
+) -> None:
+    await write(stub, "f", b"x")
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        await list_all(stub, metadata=metadata)
+    assert failure.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_list_for_another_instance_is_refused(stub: Stub) -> None:
+    await write(stub, "f", b"x")
+    named = storage_pb2.ListRequest(instance_id="volume")
+    responses = [response async for response in stub.List(named, metadata=METADATA)]
+    assert [o.key for response in responses for o in response.objects] == ["f"]
+    other = storage_pb2.ListRequest(instance_id="node-7")
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        await anext(aiter(stub.List(other, metadata=METADATA)))
+    assert failure.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "'node-7'" in (failure.value.details() or "")

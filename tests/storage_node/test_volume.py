@@ -351,3 +351,56 @@ async def test_a_read_closed_early_releases_its_file(volume: Volume) -> None:
     await anext(stream)
     await stream.aclose()
     assert open_descriptors() == before
+
+
+async def listed(volume: Volume, batch_size: int = 1000) -> list[list[tuple[str, int, int]]]:
+    return [
+        [(f.key, f.size, f.mtime_ns) for f in batch]
+        async for batch in volume.list_files(batch_size=batch_size)
+    ]
+
+
+async def test_list_files_walks_the_tree_without_temp_files_or_symlinks(
+    volume: Volume, tmp_path: Path
+) -> None:
+    root = Path(volume.root)
+    await volume.write("ab/cd/object", chunks_of(b"12345"), create_parents=True)
+    await volume.write("top", chunks_of(b"x"))
+    (root / "ab" / "cd" / f"{TEMP_PREFIX}upload").write_bytes(b"in flight")
+    (root / "empty").mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"secret")
+    (root / "link-to-dir").symlink_to(outside)
+    (root / "link-to-file").symlink_to(outside / "secret")
+    os.utime(root / "ab" / "cd" / "object", ns=(1_000_000_000, 2_000_000_000))
+
+    files = {key: (size, mtime) for batch in await listed(volume) for key, size, mtime in batch}
+
+    assert set(files) == {"ab/cd/object", "top"}
+    assert files["ab/cd/object"] == (5, 2_000_000_000)
+    assert files["top"] == (1, (root / "top").stat().st_mtime_ns)
+
+
+async def test_list_files_comes_in_batches_of_the_asked_size(volume: Volume) -> None:
+    for index in range(7):
+        await volume.write(f"d{index % 2}/f{index}", chunks_of(b"x"), create_parents=True)
+    batches = await listed(volume, batch_size=3)
+    assert [len(batch) for batch in batches] == [3, 3, 1]
+    assert sorted(key for batch in batches for key, _, _ in batch) == sorted(
+        f"d{index % 2}/f{index}" for index in range(7)
+    )
+
+
+async def test_an_empty_volume_lists_nothing(volume: Volume) -> None:
+    assert await listed(volume) == []
+
+
+async def test_a_listing_closed_early_releases_its_directory(volume: Volume) -> None:
+    for index in range(5):
+        await volume.write(f"f{index}", chunks_of(b"x"))
+    before = open_descriptors()
+    stream = volume.list_files(batch_size=2)
+    assert len(await anext(stream)) == 2
+    await stream.aclose()
+    assert open_descriptors() == before

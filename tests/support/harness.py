@@ -104,7 +104,7 @@ class Gateway:
 async def start_node(settings: Settings, name: str, root: Path, port: int = 0) -> Node:
     """Start a storage node on ``port`` (0: any) over ``root``."""
     root.mkdir(parents=True, exist_ok=True)
-    server, bound = build_server(settings, root=root, listen=f"127.0.0.1:{port}")
+    server, bound = build_server(settings, root=root, listen=f"127.0.0.1:{port}", instance_id=name)
     await server.start()
     return Node(name, root, bound, server)
 

@@ -28,22 +28,27 @@ USAGE_MAX_AGE = 5.0
 
 
 def build_server(
-    settings: Settings, *, root: Path | None = None, listen: str | None = None
+    settings: Settings,
+    *,
+    root: Path | None = None,
+    listen: str | None = None,
+    instance_id: str | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """A storage-node server over ``root`` (default ``backend.localfs_root_path``),
-    bound to ``listen`` (default ``storage_node.listen_addr``; port 0 picks one).
+    bound to ``listen`` (default ``storage_node.listen_addr``; port 0 picks one),
+    known as ``instance_id`` (default ``instance_discovery.instance_id``).
 
     Returns the server (not started) and its bound port.
 
     Raises:
         OSError: the address cannot be bound.
     """
-    server, port, _ = _assemble(settings, root, listen)
+    server, port, _ = _assemble(settings, root, listen, instance_id)
     return server, port
 
 
 def _assemble(
-    settings: Settings, root: Path | None, listen: str | None
+    settings: Settings, root: Path | None, listen: str | None, instance_id: str | None = None
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     volume_root = Path(root if root is not None else settings.backend.localfs_root_path)
     volume_root.mkdir(parents=True, exist_ok=True)
@@ -59,7 +64,8 @@ def _assemble(
             ("grpc.so_reuseport", 0),
         ],
     )
-    servicer = StorageNodeServicer(volume, max_message_bytes=limit)
+    identity = instance_id or settings.instance_discovery.instance_id
+    servicer = StorageNodeServicer(volume, max_message_bytes=limit, instance_id=identity)
     storage_pb2_grpc.add_StorageNodeServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     checks = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(checks, server)
@@ -74,7 +80,7 @@ def _assemble(
     _sweep_soon(volume)
     logger.info(
         "storage node %s serves %s on port %d",
-        settings.instance_discovery.instance_id,
+        identity,
         volume.root,
         bound,
     )

@@ -5,25 +5,30 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from callfs.errors import BadRequest
+from callfs.errors import BadRequest, PreconditionFailed
 from callfs.storage.v1 import storage_pb2, storage_pb2_grpc
 from callfs_storage_node.errors import translated
 from callfs_storage_node.volume import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_DIR_MODE,
     DEFAULT_FILE_MODE,
+    DEFAULT_LIST_BATCH,
+    ListedFile,
     Volume,
 )
 
 # Room for the message framing around a chunk.
 _FRAMING = 1024
+# Keeps a List message far below any message size limit, whatever the caller asks.
+MAX_LIST_BATCH = 10_000
 
 
 class StorageNodeServicer(storage_pb2_grpc.StorageNodeServicer):
     """Serves one volume; errors become status codes in ``translated``."""
 
-    def __init__(self, volume: Volume, *, max_message_bytes: int) -> None:
+    def __init__(self, volume: Volume, *, max_message_bytes: int, instance_id: str = "") -> None:
         self.volume = volume
+        self.instance_id = instance_id
         self._max_chunk = max_message_bytes - _FRAMING
 
     @translated
@@ -109,6 +114,38 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServicer):
         return storage_pb2.UsageResponse(
             used_bytes=usage.used, free_bytes=usage.free, total_bytes=usage.total
         )
+
+    @translated
+    async def List(
+        self, request: storage_pb2.ListRequest, context: Any
+    ) -> AsyncIterator[storage_pb2.ListResponse]:
+        if request.instance_id and request.instance_id != self.instance_id:
+            raise PreconditionFailed(
+                f"this storage node is {self.instance_id!r}, not {request.instance_id!r}"
+            )
+        batch_size = min(request.batch_size or DEFAULT_LIST_BATCH, MAX_LIST_BATCH)
+        async for batch in self.volume.list_files(batch_size=batch_size):
+            for objects in _within(batch, self._max_chunk):
+                yield storage_pb2.ListResponse(objects=objects)
+
+
+def _within(batch: list[ListedFile], limit: int) -> list[list[storage_pb2.ListedObject]]:
+    """``batch`` as messages' worth of objects, each message under ``limit`` bytes
+    (a volume may hold files with very long paths).
+    """
+    messages: list[list[storage_pb2.ListedObject]] = [[]]
+    size = 0
+    for listed in batch:
+        message = storage_pb2.ListedObject(
+            key=listed.key, size=listed.size, mtime_ns=listed.mtime_ns
+        )
+        weight = message.ByteSize() + 8
+        if messages[-1] and size + weight > limit:
+            messages.append([])
+            size = 0
+        messages[-1].append(message)
+        size += weight
+    return messages
 
 
 async def _chunks(requests: AsyncIterator[storage_pb2.WriteRequest]) -> AsyncIterator[bytes]:

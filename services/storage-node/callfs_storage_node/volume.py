@@ -39,6 +39,7 @@ T = TypeVar("T")
 
 TEMP_PREFIX = ".callfs-tmp-"
 DEFAULT_CHUNK_SIZE = 1024 * 1024
+DEFAULT_LIST_BATCH = 1000
 DEFAULT_FILE_MODE = 0o600
 DEFAULT_DIR_MODE = 0o755
 # Bytes moved per hop to a worker thread: large enough that the hop is cheap
@@ -66,6 +67,15 @@ class FileStat:
     size: int = 0
     mode: int = 0
     mtime_ns: int = 0
+
+
+@dataclass(frozen=True)
+class ListedFile:
+    """One stored file: its ``/``-separated path under the root, size and mtime."""
+
+    key: str
+    size: int
+    mtime_ns: int
 
 
 @dataclass(frozen=True)
@@ -135,6 +145,77 @@ def _read_batch(fd: int, position: int, end: int, chunk_size: int) -> list[bytes
         position += len(chunk)
         batched += len(chunk)
     return chunks
+
+
+class _Walk:
+    """A walk of the volume that hands out regular files batch by batch.
+
+    It holds one open directory and the paths of the directories still to visit, so
+    memory stays bounded however large the volume is. Symlinks are not followed,
+    and temp files of writes in progress are left out. Each batch is taken in a
+    worker thread; the lock keeps a batch and ``close`` from running at once.
+    """
+
+    def __init__(self, root: str) -> None:
+        self._root = root
+        self._pending: list[str] = [""]
+        self._directory = ""
+        self._entries: os._ScandirIterator[str] | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def next_batch(self, size: int) -> list[ListedFile]:
+        """Up to ``size`` more files; an empty list once the walk is done."""
+        batch: list[ListedFile] = []
+        with self._lock:
+            while len(batch) < size and not self._closed:
+                if self._entries is None and not self._open_next():
+                    break
+                assert self._entries is not None
+                entry = next(self._entries, None)
+                if entry is None:
+                    self._close_directory()
+                    continue
+                listed = self._visit(entry)
+                if listed is not None:
+                    batch.append(listed)
+        return batch
+
+    def close(self) -> None:
+        """Stop the walk and release its open directory."""
+        with self._lock:
+            self._closed = True
+            self._close_directory()
+
+    def _open_next(self) -> bool:
+        """Open the next directory to visit; False when none is left."""
+        while self._pending:
+            self._directory = self._pending.pop()
+            try:
+                self._entries = os.scandir(os.path.join(self._root, self._directory))
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # removed since it was seen
+            return True
+        return False
+
+    def _close_directory(self) -> None:
+        if self._entries is not None:
+            self._entries.close()
+            self._entries = None
+
+    def _visit(self, entry: os.DirEntry[str]) -> ListedFile | None:
+        """The file ``entry`` names, or None (a directory is queued for later)."""
+        key = f"{self._directory}/{entry.name}" if self._directory else entry.name
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                self._pending.append(key)
+                return None
+            if not entry.is_file(follow_symlinks=False) or entry.name.startswith(TEMP_PREFIX):
+                return None
+            info = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            return None  # removed since the directory was read
+        return ListedFile(key, info.st_size, info.st_mtime_ns)
 
 
 class Volume:
@@ -551,6 +632,25 @@ class Volume:
                         used += info.st_size
         disk = shutil.disk_usage(self.root)
         return VolumeUsage(used=used, free=disk.free, total=disk.total)
+
+    async def list_files(
+        self, *, batch_size: int = DEFAULT_LIST_BATCH
+    ) -> AsyncGenerator[list[ListedFile], None]:
+        """Every regular file under the root, in batches of up to ``batch_size``.
+
+        The tree is walked in worker threads, one batch per hop, never on the event
+        loop and never whole in memory. Temp files of writes in progress and
+        symlinks are left out; files added or removed during the walk may or may
+        not appear.
+        """
+        walk = _Walk(self.root)
+        size = batch_size if batch_size > 0 else DEFAULT_LIST_BATCH
+        try:
+            while batch := await asyncio.to_thread(walk.next_batch, size):
+                yield batch
+        finally:
+            # In a thread: a batch still running there (a cancelled hop) holds the lock.
+            await asyncio.to_thread(walk.close)
 
     async def sweep_temp_files(self, older_than_seconds: float) -> int:
         """Remove temp files a crash left behind, untouched for ``older_than_seconds``.

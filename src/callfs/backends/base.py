@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import ClassVar
 
 from callfs.entry import BackendName
@@ -29,10 +31,29 @@ class Written:
     etag: str
 
 
+@dataclass(frozen=True)
+class StoredObject:
+    """One object as a backend lists it: key, size and when it was last written."""
+
+    key: str
+    size: int
+    modified: datetime
+
+
+_OBJECT_KEY = re.compile(r"(?P<a>[0-9a-f]{2})/(?P<b>[0-9a-f]{2})/(?P=a)(?P=b)[0-9a-f]{28}")
+
+
 def new_object_key() -> str:
     """A fresh opaque key (``ab/cd/<uuid>``): each version of a file gets its own."""
     token = uuid.uuid4().hex
     return f"{token[:2]}/{token[2:4]}/{token}"
+
+
+def is_object_key(key: str) -> bool:
+    """Whether ``key`` has the shape :func:`new_object_key` gives (anything else in a
+    volume or bucket was not put there by CallFS, and is never the reconciler's).
+    """
+    return _OBJECT_KEY.fullmatch(key) is not None
 
 
 class Backend(ABC):
@@ -90,6 +111,21 @@ class Backend(ABC):
     @abstractmethod
     async def delete(self, ref: ObjectRef) -> None:
         """Remove the object; a missing object is not an error."""
+
+    def instances(self) -> list[str | None]:
+        """The places :meth:`list_objects` lists one by one: the known storage nodes,
+        or ``[None]`` for a backend without nodes.
+        """
+        return [None]
+
+    @abstractmethod
+    def list_objects(self, instance_id: str | None = None) -> AsyncIterator[StoredObject]:
+        """Every object stored on one node (``instance_id``; None for S3), streamed in
+        no particular order; objects written or removed meanwhile may or may not appear.
+
+        Raises:
+            BackendUnavailable: the node or service does not answer (also mid-stream).
+        """
 
     async def copy(self, source: ObjectRef, target: ObjectRef) -> Written:
         """Copy an object within this backend (default: stream it through)."""

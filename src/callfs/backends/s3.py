@@ -22,7 +22,14 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
-from callfs.backends.base import Backend, ObjectRef, Written, new_object_key, prefetched
+from callfs.backends.base import (
+    Backend,
+    ObjectRef,
+    StoredObject,
+    Written,
+    new_object_key,
+    prefetched,
+)
 from callfs.errors import (
     BackendUnavailable,
     CallFSError,
@@ -39,6 +46,7 @@ Observer = Callable[[str, float, bool], None]
 
 MAX_PARTS = 10_000
 MAX_COPY_OBJECT_SIZE = 5 * 1024**3
+MAX_LIST_PAGE = 1000
 DEFAULT_CHUNK_SIZE = 1024 * 1024
 PUBLIC_MESSAGE = "S3 is unavailable"
 
@@ -148,6 +156,7 @@ class S3Backend(Backend):
         observe: Observer | None = None,
         max_attempts: int = 3,
         max_copy_size: int = MAX_COPY_OBJECT_SIZE,
+        list_page_size: int = MAX_LIST_PAGE,
     ) -> None:
         self._settings = settings
         self._bucket = settings.s3_bucket_name
@@ -156,6 +165,7 @@ class S3Backend(Backend):
         self._observe = observe
         self._max_attempts = max_attempts
         self._max_copy_size = max_copy_size
+        self._list_page_size = list_page_size
         self._stack: AsyncExitStack | None = None
         self._client_handle: Any = None
 
@@ -393,6 +403,28 @@ class S3Backend(Backend):
         async with self._observed("delete"):
             with self._translated(ref.key):
                 await self._client.delete_object(Bucket=self._bucket, Key=ref.key)
+
+    async def list_objects(self, instance_id: str | None = None) -> AsyncIterator[StoredObject]:
+        """Every object in the bucket, one ListObjectsV2 page (``list_page_size`` keys,
+        at most 1000) at a time.
+
+        A multipart upload in progress is not an object yet, so it is never listed.
+        Each page request counts as one ``list`` operation.
+
+        Raises:
+            BackendUnavailable: S3 does not answer or refuses (also mid-listing).
+        """
+        arguments: dict[str, Any] = {"Bucket": self._bucket, "MaxKeys": self._list_page_size}
+        while True:
+            async with self._observed("list"):
+                with self._translated(None):
+                    page = await self._client.list_objects_v2(**arguments)
+            for item in page.get("Contents", ()):
+                yield StoredObject(item["Key"], int(item["Size"]), item["LastModified"])
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+            arguments["ContinuationToken"] = token
 
     async def copy(
         self, source: ObjectRef, target: ObjectRef, *, sha256: str | None = None

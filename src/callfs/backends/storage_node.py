@@ -15,12 +15,20 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from callfs.backends.base import Backend, ObjectRef, Written, new_object_key, prefetched
+from callfs.backends.base import (
+    Backend,
+    ObjectRef,
+    StoredObject,
+    Written,
+    new_object_key,
+    prefetched,
+)
 from callfs.discovery.base import Discovery
 from callfs.errors import (
     AlreadyExists,
@@ -37,6 +45,7 @@ logger = logging.getLogger(__name__)
 SECRET_HEADER = "x-callfs-internal-secret"
 DEFAULT_CHUNK_SIZE = 1024 * 1024
 DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+LIST_BATCH = 1000
 # A node with less free space than this takes no new files.
 MIN_FREE_BYTES = 64 * 1024 * 1024
 USAGE_TTL = 10.0
@@ -213,6 +222,39 @@ class StorageNodeBackend(Backend):
         node = self._node(ref.instance_id)
         request = storage_pb2.DeleteRequest(path=ref.key, missing_ok=True)
         await self._unary(node, node.stub.Delete, request)
+
+    def instances(self) -> list[str | None]:
+        """Every storage node discovery knows now, up or down."""
+        return list(self._endpoints())
+
+    async def list_objects(self, instance_id: str | None = None) -> AsyncIterator[StoredObject]:
+        """Every file on the node's volume (temp files of writes in progress left out).
+
+        The node checks that it is ``instance_id``, so an address that discovery got
+        wrong fails the listing instead of passing off one node's files as another's.
+
+        Raises:
+            BackendUnavailable: the node is unknown, is another node, or does not
+                answer (also mid-stream).
+        """
+        node = self._node(instance_id)
+        request = storage_pb2.ListRequest(batch_size=LIST_BATCH, instance_id=node.instance_id)
+        call = node.stub.List(request, metadata=self._metadata)
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self._timeout):
+                        response = await call.read()
+                except (grpc.aio.AioRpcError, TimeoutError) as exc:
+                    raise self._translate(node, exc) from None
+                if response is grpc.aio.EOF:
+                    break
+                for listed in response.objects:
+                    modified = datetime.fromtimestamp(listed.mtime_ns / 1e9, UTC)
+                    yield StoredObject(listed.key, listed.size, modified)
+        finally:
+            call.cancel()
+        self._mark_up(node.instance_id)
 
     async def ping(self) -> None:
         """Succeed when at least one node answers.

@@ -140,6 +140,14 @@ class MetadataStore(ABC):
     async def object_keys(self, backend: str, instance_id: str | None) -> set[str]:
         """Every object key the namespace points to on one backend node (for the reconciler)."""
 
+    async def referenced_keys(
+        self, backend: str, instance_id: str | None, keys: Sequence[str]
+    ) -> set[str]:
+        """Those of ``keys`` a row points to on one backend node, as committed now (the
+        reconciler's last look before it deletes). The default asks :meth:`object_keys`.
+        """
+        return set(keys) & await self.object_keys(backend, instance_id)
+
     # Links
 
     @abstractmethod

@@ -181,6 +181,11 @@ class CachedMetadataStore(MetadataStore):
     async def object_keys(self, backend: str, instance_id: str | None) -> set[str]:
         return await self.inner.object_keys(backend, instance_id)
 
+    async def referenced_keys(
+        self, backend: str, instance_id: str | None, keys: Sequence[str]
+    ) -> set[str]:
+        return await self.inner.referenced_keys(backend, instance_id, keys)
+
     # Mutations: forget here whatever happens (a failed commit may still have landed),
     # announce once the store said yes.
 

@@ -99,6 +99,12 @@ class InstrumentedMetadataStore(MetadataStore):
         with self._query("object_keys"):
             return await self.inner.object_keys(backend, instance_id)
 
+    async def referenced_keys(
+        self, backend: str, instance_id: str | None, keys: Sequence[str]
+    ) -> set[str]:
+        with self._query("referenced_keys"):
+            return await self.inner.referenced_keys(backend, instance_id, keys)
+
     async def create_link(self, link: LinkRecord) -> None:
         with self._query("create_link"):
             await self.inner.create_link(link)

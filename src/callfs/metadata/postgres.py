@@ -291,6 +291,19 @@ class PostgresMetadataStore(MetadataStore):
                 keys.add(row["object_key"])
         return keys
 
+    async def referenced_keys(
+        self, backend: str, instance_id: str | None, keys: Sequence[str]
+    ) -> set[str]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                "SELECT object_key FROM entries WHERE backend = $1"
+                " AND instance_id IS NOT DISTINCT FROM $2 AND object_key = ANY($3::text[])",
+                backend,
+                instance_id,
+                list(set(keys)),
+            )
+        return {row["object_key"] for row in rows}
+
     # Mutations
 
     async def create(self, entry: Entry, parents: Sequence[Entry] = ()) -> None:

@@ -322,6 +322,20 @@ class SQLiteMetadataStore(MetadataStore):
                 keys.add(row[0])
         return keys
 
+    async def referenced_keys(
+        self, backend: str, instance_id: str | None, keys: Sequence[str]
+    ) -> set[str]:
+        found: set[str] = set()
+        async with self._read() as db:
+            for chunk in _chunks(list(set(keys))):
+                sql = (
+                    "SELECT object_key FROM entries WHERE backend = ? AND instance_id IS ?"
+                    f" AND object_key IN ({', '.join('?' * len(chunk))})"
+                )
+                async with db.execute(sql, (backend, instance_id, *chunk)) as cursor:
+                    found.update(row[0] for row in await cursor.fetchall())
+        return found
+
     # Mutations
 
     async def create(self, entry: Entry, parents: Sequence[Entry] = ()) -> None:

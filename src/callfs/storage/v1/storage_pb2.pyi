@@ -1,6 +1,7 @@
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -140,3 +141,27 @@ class UsageResponse(_message.Message):
     free_bytes: int
     total_bytes: int
     def __init__(self, used_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., total_bytes: _Optional[int] = ...) -> None: ...
+
+class ListRequest(_message.Message):
+    __slots__ = ("batch_size", "instance_id")
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    batch_size: int
+    instance_id: str
+    def __init__(self, batch_size: _Optional[int] = ..., instance_id: _Optional[str] = ...) -> None: ...
+
+class ListedObject(_message.Message):
+    __slots__ = ("key", "size", "mtime_ns")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    MTIME_NS_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    size: int
+    mtime_ns: int
+    def __init__(self, key: _Optional[str] = ..., size: _Optional[int] = ..., mtime_ns: _Optional[int] = ...) -> None: ...
+
+class ListResponse(_message.Message):
+    __slots__ = ("objects",)
+    OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    objects: _containers.RepeatedCompositeFieldContainer[ListedObject]
+    def __init__(self, objects: _Optional[_Iterable[_Union[ListedObject, _Mapping]]] = ...) -> None: ...

@@ -69,6 +69,11 @@ class StorageNodeStub:
                 request_serializer=callfs_dot_storage_dot_v1_dot_storage__pb2.UsageRequest.SerializeToString,
                 response_deserializer=callfs_dot_storage_dot_v1_dot_storage__pb2.UsageResponse.FromString,
                 _registered_method=True)
+        self.List = channel.unary_stream(
+                '/callfs.storage.v1.StorageNode/List',
+                request_serializer=callfs_dot_storage_dot_v1_dot_storage__pb2.ListRequest.SerializeToString,
+                response_deserializer=callfs_dot_storage_dot_v1_dot_storage__pb2.ListResponse.FromString,
+                _registered_method=True)
 
 
 class StorageNodeServicer:
@@ -122,6 +127,14 @@ class StorageNodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def List(self, request, context):
+        """Every stored file under the volume (for the reconciler), in batches, in no
+        particular order. Temp files of writes in progress are left out.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StorageNodeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -159,6 +172,11 @@ def add_StorageNodeServicer_to_server(servicer, server):
                     servicer.Usage,
                     request_deserializer=callfs_dot_storage_dot_v1_dot_storage__pb2.UsageRequest.FromString,
                     response_serializer=callfs_dot_storage_dot_v1_dot_storage__pb2.UsageResponse.SerializeToString,
+            ),
+            'List': grpc.unary_stream_rpc_method_handler(
+                    servicer.List,
+                    request_deserializer=callfs_dot_storage_dot_v1_dot_storage__pb2.ListRequest.FromString,
+                    response_serializer=callfs_dot_storage_dot_v1_dot_storage__pb2.ListResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -350,6 +368,33 @@ class StorageNode:
             '/callfs.storage.v1.StorageNode/Usage',
             callfs_dot_storage_dot_v1_dot_storage__pb2.UsageRequest.SerializeToString,
             callfs_dot_storage_dot_v1_dot_storage__pb2.UsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def List(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/callfs.storage.v1.StorageNode/List',
+            callfs_dot_storage_dot_v1_dot_storage__pb2.ListRequest.SerializeToString,
+            callfs_dot_storage_dot_v1_dot_storage__pb2.ListResponse.FromString,
             options,
             channel_credentials,
             insecure,
