@@ -110,6 +110,18 @@ class Metrics:
             ["endpoint"],
             registry=r,
         )
+        self.reconciler_runs = Counter(
+            "callfs_reconciler_runs_total",
+            "Reconciler passes by result (ok, partial, failed, skipped)",
+            ["result"],
+            registry=r,
+        )
+        self.reconciler_orphans_removed = Counter(
+            "callfs_reconciler_orphans_removed_total",
+            "Stored objects the reconciler removed because no row pointed to them",
+            ["backend"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         """The exposition text of every family."""

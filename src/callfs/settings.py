@@ -230,6 +230,17 @@ class LinkSettings(Section):
     cleanup_batch: int = Field(default=1000, ge=1)
 
 
+class ReconcilerSettings(Section):
+    """The gateway's reconciler, which removes stored objects no row points to."""
+
+    # Seconds between passes on each gateway replica; 0 turns the reconciler off.
+    interval: Duration = 3600.0
+    # Objects written more recently are never removed: they may be uploads whose
+    # metadata is not committed yet. S3 dates a multipart upload from its start, so
+    # this must exceed the longest upload.
+    grace: Duration = Field(default=3600.0, ge=60.0)
+
+
 class LogSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
@@ -254,6 +265,7 @@ class Settings(BaseModel):
     instance_discovery: InstanceDiscoverySettings = Field(default_factory=InstanceDiscoverySettings)
     storage_node: StorageNodeSettings = Field(default_factory=StorageNodeSettings)
     links: LinkSettings = Field(default_factory=LinkSettings)
+    reconciler: ReconcilerSettings = Field(default_factory=ReconcilerSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     def link_secrets(self) -> list[bytes]:

@@ -72,6 +72,8 @@ def test_original_variable_names() -> None:
         ("CALLFS_INSTANCE_DISCOVERY_PEER_ENDPOINTS", "{broken"),
         ("CALLFS_BACKEND_DEFAULT_BACKEND", "floppy"),
         ("CALLFS_AUTH_DEFAULT_FILE_MODE", "999"),
+        ("CALLFS_RECONCILER_INTERVAL", "hourly"),
+        ("CALLFS_RECONCILER_GRACE", "10s"),
     ],
 )
 def test_bad_values_name_the_setting(name: str, value: str) -> None:
@@ -80,6 +82,15 @@ def test_bad_values_name_the_setting(name: str, value: str) -> None:
     message = str(caught.value)
     assert name in message
     assert "\n" not in message
+
+
+def test_reconciler_settings_default_to_an_hour_and_take_durations() -> None:
+    defaults = load_settings(environ={}).reconciler
+    assert (defaults.interval, defaults.grace) == (3600.0, 3600.0)
+    chosen = load_settings(
+        environ={"CALLFS_RECONCILER_INTERVAL": "0", "CALLFS_RECONCILER_GRACE": "6h"}
+    ).reconciler
+    assert (chosen.interval, chosen.grace) == (0.0, 6 * 3600.0)
 
 
 def test_secrets_dir(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from callfs import __version__, system
+from callfs import __version__, reconciler, system
 from callfs.metrics import Metrics
 from callfs.runtime import Runtime, open_runtime
 from callfs.settings import Settings
@@ -17,7 +17,8 @@ from callfs_gateway.filesystem import FileSystem
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
-    """The gateway: ``/v1/files``, ``/v1/directories``, ``/health``, ``/ready``, ``/metrics``.
+    """The gateway: ``/v1/files``, ``/v1/directories``, ``/health``, ``/ready``, ``/metrics``,
+    and the reconciler in the background.
 
     With ``runtime`` given, the caller owns it (``callfs dev`` shares one runtime
     between roles); otherwise the app opens its own at start-up and closes it.
@@ -32,7 +33,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         app.state.runtime = active
         app.state.filesystem = FileSystem(active)
         try:
-            yield
+            async with reconciler.running(active):
+                yield
         finally:
             if own:
                 await active.close()
