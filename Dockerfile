@@ -13,7 +13,7 @@ RUN python -m venv /opt/callfs
 WORKDIR /src
 COPY . .
 RUN /opt/callfs/bin/pip install --upgrade pip \
-    && /opt/callfs/bin/pip wheel --wheel-dir /wheels . \
+    && /opt/callfs/bin/pip wheel --wheel-dir /wheels -c constraints.txt . \
     && /opt/callfs/bin/pip install --no-index --find-links /wheels callfs \
     && /opt/callfs/bin/python -m compileall -q /opt/callfs/lib \
     && /opt/callfs/bin/callfs --help >/dev/null

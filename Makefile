@@ -18,10 +18,12 @@ export PATH := $(CURDIR)/$(TOOLS):$(PATH)
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*##"} /^##@/ {printf "\n%s\n", substr($$0, 5)} /^[a-zA-Z0-9_-]+:.*##/ {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): pyproject.toml
+# constraints.txt pins every package to the versions the suite last passed with
+# (refresh it with `make constraints` after changing dependencies).
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install CallFS (editable) with its dev tools
@@ -39,6 +41,9 @@ lint: install ## ruff (format + check) and mypy --strict
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+constraints: install ## Re-pin constraints.txt to what .venv holds now
+	$(BIN)/pip freeze --exclude-editable | grep -v '^callfs' > constraints.txt
 
 format: install ## Reformat the code with ruff
 	$(BIN)/ruff format .
@@ -96,4 +101,4 @@ IMAGE ?= callfs:dev
 image: ## Build the container image (IMAGE=callfs:dev)
 	docker build --tag $(IMAGE) .
 
-.PHONY: help install run system-deps proto lint format test bench tools chart-lint manifests e2e-kind cluster-up cluster-down cluster-status e2e-local image
+.PHONY: help install constraints run system-deps proto lint format test bench tools chart-lint manifests e2e-kind cluster-up cluster-down cluster-status e2e-local image
