@@ -16,6 +16,7 @@ from callfs.backends.base import ObjectRef
 from callfs.backends.s3 import S3Backend, check_connectivity
 from callfs.errors import BackendUnavailable, NotFound, RangeNotSatisfiable
 from callfs.settings import BackendSettings
+from tests.support.proxy import CuttingProxy
 from tests.support.s3 import MotoServer, S3Server, SeaweedS3Server
 
 pytestmark = pytest.mark.s3
@@ -157,6 +158,62 @@ async def test_upload_that_breaks_off_leaves_no_object_no_parts_and_old_content(
     assert await read_all(backend, previous) == b"old content"
     with pytest.raises(NotFound):
         await backend.read(broken)
+
+
+async def test_body_is_read_on_while_the_previous_part_uploads(
+    backend: S3Backend, s3_server: S3Server
+) -> None:
+    ref = await backend.new_object("/overlapped.bin")
+    parts_done_when_pulled_on: list[int] = []
+
+    async def body() -> AsyncIterator[bytes]:
+        for index in range(20):
+            yield block(index)
+            if index == 7:  # the first 8 MiB part has just been handed over
+                parts_done_when_pulled_on.extend(s3_server.uploaded_parts(backend.bucket, ref.key))
+
+    written = await backend.write(ref, body())
+
+    assert parts_done_when_pulled_on == []
+    assert written.etag.endswith("-3")
+    assert await read_all(backend, ref) == expected(0, 20 * MiB)
+    assert s3_server.multipart_uploads(backend.bucket) == []
+
+
+async def test_several_parts_in_flight_keep_their_order(
+    s3_settings: BackendSettings, s3_server: S3Server
+) -> None:
+    s3 = S3Backend(s3_settings, parts_in_flight=3)
+    await s3.start()
+    try:
+        ref = await s3.new_object("/parallel.bin")
+        written = await s3.write(ref, blocks(37))
+
+        assert written.size == 37 * MiB
+        assert written.etag.endswith("-5")
+        assert await read_all(s3, ref) == expected(0, 37 * MiB)
+    finally:
+        await s3.close()
+    assert s3_server.multipart_uploads(s3_settings.s3_bucket_name) == []
+
+
+async def test_part_cut_off_midway_aborts_the_upload_while_the_body_still_arrives(
+    s3_settings: BackendSettings, s3_server: S3Server
+) -> None:
+    async with CuttingProxy(s3_server.port, upload_limit=2 * MiB) as proxy:
+        settings = s3_settings.model_copy(update={"s3_endpoint": proxy.endpoint})
+        s3 = S3Backend(settings)
+        await s3.start()
+        try:
+            ref = await s3.new_object("/cut.bin")
+            with pytest.raises(BackendUnavailable):
+                await s3.write(ref, blocks(40))
+        finally:
+            await s3.close()
+
+    assert proxy.cuts > 0
+    assert s3_server.multipart_uploads(s3_settings.s3_bucket_name) == []
+    assert s3_server.keys(s3_settings.s3_bucket_name) == []
 
 
 async def test_cancelled_upload_aborts_its_multipart_upload(

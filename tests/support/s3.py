@@ -158,6 +158,16 @@ class S3Server:
         response = self.admin.list_multipart_uploads(Bucket=bucket)
         return [upload["Key"] for upload in response.get("Uploads", [])]
 
+    def uploaded_parts(self, bucket: str, key: str) -> list[int]:
+        """The numbers of the parts uploaded so far to the open multipart uploads of ``key``."""
+        response = self.admin.list_multipart_uploads(Bucket=bucket)
+        numbers: list[int] = []
+        for upload in response.get("Uploads", []):
+            if upload["Key"] == key:
+                parts = self.admin.list_parts(Bucket=bucket, Key=key, UploadId=upload["UploadId"])
+                numbers += [part["PartNumber"] for part in parts.get("Parts", [])]
+        return numbers
+
     def _halt(self) -> None:
         if self._admin is not None:
             self._admin.close()
