@@ -469,3 +469,21 @@ async def test_content_length_over_maximum_is_413(cluster: Cluster) -> None:
     assert error_code(response) == "PAYLOAD_TOO_LARGE"
     assert (await client.head("/v1/files/big")).status_code == 404
     assert cluster.temp_files() == []
+
+
+async def test_files_around_one_chunk_download_whole_and_in_ranges(cluster: Cluster) -> None:
+    # Up to one chunk is answered in one piece, beyond it streamed: both say the same.
+    client = cluster.client("alice")
+    chunk = cluster.settings.server.chunk_size
+    for size in (chunk - 1, chunk, chunk + 1):
+        data = hashlib.sha256(str(size).encode()).digest() * (size // 32 + 1)
+        data = data[:size]
+        assert (await client.put(f"/v1/files/c{size}.bin", content=data)).status_code == 201
+        whole = await client.get(f"/v1/files/c{size}.bin")
+        assert whole.status_code == 200
+        assert whole.headers["content-length"] == str(size)
+        assert whole.content == data
+        tail = await client.get(f"/v1/files/c{size}.bin", headers={"Range": "bytes=-10"})
+        assert tail.status_code == 206
+        assert tail.headers["content-range"] == f"bytes {size - 10}-{size - 1}/{size}"
+        assert tail.content == data[-10:]

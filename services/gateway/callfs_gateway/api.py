@@ -108,6 +108,12 @@ async def read_entry(
         permissions.require(user, entry, permissions.READ, "read")
         return Response(status_code=status, headers=headers, media_type="application/octet-stream")
     download = await fs.open_file(user, entry, start, end)
+    if length <= fs.settings.server.chunk_size:
+        # One chunk at most: answered whole, without a streaming response's task group.
+        body = b"".join([chunk async for chunk in download.stream])
+        return Response(
+            body, status_code=status, headers=headers, media_type="application/octet-stream"
+        )
     return StreamingResponse(
         download.stream,
         status_code=status,
