@@ -346,20 +346,23 @@ class FileSystem:
         limit = self.settings.server.max_upload_bytes
         size = self.settings.server.chunk_size
         total = 0
-        buffer = bytearray()
+        # Joined once per chunk: each byte is copied once here, not twice.
+        pieces: list[bytes] = []
+        buffered = 0
         async for piece in body:
             total += len(piece)
             if limit and total > limit:
                 raise PayloadTooLarge(f"upload exceeds the maximum of {limit} bytes")
-            if not buffer and len(piece) >= size:
+            if not pieces and len(piece) >= size:
                 yield piece
                 continue
-            buffer += piece
-            if len(buffer) >= size:
-                yield bytes(buffer)
-                buffer.clear()
-        if buffer:
-            yield bytes(buffer)
+            pieces.append(piece)
+            buffered += len(piece)
+            if buffered >= size:
+                yield b"".join(pieces)
+                pieces, buffered = [], 0
+        if pieces:
+            yield b"".join(pieces)
 
     # Changing
 
