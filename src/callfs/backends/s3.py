@@ -398,16 +398,19 @@ class S3Backend(Backend):
         try:
             at_end = False
             while not at_end:
-                piece = bytearray()
-                while len(piece) < self._chunk_size:
+                # Joined once: each byte is copied once here, not twice.
+                pieces: list[bytes] = []
+                filled = 0
+                while filled < self._chunk_size:
                     with self._translated(key):
-                        data = await body.read(self._chunk_size - len(piece))
+                        data = await body.read(self._chunk_size - filled)
                     if not data:
                         at_end = True
                         break
-                    piece += data
-                if piece:
-                    yield bytes(piece)
+                    pieces.append(data)
+                    filled += len(data)
+                if pieces:
+                    yield b"".join(pieces)
         finally:
             body.close()
 
