@@ -91,3 +91,73 @@ async def test_large_streamed_upload_roundtrip(cluster: Cluster) -> None:
         async for piece in stream.aiter_bytes():
             total += len(piece)
     assert total == 20 * len(chunk)
+
+
+async def test_racing_mkdirs_give_one_201_and_200s(cluster: Cluster) -> None:
+    client = cluster.client("alice")
+    responses = await asyncio.gather(*(client.post("/v1/files/made/") for _ in range(10)))
+    assert sorted(r.status_code for r in responses) == [200] * 9 + [201]
+    listing = await client.get("/v1/directories/")
+    assert [i["path"] for i in listing.json()["items"]] == ["/made"]
+
+
+async def test_racing_moves_of_one_source_have_one_winner(cluster: Cluster) -> None:
+    client = cluster.client("alice")
+    await client.post("/v1/files/src.txt", content=b"payload")
+    responses = await asyncio.gather(
+        *(
+            client.patch("/v1/files/src.txt", json={"destination": f"/dst-{i}.txt"})
+            for i in range(6)
+        )
+    )
+    assert sorted(r.status_code for r in responses) == [200] + [404] * 5
+    winner = next(r for r in responses if r.status_code == 200).json()["path"]
+    assert (await client.get(f"/v1/files{winner}")).content == b"payload"
+    names = [i["path"] for i in (await client.get("/v1/directories/")).json()["items"]]
+    assert names == [winner]
+    assert len(cluster.stored_objects()) == 1
+
+
+async def test_crossing_swaps_neither_deadlock_nor_lose_a_file(cluster: Cluster) -> None:
+    """a→b and b→a at once (overwrite): locks are taken in one order, so both finish."""
+    client = cluster.client("alice")
+    await client.post("/v1/files/a.txt", content=b"A")
+    await client.post("/v1/files/b.txt", content=b"B")
+    responses = await asyncio.gather(
+        client.patch("/v1/files/a.txt", json={"destination": "/b.txt", "overwrite": True}),
+        client.patch("/v1/files/b.txt", json={"destination": "/a.txt", "overwrite": True}),
+    )
+    # Serialized either way: the second move either finds its source gone (404) or
+    # moves the survivor back (200); never a deadlock, a 5xx or two files.
+    assert sorted(r.status_code for r in responses) in ([200, 200], [200, 404])
+    items = (await client.get("/v1/directories/")).json()["items"]
+    assert len(items) == 1
+    survivor = items[0]["path"]
+    content = (await client.get(f"/v1/files{survivor}")).content
+    assert (survivor, content) in (
+        ("/a.txt", b"A"),
+        ("/b.txt", b"B"),
+        ("/a.txt", b"B"),
+        ("/b.txt", b"A"),
+    )
+    assert len(cluster.stored_objects()) == 1
+
+
+async def test_delete_racing_replace_ends_whole_or_absent(cluster: Cluster) -> None:
+    client = cluster.client("alice")
+    await client.post("/v1/files/flux.bin", content=b"v0")
+    body = b"v1" * 100_000
+    responses = await asyncio.gather(
+        client.put("/v1/files/flux.bin", content=body),
+        client.delete("/v1/files/flux.bin"),
+        client.put("/v1/files/flux.bin", content=body),
+    )
+    assert all(r.status_code < 500 for r in responses)
+    final = await client.get("/v1/files/flux.bin")
+    if final.status_code == 200:
+        assert final.content == body
+        assert len(cluster.stored_objects()) == 1
+    else:
+        assert final.status_code == 404
+        assert cluster.stored_objects() == []
+    assert cluster.temp_files() == []
