@@ -112,17 +112,19 @@ _INSERT = (
 )
 
 
-async def _begin(db: aiosqlite.Connection) -> None:
-    """``BEGIN IMMEDIATE``, tried again while SQLite answers busy without waiting.
+async def _when_free(db: aiosqlite.Connection, sql: str) -> None:
+    """Run ``sql``, tried again while SQLite answers busy without waiting.
 
     SQLite skips the busy handler where waiting could deadlock (for instance while
-    another connection turns a fresh file to WAL), so ``busy_timeout`` alone is not enough.
+    another connection turns a fresh file to WAL, or when two connections switch it
+    at once), so ``busy_timeout`` alone is not enough for ``BEGIN IMMEDIATE`` and
+    ``PRAGMA journal_mode``.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + BUSY_TIMEOUT_MS / 1000
     while True:
         try:
-            await db.execute("BEGIN IMMEDIATE")
+            await db.execute(sql)
             return
         except sqlite3.OperationalError as exc:
             busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
@@ -157,7 +159,7 @@ class SQLiteMetadataStore(MetadataStore):
             if not memory:
                 await asyncio.to_thread(_make_folder, self.path)
             self._writer = await self._connect()
-            await self._writer.execute("PRAGMA journal_mode = WAL")
+            await _when_free(self._writer, "PRAGMA journal_mode = WAL")
             await self._migrate()
             # An in-memory database exists only on its one connection.
             if memory:
@@ -240,7 +242,7 @@ class SQLiteMetadataStore(MetadataStore):
             if db is None:
                 raise BackendUnavailable("metadata store unavailable")
             try:
-                await _begin(db)
+                await _when_free(db, "BEGIN IMMEDIATE")
                 try:
                     yield db
                 except BaseException:
