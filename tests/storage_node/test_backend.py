@@ -248,6 +248,24 @@ async def test_a_new_file_is_not_replayed_once_its_bytes_were_taken(cluster: Clu
     )
 
 
+async def test_a_new_file_is_replayed_when_its_node_dies_within_the_first_chunk(
+    cluster: Cluster,
+) -> None:
+    """gRPC buffers sends: a dead node may show only after a first piece went out. Up to
+    one chunk of the body is kept, so such an upload still lands whole elsewhere."""
+    path = path_ranked_first_on("node-1")
+
+    async def stops_the_node_early() -> AsyncIterator[bytes]:
+        yield b"first piece, "
+        await cluster.stop("node-1")
+        yield b"second piece"
+
+    ref, written = await cluster.backend.write_new(path, stops_the_node_early())
+    assert ref.instance_id != "node-1"
+    assert await read_all(cluster.backend, ref) == b"first piece, second piece"
+    assert written.size == len(b"first piece, second piece")
+
+
 async def test_with_every_node_down_placement_and_ping_are_unavailable(cluster: Cluster) -> None:
     for name in NAMES:
         await cluster.stop(name)

@@ -142,29 +142,31 @@ class StorageNodeBackend(Backend):
     async def write_new(self, path: str, chunks: AsyncIterable[bytes]) -> tuple[ObjectRef, Written]:
         """Store a new file on the best node for ``path`` that takes it.
 
-        A node that does not answer before any byte of ``chunks`` was taken is marked
-        down and the next node in the ranking is tried, so a node that has just died
-        costs no failed upload. Once a byte was taken the upload cannot be replayed:
-        the error propagates, and no node keeps anything of it.
+        A node that does not answer (it is marked down), is cut off mid-call or is full
+        makes way for the next node in the ranking, so a node that has just died costs
+        no failed upload. The first
+        chunk's worth of ``chunks`` is kept for that: gRPC buffers sends, so a dead
+        node may only show once a first piece went out. An upload that failed after
+        more than that was taken cannot be replayed: the error propagates, and no
+        node keeps anything of it.
 
         Raises:
             BackendUnavailable: no node is up with room, or the chosen node failed
                 after the upload began.
         """
-        body = _Untouched(chunks)
+        body = _Replayable(chunks, keep=self._chunk_size)
         failed: set[str] = set()
         while True:
             instance_id = await self._choose(path, skip=failed)
             ref = ObjectRef(self.name, new_object_key(), instance_id)
             try:
                 return ref, await self.write(ref, body)
-            except NodeUnreachable:
-                if body.touched:
+            except BackendUnavailable as exc:
+                # Unreachable, cut off mid-call, full: a new file may go to the next node.
+                if not body.replayable:
                     raise
                 failed.add(instance_id)
-                logger.warning(
-                    "storage node %s did not answer; placing %s on the next node", instance_id, path
-                )
+                logger.warning("%s; placing %s on the next node", exc.message, path)
 
     async def write(self, ref: ObjectRef, chunks: AsyncIterable[bytes]) -> Written:
         """Stream ``chunks`` to the ref's node, then its ``end`` message.
@@ -481,21 +483,37 @@ async def _half_close(call: Any) -> None:
         logger.debug("half-close of a write failed: %r", exc)
 
 
-class _Untouched:
-    """An upload body that remembers whether anything was pulled from it: until then a
-    failed attempt took nothing, and the same body can go to another node.
+class _Replayable:
+    """An upload body whose beginning (up to ``keep`` bytes) is kept, so an attempt that
+    failed having taken no more than that can start again, on another node, from byte 0.
     """
 
-    def __init__(self, chunks: AsyncIterable[bytes]) -> None:
-        self._chunks = chunks
-        self.touched = False
+    def __init__(self, chunks: AsyncIterable[bytes], keep: int) -> None:
+        self._source = aiter(chunks)
+        self._keep = keep
+        self._kept: list[bytes] = []
+        self._kept_bytes = 0
+        self.replayable = True
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._pull()
 
     async def _pull(self) -> AsyncIterator[bytes]:
-        self.touched = True
-        async for chunk in self._chunks:
+        if not self.replayable:
+            raise RuntimeError("the upload body was taken beyond what can be replayed")
+        for chunk in list(self._kept):
+            yield chunk
+        while True:
+            try:
+                chunk = await anext(self._source)
+            except StopAsyncIteration:
+                return
+            if self.replayable and self._kept_bytes + len(chunk) <= self._keep:
+                self._kept.append(chunk)
+                self._kept_bytes += len(chunk)
+            else:
+                self.replayable = False
+                self._kept.clear()
             yield chunk
 
 
