@@ -96,12 +96,9 @@ def _link(row: Any) -> LinkRecord:
     )
 
 
-def _insert_params(entry: Entry) -> tuple[Any, ...]:
+def _changeable(entry: Entry) -> tuple[Any, ...]:
+    """The columns an update may change, in table order (after path, parent, name, type)."""
     return (
-        entry.path,
-        subtree.row_parent(entry.path),
-        entry.name,
-        entry.type,
         entry.size,
         entry.mode,
         entry.owner,
@@ -113,6 +110,11 @@ def _insert_params(entry: Entry) -> tuple[Any, ...]:
         entry.instance_id,
         entry.object_key,
     )
+
+
+def _insert_params(entry: Entry) -> tuple[Any, ...]:
+    parent = subtree.row_parent(entry.path)
+    return (entry.path, parent, entry.name, entry.type, *_changeable(entry))
 
 
 def _count(status: str) -> int:
@@ -258,10 +260,7 @@ class PostgresMetadataStore(MetadataStore):
         limit: int | None = None,
         after: str | None = None,
     ) -> list[Entry]:
-        low, high = subtree.bounds(path)
-        if after is not None and after > low:
-            low = after
-        deepest = subtree.deepest(path, max_depth)
+        low, high, deepest = subtree.window(path, max_depth, after)
         async with self._connection() as conn:
             rows = await conn.fetch(
                 f"SELECT {_COLUMNS} FROM entries WHERE path > $1 AND path < $2"
@@ -343,16 +342,7 @@ class PostgresMetadataStore(MetadataStore):
                 " ctime = $7, etag = $8, backend = $9, instance_id = $10, object_key = $11"
                 " WHERE path = $1 AND ($12::text IS NULL OR etag = $12::text)",
                 entry.path,
-                entry.size,
-                entry.mode,
-                entry.owner,
-                entry.group,
-                _aware(entry.mtime),
-                _aware(entry.ctime),
-                entry.etag,
-                entry.backend,
-                entry.instance_id,
-                entry.object_key,
+                *_changeable(entry),
                 expected_etag,
             )
             if _count(status):

@@ -86,12 +86,9 @@ def _link(row: sqlite3.Row | tuple[Any, ...]) -> LinkRecord:
     )
 
 
-def _insert_params(entry: Entry) -> tuple[Any, ...]:
+def _changeable(entry: Entry) -> tuple[Any, ...]:
+    """The columns an update may change, in table order (after path, parent, name, type)."""
     return (
-        entry.path,
-        subtree.row_parent(entry.path),
-        entry.name,
-        entry.type,
         entry.size,
         entry.mode,
         entry.owner,
@@ -103,6 +100,11 @@ def _insert_params(entry: Entry) -> tuple[Any, ...]:
         entry.instance_id,
         entry.object_key,
     )
+
+
+def _insert_params(entry: Entry) -> tuple[Any, ...]:
+    parent = subtree.row_parent(entry.path)
+    return (entry.path, parent, entry.name, entry.type, *_changeable(entry))
 
 
 _INSERT = (
@@ -318,10 +320,7 @@ class SQLiteMetadataStore(MetadataStore):
         limit: int | None = None,
         after: str | None = None,
     ) -> list[Entry]:
-        low, high = subtree.bounds(path)
-        if after is not None and after > low:
-            low = after
-        deepest = subtree.deepest(path, max_depth)
+        low, high, deepest = subtree.window(path, max_depth, after)
         sql = f"SELECT {_COLUMNS} FROM entries WHERE path > ? AND path < ?"
         params: list[Any] = [low, high]
         if deepest is not None:
@@ -400,19 +399,7 @@ class SQLiteMetadataStore(MetadataStore):
             "UPDATE entries SET size = ?, mode = ?, owner = ?, grp = ?, mtime = ?, ctime = ?,"
             " etag = ?, backend = ?, instance_id = ?, object_key = ? WHERE path = ?"
         )
-        params: list[Any] = [
-            entry.size,
-            entry.mode,
-            entry.owner,
-            entry.group,
-            _to_db(entry.mtime),
-            _to_db(entry.ctime),
-            entry.etag,
-            entry.backend,
-            entry.instance_id,
-            entry.object_key,
-            entry.path,
-        ]
+        params: list[Any] = [*_changeable(entry), entry.path]
         if expected_etag is not None:
             sql += " AND etag = ?"
             params.append(expected_etag)

@@ -28,6 +28,15 @@ def deepest(path: str, max_depth: int | None) -> int | None:
     return paths.depth(path) + 1 + max_depth
 
 
+def window(path: str, max_depth: int | None, after: str | None) -> tuple[str, str, int | None]:
+    """A listing's ``(low, high, deepest)``: :func:`bounds` resumed past ``after``, and
+    :func:`deepest`."""
+    low, high = bounds(path)
+    if after is not None and after > low:
+        low = after
+    return low, high, deepest(path, max_depth)
+
+
 def row_parent(path: str) -> str:
     """The ``parent`` column of a row: the parent path, or ``""`` for the root."""
     return "" if path == paths.ROOT else paths.parent(path)
