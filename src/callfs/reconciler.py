@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
+from callfs import background
 from callfs.backends.base import Backend, ObjectRef, is_object_key
 from callfs.coordination.base import Locks
 from callfs.errors import CallFSError, LockTimeout
@@ -211,12 +212,7 @@ async def running(runtime: Runtime) -> AsyncIterator[None]:
     if interval <= 0:
         yield
         return
-    task = asyncio.create_task(
-        run(for_runtime(runtime), runtime.locks, interval=interval), name="reconciler"
-    )
-    try:
+    async with background.running(
+        run(for_runtime(runtime), runtime.locks, interval=interval), "reconciler"
+    ):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

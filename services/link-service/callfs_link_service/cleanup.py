@@ -16,6 +16,7 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
+from callfs import background
 from callfs.metadata.base import MetadataStore
 
 logger = logging.getLogger(__name__)
@@ -55,10 +56,5 @@ async def run(store: MetadataStore, *, interval: float, batch: int) -> None:
 @contextlib.asynccontextmanager
 async def running(store: MetadataStore, *, interval: float, batch: int) -> AsyncIterator[None]:
     """Run the worker in the background for the duration of the block."""
-    task = asyncio.create_task(run(store, interval=interval, batch=batch), name="link-cleanup")
-    try:
+    async with background.running(run(store, interval=interval, batch=batch), "link-cleanup"):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

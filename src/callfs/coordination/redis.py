@@ -21,6 +21,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from callfs import background
 from callfs.coordination.base import CacheBus, Invalidation, Locks, RateLimiter
 from callfs.coordination.inprocess import InProcessCacheBus
 from callfs.coordination.renewal import renewing
@@ -293,9 +294,7 @@ class RedisCacheBus(CacheBus):
     async def _stop_listening(self) -> None:
         if self._listener is not None:
             listener, self._listener = self._listener, None
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+            await background.stop(listener)
 
     async def _deliver(self, data: bytes | str) -> None:
         text = data.decode() if isinstance(data, bytes) else data

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+from callfs import background
 from callfs.coordination.base import Locks
 from callfs.errors import CallFSError
 
@@ -24,13 +25,8 @@ async def renewing(
     if not held:
         yield
         return
-    task = asyncio.create_task(_renew_forever(locks, list(held), every))
-    try:
+    async with background.running(_renew_forever(locks, list(held), every), "lock-renewal"):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def _renew_forever(locks: Locks, held: list[tuple[str, str]], every: float) -> None:
