@@ -11,7 +11,7 @@ import secrets
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from callfs import logs
 from callfs.settings import (
@@ -25,6 +25,9 @@ from callfs.settings import (
     production_problems,
     split_address,
 )
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 logger = logging.getLogger("callfs")
 DEV_NODES = ("node-0", "node-1")
@@ -93,27 +96,32 @@ def _load(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> 
     return settings
 
 
-def _require_production(settings: Settings, role: str) -> None:
+def _production(args: argparse.Namespace, role: str) -> Settings:
+    """The settings of a production role, refused with default or short secrets."""
+    settings = _load(args)
     problems = production_problems(settings, role)
     if problems:
         raise SettingsError(f"refusing to start {role}: {problems[0]}")
+    return settings
 
 
-def _gateway(args: argparse.Namespace) -> int:
-    settings = _load(args)
-    _require_production(settings, "gateway")
-    from callfs_gateway.app import create_app
-
+def _serve_web(app: FastAPI, settings: Settings) -> int:
+    """Serve a web role's API listener and its metrics listener until stopped."""
     from callfs.serving import api_server, metrics_server, serve_all
 
-    app = create_app(settings)
     run_loop(serve_all(api_server(app, settings), metrics_server(app.state.metrics, settings)))
     return 0
 
 
+def _gateway(args: argparse.Namespace) -> int:
+    settings = _production(args, "gateway")
+    from callfs_gateway.app import create_app
+
+    return _serve_web(create_app(settings), settings)
+
+
 def _storage_node(args: argparse.Namespace) -> int:
-    settings = _load(args)
-    _require_production(settings, "storage-node")
+    settings = _production(args, "storage-node")
     from callfs_storage_node.server import serve
 
     run_loop(serve(settings))
@@ -121,15 +129,10 @@ def _storage_node(args: argparse.Namespace) -> int:
 
 
 def _link_service(args: argparse.Namespace) -> int:
-    settings = _load(args)
-    _require_production(settings, "link-service")
+    settings = _production(args, "link-service")
     from callfs_link_service.app import create_app
 
-    from callfs.serving import api_server, metrics_server, serve_all
-
-    app = create_app(settings)
-    run_loop(serve_all(api_server(app, settings), metrics_server(app.state.metrics, settings)))
-    return 0
+    return _serve_web(create_app(settings), settings)
 
 
 def _validate(args: argparse.Namespace) -> int:
