@@ -111,6 +111,72 @@ def _run_async(factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
         pool.submit(asyncio.run, factory()).result()
 
 
+class _Throwaway:
+    """What both throwaway servers share: a temp folder, one server process, outages."""
+
+    prefix = "callfs-"
+
+    def _setup(self, base_dir: Path | None) -> None:
+        self.base_dir = base_dir
+        self.workdir: Path | None = None
+        self.port = 0
+        self._server: _Process | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs."""
+        return self._server.process.pid if self._server else None
+
+    def _start(self, attempts: int, prepare: Callable[[], None], serve: Callable[[], None]) -> None:
+        """Make the folder, ``prepare`` it, then ``serve`` (tried ``attempts`` times)."""
+        if self._server is not None:
+            return
+        self.workdir = Path(tempfile.mkdtemp(prefix=self.prefix, dir=self.base_dir))
+        try:
+            prepare()
+            for attempt in range(attempts):
+                try:
+                    serve()
+                    return
+                except RuntimeError:
+                    self._halt()
+                    if attempt == attempts - 1:
+                        raise
+        except BaseException:
+            self.stop()
+            raise
+
+    def _halt(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def halt(self) -> None:
+        """Stop the server, keeping its folder, as in an outage; ``resume`` serves again."""
+        self._halt()
+
+    def stop(self) -> None:
+        """Stop the server and delete its folder."""
+        self._halt()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+    def start(self, attempts: int = 3) -> Self:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
 # --- PostgreSQL ---------------------------------------------------------------------
 
 
@@ -168,7 +234,7 @@ class PostgresInstance:
         self.execute(f"DROP DATABASE IF EXISTS {_quote_identifier(name)} WITH (FORCE)")
 
 
-class PostgresServer(PostgresInstance):
+class PostgresServer(_Throwaway, PostgresInstance):
     """A throwaway PostgreSQL cluster: trust auth, no durability, loopback only.
 
     As root it runs as the ``postgres`` system user (else ``nobody``), since
@@ -176,18 +242,11 @@ class PostgresServer(PostgresInstance):
     """
 
     user = "postgres"
+    prefix = "callfs-pg-"
 
     def __init__(self, base_dir: Path | None = None) -> None:
-        super().__init__("")
-        self.base_dir = base_dir
-        self.workdir: Path | None = None
-        self.port = 0
-        self._server: _Process | None = None
-
-    @property
-    def pid(self) -> int | None:
-        """The postmaster's process id while it runs."""
-        return self._server.process.pid if self._server else None
+        PostgresInstance.__init__(self, "")
+        self._setup(base_dir)
 
     def _credentials(self) -> tuple[int, int] | None:
         if os.geteuid() != 0:
@@ -202,26 +261,16 @@ class PostgresServer(PostgresInstance):
 
     def start(self, attempts: int = 3) -> Self:
         """Create a cluster and serve it on a free port; return once it accepts connections."""
-        if self._server is not None:
-            return self
         binaries = postgres_binaries()
         credentials = self._credentials()
-        self.workdir = Path(tempfile.mkdtemp(prefix="callfs-pg-", dir=self.base_dir))
-        try:
+
+        def prepare() -> None:
+            assert self.workdir is not None
             if credentials is not None:
                 os.chown(self.workdir, *credentials)
             self._initdb(binaries, credentials)
-            for attempt in range(attempts):
-                try:
-                    self._serve(binaries, credentials)
-                    return self
-                except RuntimeError:
-                    self._halt()
-                    if attempt == attempts - 1:
-                        raise
-        except BaseException:
-            self.stop()
-            raise
+
+        self._start(attempts, prepare, lambda: self._serve(binaries, credentials))
         return self
 
     def _spawn(
@@ -304,37 +353,10 @@ class PostgresServer(PostgresInstance):
         probe += ["-U", self.user, "-d", "postgres", "-t", "1"]
         return subprocess.run(probe, stdin=subprocess.DEVNULL, check=False).returncode == 0
 
-    def _halt(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-
-    def halt(self) -> None:
-        """Stop serving, keeping the data, as in an outage; :meth:`resume` brings it back."""
-        self._halt()
-
     def resume(self) -> None:
         """Serve the kept data again on the same port."""
         assert self.workdir is not None and self._server is None
         self._serve(postgres_binaries(), self._credentials(), port=self.port)
-
-    def stop(self) -> None:
-        """Shut the server down (fast shutdown, then kill) and delete its files."""
-        self._halt()
-        if self.workdir is not None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-            self.workdir = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 # --- Redis --------------------------------------------------------------------------
@@ -368,45 +390,25 @@ class RedisInstance:
             return False
 
 
-class RedisServer(RedisInstance):
+class RedisServer(_Throwaway, RedisInstance):
     """A throwaway ``redis-server`` on a free loopback port, with no persistence."""
 
+    prefix = "callfs-redis-"
+
     def __init__(self, base_dir: Path | None = None) -> None:
-        super().__init__("")
-        self.base_dir = base_dir
-        self.workdir: Path | None = None
-        self.port = 0
-        self._server: _Process | None = None
+        RedisInstance.__init__(self, "")
+        self._setup(base_dir)
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    @property
-    def pid(self) -> int | None:
-        """The server's process id while it runs."""
-        return self._server.process.pid if self._server else None
-
     def start(self, attempts: int = 3) -> Self:
         """Start on a free port; return once it answers PING."""
-        if self._server is not None:
-            return self
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed")
-        self.workdir = Path(tempfile.mkdtemp(prefix="callfs-redis-", dir=self.base_dir))
-        try:
-            for attempt in range(attempts):
-                try:
-                    self._serve(binary)
-                    return self
-                except RuntimeError:
-                    self._halt()
-                    if attempt == attempts - 1:
-                        raise
-        except BaseException:
-            self.stop()
-            raise
+        self._start(attempts, lambda: None, lambda: self._serve(binary))
         return self
 
     def _serve(self, binary: str, port: int | None = None) -> None:
@@ -435,35 +437,8 @@ class RedisServer(RedisInstance):
             time.sleep(0.02)
         raise RuntimeError(f"redis-server did not start in {START_TIMEOUT}s")
 
-    def _halt(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-
-    def halt(self) -> None:
-        """Kill the server, as in an outage; :meth:`resume` starts it again, empty."""
-        self._halt()
-
     def resume(self) -> None:
         """Serve again on the same port (Redis keeps nothing: it starts empty)."""
         binary = shutil.which("redis-server")
         assert binary is not None and self.workdir is not None and self._server is None
         self._serve(binary, port=self.port)
-
-    def stop(self) -> None:
-        """Kill the server (its data is throwaway) and delete its folder."""
-        self._halt()
-        if self.workdir is not None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-            self.workdir = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
