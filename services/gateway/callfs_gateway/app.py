@@ -7,11 +7,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from callfs import __version__, reconciler, system
-from callfs.metrics import Metrics
-from callfs.runtime import Runtime, open_runtime
+from callfs import reconciler, system
+from callfs.runtime import Runtime
 from callfs.settings import Settings
-from callfs.web import EdgeMiddleware, install_error_handlers
 from callfs_gateway.api import router
 from callfs_gateway.filesystem import FileSystem
 
@@ -23,34 +21,20 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     With ``runtime`` given, the caller owns it (``callfs dev`` shares one runtime
     between roles); otherwise the app opens its own at start-up and closes it.
     """
-
-    metrics = runtime.metrics if runtime is not None else Metrics()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        own = runtime is None
-        active = runtime if runtime is not None else await open_runtime(settings, metrics=metrics)
-        app.state.runtime = active
-        app.state.filesystem = FileSystem(active)
-        try:
-            async with reconciler.running(active):
-                yield
-        finally:
-            if own:
-                await active.close()
-
-    app = FastAPI(
+    return system.build_app(
+        settings,
+        runtime,
+        component="gateway",
         title="CallFS",
-        version=__version__,
         description="A REST API filesystem with Linux semantics.",
-        lifespan=lifespan,
-        openapi_url="/openapi.json",
-        docs_url=None,
-        redoc_url=None,
+        routes=router,
+        serving=_serving,
     )
-    app.state.metrics = metrics
-    install_error_handlers(app, metrics, "gateway")
-    app.include_router(router)
-    app.include_router(system.router)
-    app.add_middleware(EdgeMiddleware, metrics=metrics)
-    return app
+
+
+@asynccontextmanager
+async def _serving(app: FastAPI, runtime: Runtime) -> AsyncIterator[None]:
+    """Attach the filesystem to ``app`` and run the reconciler while the block runs."""
+    app.state.filesystem = FileSystem(runtime)
+    async with reconciler.running(runtime):
+        yield

@@ -7,11 +7,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
-from callfs import __version__, system
-from callfs.metrics import Metrics
-from callfs.runtime import Runtime, open_runtime
+from callfs import system
+from callfs.runtime import Runtime
 from callfs.settings import Settings
-from callfs.web import EdgeMiddleware, install_error_handlers
 from callfs_link_service import cleanup
 from callfs_link_service.api import router
 from callfs_link_service.limits import LinkLimits
@@ -25,35 +23,15 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     With ``runtime`` given, the caller owns it; otherwise the app opens its own at
     start-up and closes it.
     """
-    metrics = runtime.metrics if runtime is not None else Metrics()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        own = runtime is None
-        active = runtime if runtime is not None else await open_runtime(settings, metrics=metrics)
-        try:
-            app.state.runtime = active
-            async with _serving_links(app, active):
-                yield
-        finally:
-            if own:
-                await active.close()
-
-    app = FastAPI(
+    return system.build_app(
+        settings,
+        runtime,
+        component="link-service",
         title="CallFS link-service",
-        version=__version__,
         description="Single-use download links for CallFS files.",
-        lifespan=lifespan,
-        openapi_url="/openapi.json",
-        docs_url=None,
-        redoc_url=None,
+        routes=router,
+        serving=_serving_links,
     )
-    app.state.metrics = metrics
-    install_error_handlers(app, metrics, "link-service")
-    app.include_router(router)
-    app.include_router(system.router)
-    app.add_middleware(EdgeMiddleware, metrics=metrics)
-    return app
 
 
 def mount_links(app: FastAPI, settings: Settings, runtime: Runtime) -> None:
