@@ -15,11 +15,12 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from datetime import datetime
+from typing import Any, TypeVar
 
 from callfs import namespace, paths, permissions
 from callfs.backends.base import Backend, ObjectRef, Written, new_object_key
-from callfs.entry import Entry, utcnow
+from callfs.entry import Entry, EntryType, utcnow
 from callfs.errors import (
     AlreadyExists,
     BackendUnavailable,
@@ -189,15 +190,11 @@ class FileSystem:
                 return resolved.entry, False
             raise AlreadyExists(f"{path} exists and is a file")
         permissions.require_create(user, resolved.ancestors[-1])
-        now = utcnow()
-        entry = Entry(
-            path=path,
-            type="directory",
-            mode=self.default_dir_mode if mode is None else mode,
-            owner=user.name,
-            group=user.primary_group,
-            mtime=now,
-            ctime=now,
+        entry = _created(
+            user,
+            path,
+            "directory",
+            self.default_dir_mode if mode is None else mode,
             backend=self.settings.backend.default_backend,
         )
         async with self._locked(path):
@@ -247,14 +244,12 @@ class FileSystem:
                 self._check_write(user, resolved, previous, replace, if_match, if_none_match)
                 now = utcnow()
                 if previous is None:
-                    entry = Entry(
-                        path=path,
-                        type="file",
-                        mode=self.default_file_mode if mode is None else mode,
-                        owner=user.name,
-                        group=user.primary_group,
-                        mtime=now,
-                        ctime=now,
+                    entry = _created(
+                        user,
+                        path,
+                        "file",
+                        self.default_file_mode if mode is None else mode,
+                        now=now,
                         size=written.size,
                         etag=written.etag,
                         backend=ref.backend,
@@ -330,12 +325,11 @@ class FileSystem:
 
     def _parents(self, user: User, resolved: Resolved) -> list[Entry]:
         return [
-            Entry(
-                path=missing,
-                type="directory",
-                mode=self.default_dir_mode,
-                owner=user.name,
-                group=user.primary_group,
+            _created(
+                user,
+                missing,
+                "directory",
+                self.default_dir_mode,
                 backend=self.settings.backend.default_backend,
             )
             for missing in resolved.missing
@@ -591,6 +585,29 @@ class FileSystem:
             self.rt.record_backend_op(backend, operation, time.perf_counter() - started)
             if backend == "localfs":
                 metrics.proxy_operations.labels(operation, result).inc()
+
+
+def _created(
+    user: User,
+    path: str,
+    kind: EntryType,
+    mode: int,
+    *,
+    now: datetime | None = None,
+    **fields: Any,
+) -> Entry:
+    """A new entry owned by ``user`` (primary group), its times both ``now``."""
+    when = now or utcnow()
+    return Entry(
+        path=path,
+        type=kind,
+        mode=mode,
+        owner=user.name,
+        group=user.primary_group,
+        mtime=when,
+        ctime=when,
+        **fields,
+    )
 
 
 def _ref(entry: Entry) -> ObjectRef | None:
