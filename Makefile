@@ -53,8 +53,8 @@ test: install system-deps tools ## Install what is needed, lint, then run the wh
 	$(MAKE) --no-print-directory lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-bench: install system-deps ## Measure throughput and memory against nginx and SeaweedFS
-	@bash scripts/bench-deps.sh
+bench: install ## Measure throughput and memory against nginx and SeaweedFS
+	@bash scripts/system-deps.sh --bench
 	$(BIN)/python -m benchmarks.run
 
 ##@ Cluster

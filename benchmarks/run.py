@@ -429,7 +429,7 @@ def _check_tools() -> None:
     if missing:
         raise SystemExit(
             f"benchmarks: missing {', '.join(missing)}: run `make bench` "
-            "(it installs them via scripts/system-deps.sh and scripts/bench-deps.sh)"
+            "(it installs them via scripts/system-deps.sh --bench)"
         )
 
 

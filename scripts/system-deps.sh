@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests and benchmarks run for real: PostgreSQL,
-# Redis and nginx. Does nothing when their binaries are already there.
+# Redis and nginx, and with --bench also the wrk load generator. Does nothing when
+# their binaries are already there.
 set -euo pipefail
 
 missing=()
@@ -8,6 +9,7 @@ pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || tr
 if ! command -v initdb >/dev/null && [ -z "$pg_bin" ]; then missing+=(postgresql); fi
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx libnginx-mod-http-dav-ext)
+if [ "${1:-}" = "--bench" ]; then command -v wrk >/dev/null || missing+=(wrk); fi
 
 if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ]; then
