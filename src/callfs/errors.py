@@ -18,7 +18,8 @@
     ├── RateLimitExceeded            429 RATE_LIMIT_EXCEEDED
     └── BackendUnavailable           503 BACKEND_UNAVAILABLE
         ├── NodeUnreachable          (a storage node did not answer at all)
-        └── LockTimeout              (another operation holds the path's lock)
+        ├── LockTimeout              (another operation holds the path's lock)
+        └── EntryChanged             (the row changed after the decision: a lost lock)
 
 Nothing below the transports imports fastapi or grpc: each transport maps these
 to its own status in one place.
@@ -151,3 +152,13 @@ class LockTimeout(BackendUnavailable):
     """A path lock could not be taken in time (another writer holds it)."""
 
     default_message = "the path is locked by another operation; try again"
+
+
+class EntryChanged(BackendUnavailable):
+    """A conditional update found the row changed since the caller decided from it.
+
+    Under the path's lock this only happens when the lock was lost (a Redis restart,
+    an expiry): the mutation is refused, nothing is changed, and the client may retry.
+    """
+
+    default_message = "the entry changed concurrently; nothing was changed, try again"

@@ -39,6 +39,9 @@ class Runtime:
 
     settings: Settings
     store: MetadataStore
+    """The namespace behind its read cache: lookups for reads and every mutation."""
+    truth: MetadataStore
+    """The same store without the cache: what every mutation decides from."""
     locks: Locks
     limiter: RateLimiter
     bus: CacheBus
@@ -139,6 +142,7 @@ async def open_runtime(
     runtime = Runtime(
         settings=settings,
         store=store,
+        truth=inner,
         locks=locks,
         limiter=limiter,
         bus=bus,

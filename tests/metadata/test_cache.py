@@ -19,14 +19,15 @@ from callfs.coordination.base import CacheBus
 from callfs.coordination.inprocess import InProcessCacheBus
 from callfs.coordination.redis import RedisCacheBus, redis_client
 from callfs.entry import Entry
-from callfs.errors import PreconditionFailed
+from callfs.errors import EntryChanged
 from callfs.metadata.base import MetadataStore
 from callfs.metadata.cache import CachedMetadataStore
 from callfs.settings import DLMSettings
 from tests.metadata.conftest import StoreTarget
 from tests.metadata.entries import directory, file
 from tests.metadata.test_links import NOW, link
-from tests.support.servers import free_port
+from tests.support.polling import wait_until
+from tests.support.servers import RedisInstance, RedisServer, free_port
 
 TTL = 60.0
 
@@ -231,8 +232,8 @@ async def test_a_failed_mutation_still_drops_the_local_entry(replicas: Replicas)
     await seed(cache)
     await cache.get("/ab")
     changed = await replicas.behind_the_back("/ab", etag="v2")
-    with pytest.raises(PreconditionFailed):
-        await cache.update(file("/ab", etag="v3"), expected_etag="stale")
+    with pytest.raises(EntryChanged):
+        await cache.update(file("/ab", etag="v3"), expected=file("/ab", etag="stale"))
     assert await cache.get("/ab") == changed
 
 
@@ -303,3 +304,59 @@ async def test_replicas_on_redis_invalidate_each_other(
         await two.close()
         for bus in buses:
             await bus.close()
+
+
+async def test_a_replica_cut_off_from_the_bus_serves_from_the_store_until_it_is_back(
+    replicas: Replicas,
+) -> None:
+    """Announcements sent while the bus is down are lost: the cache must not serve then,
+    and what it held before must not come back once the bus reconnects."""
+    with RedisServer() as own_redis:
+        bus = RedisCacheBus(redis_client(DLMSettings(redis_addr=own_redis.url)))
+        cache = CachedMetadataStore(replicas.target.build(), bus, ttl=TTL, size=100)
+        await cache.open()
+        try:
+            await seed(cache)
+            await cache.get("/ab")
+            assert bus.connected
+
+            own_redis.halt()
+            await wait_until(lambda: not bus.connected, what="the bus noticing Redis is gone")
+            during = await replicas.behind_the_back("/ab", size=11)
+            assert await cache.get("/ab") == during
+            assert (await cache.get_many(["/a", "/ab"]))["/ab"] == during
+            assert len(cache) == 0
+
+            own_redis.resume()
+            await wait_until(lambda: bus.connected, what="the bus subscribing again")
+            after = await replicas.behind_the_back("/ab", size=12)
+            assert await cache.get("/ab") == after
+            # Connected again: the cache serves (a change behind its back stays unseen).
+            await replicas.behind_the_back("/ab", size=13)
+            assert await cache.get("/ab") == after
+        finally:
+            await cache.close()
+            await bus.close()
+
+
+async def test_a_bus_that_resubscribes_drops_what_was_cached_before(
+    replicas: Replicas, redis_url: str
+) -> None:
+    """redis-py may reconnect and resubscribe by itself: the cache is dropped whole then."""
+    bus = RedisCacheBus(redis_client(DLMSettings(redis_addr=redis_url)))
+    cache = CachedMetadataStore(replicas.target.build(), bus, ttl=TTL, size=100)
+    await cache.open()
+    try:
+        await seed(cache)
+        await cache.get("/ab")
+        await cache.get("/a")
+        assert len(cache) == 2
+        with RedisInstance(redis_url).client() as admin:
+            assert admin.client_kill_filter(_type="pubsub") >= 1
+        await wait_until(lambda: len(cache) == 0, what="the cache being dropped")
+        await wait_until(lambda: bus.connected, what="the bus subscribing again")
+        changed = await replicas.behind_the_back("/ab", size=21)
+        assert await cache.get("/ab") == changed
+    finally:
+        await cache.close()
+        await bus.close()

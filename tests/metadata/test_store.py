@@ -13,10 +13,10 @@ from callfs.errors import (
     AlreadyExists,
     BadRequest,
     DirectoryNotEmpty,
+    EntryChanged,
     IsADirectory,
     NotADirectory,
     NotFound,
-    PreconditionFailed,
 )
 from callfs.metadata.base import MetadataStore
 from tests.metadata.conftest import StoreTarget
@@ -280,30 +280,58 @@ async def test_update_of_missing_path_raises_not_found(store: MetadataStore) -> 
     with pytest.raises(NotFound):
         await store.update(file("/ghost"))
     with pytest.raises(NotFound):
-        await store.update(file("/ghost"), expected_etag="etag-1")
+        await store.update(file("/ghost"), expected=file("/ghost"))
 
 
-async def test_update_with_stale_etag_raises_precondition_failed(store: MetadataStore) -> None:
+async def test_update_of_a_row_holding_another_object_changes_nothing(
+    store: MetadataStore,
+) -> None:
+    """The row was replaced after the caller read it: its object is not the one expected."""
+    seen = file("/f", etag="v1", object_key="object-1")
+    await store.create(seen)
+    await store.update(file("/f", etag="v1", object_key="object-2", size=5), expected=seen)
+    with pytest.raises(EntryChanged):
+        await store.update(file("/f", etag="v3", object_key="object-3", size=1), expected=seen)
+    found = await store.get("/f")
+    assert found is not None and (found.object_key, found.size) == ("object-2", 5)
+
+
+async def test_update_of_a_row_with_another_etag_changes_nothing(store: MetadataStore) -> None:
     await store.create(file("/f", etag="v1"))
-    with pytest.raises(PreconditionFailed):
-        await store.update(file("/f", etag="v3", size=1), expected_etag="v2")
+    with pytest.raises(EntryChanged):
+        await store.update(file("/f", etag="v3", size=1), expected=file("/f", etag="v2"))
     found = await store.get("/f")
     assert found is not None and (found.etag, found.size) == ("v1", 3)
 
 
-async def test_update_with_matching_etag_succeeds(store: MetadataStore) -> None:
-    await store.create(file("/f", etag="v1"))
-    await store.update(file("/f", etag="v2"), expected_etag="v1")
+async def test_update_of_the_row_as_read_succeeds(store: MetadataStore) -> None:
+    seen = file("/f", etag="v1")
+    await store.create(seen)
+    await store.update(file("/f", etag="v2", object_key="object-2"), expected=seen)
     found = await store.get("/f")
-    assert found is not None and found.etag == "v2"
+    assert found is not None and (found.etag, found.object_key) == ("v2", "object-2")
+
+
+async def test_conditional_update_of_a_directory_matches_its_empty_object(
+    store: MetadataStore,
+) -> None:
+    seen = directory("/d")
+    await store.create(seen)
+    await store.update(seen.evolve(mode=0o700), expected=seen)
+    found = await store.get("/d")
+    assert found is not None and found.mode == 0o700
 
 
 async def test_concurrent_conditional_updates_let_one_win(store: MetadataStore) -> None:
-    await store.create(file("/f", etag="v0"))
-    attempts = [store.update(file("/f", etag=f"w{n}"), expected_etag="v0") for n in range(10)]
+    seen = file("/f", etag="v0")
+    await store.create(seen)
+    attempts = [
+        store.update(file("/f", etag=f"w{n}", object_key=f"object-{n}"), expected=seen)
+        for n in range(10)
+    ]
     results = await asyncio.gather(*attempts, return_exceptions=True)
     assert sum(result is None for result in results) == 1
-    assert all(isinstance(r, PreconditionFailed) for r in results if r is not None)
+    assert all(isinstance(r, EntryChanged) for r in results if r is not None)
 
 
 # --- delete ---------------------------------------------------------------------------

@@ -4,6 +4,11 @@ Plain Python over the runtime's adapters (no fastapi, no grpc). Order of work:
 resolve the path and its ancestors in one metadata round trip, decide permissions,
 move bytes, then commit metadata under the path's lock. Bytes go first and are
 removed again when the metadata commit fails; on delete, metadata goes first.
+
+Reads may be answered from the metadata cache. A mutation decides under the path's
+lock from the store itself (``truth``), never the cache, and its update is
+conditional on the row it decided from, so the object it discards afterwards is
+the one it replaced and no other file's.
 """
 
 from __future__ import annotations
@@ -72,6 +77,7 @@ class FileSystem:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
         self.store = runtime.store
+        self.truth = runtime.truth
         self.settings = runtime.settings
         self.default_file_mode = int(self.settings.auth.default_file_mode, 8)
         self.default_dir_mode = int(self.settings.auth.default_dir_mode, 8)
@@ -85,6 +91,14 @@ class FileSystem:
     async def lookup(self, user: User, path: str) -> Resolved:
         """Resolve ``path`` for use (see :func:`callfs.namespace.lookup`)."""
         return await namespace.lookup(self.store, user, path)
+
+    async def _decide(self, path: str) -> Resolved:
+        """:meth:`resolve` from the store itself, for a mutation holding the path's lock."""
+        return await namespace.resolve(self.truth, path)
+
+    async def _decide_use(self, user: User, path: str) -> Resolved:
+        """:meth:`lookup` from the store itself, for a mutation holding the path's lock."""
+        return await namespace.lookup(self.truth, user, path)
 
     async def stat(self, user: User, path: str) -> Entry:
         """The entry at ``path``, as ``user`` may see it."""
@@ -183,25 +197,25 @@ class FileSystem:
         Raises:
             AlreadyExists: a file is there.
         """
-        resolved = await self.resolve(path)
-        permissions.require_traverse(user, resolved.ancestors)
-        if resolved.entry is not None:
-            if resolved.entry.is_dir:
-                return resolved.entry, False
-            raise AlreadyExists(f"{path} exists and is a file")
-        permissions.require_create(user, resolved.ancestors[-1])
-        entry = _created(
-            user,
-            path,
-            "directory",
-            self.default_dir_mode if mode is None else mode,
-            backend=self.settings.backend.default_backend,
-        )
         async with self._locked(path):
+            resolved = await self._decide(path)
+            permissions.require_traverse(user, resolved.ancestors)
+            if resolved.entry is not None:
+                if resolved.entry.is_dir:
+                    return resolved.entry, False
+                raise AlreadyExists(f"{path} exists and is a file")
+            permissions.require_create(user, resolved.ancestors[-1])
+            entry = _created(
+                user,
+                path,
+                "directory",
+                self.default_dir_mode if mode is None else mode,
+                backend=self.settings.backend.default_backend,
+            )
             try:
                 await self.store.create(entry, self._parents(user, resolved))
             except AlreadyExists:
-                existing = await self.store.get(path)
+                existing = await self.truth.get(path)
                 if existing is not None and existing.is_dir:
                     return existing, False
                 raise
@@ -237,8 +251,9 @@ class FileSystem:
         ref, written = await self._store(path, current, backend_name, self._limited(body))
         try:
             async with self._locked(path):
-                # Decide again under the lock: another writer may have won meanwhile.
-                resolved = await self.resolve(path)
+                # Decide again under the lock, from the store itself: another writer
+                # may have won meanwhile, and the cache may not have heard of it.
+                resolved = await self._decide(path)
                 permissions.require_traverse(user, resolved.ancestors)
                 previous = resolved.entry
                 self._check_write(user, resolved, previous, replace, if_match, if_none_match)
@@ -267,7 +282,8 @@ class FileSystem:
                         instance_id=ref.instance_id,
                         object_key=ref.key,
                     )
-                    await self.store.update(entry)
+                    # Only while the row still holds `previous`'s object: that one is replaced.
+                    await self.store.update(entry, expected=previous)
         except BaseException:
             await self._discard(ref)
             raise
@@ -363,10 +379,11 @@ class FileSystem:
     async def chmod(self, user: User, path: str, mode: int) -> Entry:
         """Change the mode bits (owner or root only)."""
         async with self._locked(path):
-            entry = await self.stat(user, path)
+            entry = (await self._decide_use(user, path)).entry
+            assert entry is not None
             permissions.require_owner(user, entry)
             changed = entry.evolve(mode=mode, ctime=utcnow())
-            await self.store.update(changed)
+            await self.store.update(changed, expected=entry)
         self.rt.metrics.file_operations.labels("chmod", entry.backend).inc()
         return changed
 
@@ -396,7 +413,7 @@ class FileSystem:
         if paths.is_within(destination, source) and destination != source:
             raise BadRequest("cannot move a directory into itself")
         async with self._locked(source, destination):
-            src = await self.lookup(user, source)
+            src = await self._decide_use(user, source)
             entry = src.entry
             assert entry is not None and src.parent is not None
             if backend_name is not None and backend_name != entry.backend:
@@ -406,7 +423,7 @@ class FileSystem:
             if destination == source and backend_name in (None, entry.backend):
                 return entry
             permissions.require_delete(user, src.parent, entry)
-            dst = await self.resolve(destination)
+            dst = await self._decide(destination)
             permissions.require_traverse(user, dst.ancestors)
             if dst.missing and not create_parents:
                 raise NotFound(f"parent directory of {destination} does not exist")
@@ -435,7 +452,7 @@ class FileSystem:
         for old in replaced:
             await self._discard_entry(old)
         self.rt.metrics.file_operations.labels("rename", entry.backend).inc()
-        moved_entry = await self.store.get(destination)
+        moved_entry = await self.truth.get(destination)
         return moved_entry or entry.evolve(path=destination)
 
     def _check_replace(self, user: User, entry: Entry, dst: Resolved, *, overwrite: bool) -> None:
@@ -470,7 +487,7 @@ class FileSystem:
                 etag=written.etag,
                 ctime=utcnow(),
             )
-            await self.store.update(moved, expected_etag=entry.etag)
+            await self.store.update(moved, expected=entry)
         except BaseException:
             await self._discard(target)
             raise
@@ -509,7 +526,7 @@ class FileSystem:
         if path == paths.ROOT:
             raise BadRequest("the root directory cannot be deleted")
         async with self._locked(path):
-            resolved = await self.lookup(user, path)
+            resolved = await self._decide_use(user, path)
             entry = resolved.entry
             assert entry is not None and resolved.parent is not None
             if want_dir and not entry.is_dir:

@@ -71,7 +71,18 @@ Invalidation = Callable[[str], Awaitable[None] | None]
 
 
 class CacheBus(ABC):
-    """Tells every replica that a path (and everything below it) changed."""
+    """Tells every replica that a path (and everything below it) changed.
+
+    ``connected`` is False while announcements from other replicas may be missed (a
+    Redis connection lost and not yet subscribed again). A cache must not serve then:
+    the bus announces ``/`` when the link drops and again once it is back, before
+    ``connected`` turns True.
+    """
+
+    @property
+    def connected(self) -> bool:
+        """Whether every announcement from now on reaches this process's subscribers."""
+        return True
 
     @abstractmethod
     async def publish(self, path: str) -> None:

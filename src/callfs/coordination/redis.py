@@ -214,8 +214,10 @@ class RedisCacheBus(CacheBus):
     """Invalidations over a Redis channel; this process's subscribers are called directly.
 
     A background task listens on a pub/sub connection and reconnects with backoff
-    when Redis drops; after a reconnect it announces ``/`` (everything may have
-    changed meanwhile).
+    when Redis drops. While it is cut off, announcements from other replicas are lost:
+    it announces ``/`` locally and reports ``connected`` False at once, and once
+    subscribed again it announces ``/`` (everything may have changed meanwhile) before
+    reporting True.
     """
 
     def __init__(self, client: aioredis.Redis, *, channel: str = "callfs:invalidate") -> None:
@@ -224,6 +226,17 @@ class RedisCacheBus(CacheBus):
         self._origin = secrets.token_hex(16)
         self._local = InProcessCacheBus()
         self._listener: asyncio.Task[None] | None = None
+        self._connected = False
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    async def _reset(self, *, connected: bool) -> None:
+        """Drop every cached entry here, then say whether announcements arrive again."""
+        self._connected = False
+        await self._local.publish("/")
+        self._connected = connected
 
     async def publish(self, path: str) -> None:
         """Call this process's subscribers, then tell every other replica.
@@ -267,8 +280,9 @@ class RedisCacheBus(CacheBus):
                 delay = 0.1
                 if ready.done():
                     logger.info("cache bus reconnected; invalidating everything")
-                    await self._local.publish("/")
+                    await self._reset(connected=True)
                 else:
+                    self._connected = True
                     ready.set_result(None)
                 while True:
                     message = await pubsub.get_message(timeout=5.0)
@@ -279,12 +293,14 @@ class RedisCacheBus(CacheBus):
                     elif message["type"] == "subscribe":
                         # redis-py reconnected and subscribed again by itself.
                         logger.info("cache bus resubscribed; invalidating everything")
-                        await self._local.publish("/")
+                        await self._reset(connected=True)
             except (RedisError, OSError) as exc:
+                self._connected = False
                 if not ready.done():
                     ready.set_exception(exc)
                     return
                 logger.warning("cache bus lost its Redis connection: %s", exc)
+                await self._reset(connected=False)
             finally:
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
@@ -292,6 +308,7 @@ class RedisCacheBus(CacheBus):
             delay = min(delay * 2, 5.0)
 
     async def _stop_listening(self) -> None:
+        self._connected = False
         if self._listener is not None:
             listener, self._listener = self._listener, None
             await background.stop(listener)

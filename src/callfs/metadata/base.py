@@ -88,12 +88,16 @@ class MetadataStore(ABC):
         """
 
     @abstractmethod
-    async def update(self, entry: Entry, *, expected_etag: str | None = None) -> None:
+    async def update(self, entry: Entry, *, expected: Entry | None = None) -> None:
         """Overwrite the row at ``entry.path`` with ``entry``'s fields (all but ``type``).
+
+        With ``expected`` (the row as the caller decided from it), only while the row
+        still holds that object key and etag: a success then replaced exactly
+        ``expected``'s object, so that object, and no other, may be discarded.
 
         Raises:
             NotFound: no row at that path.
-            PreconditionFailed: ``expected_etag`` is given and the row's etag differs.
+            EntryChanged: ``expected`` is given and the row holds another object.
         """
 
     @abstractmethod

@@ -3,8 +3,12 @@
 Only entries that exist are cached. Every mutation made through this wrapper drops
 the paths it touched here and then announces them on the cache bus, and every
 announcement (from any replica) drops that path and everything cached below it, so
-a replica serves a stale entry only while an announcement is in flight, or for at
-most ``ttl`` seconds when one is lost.
+a replica serves a stale entry only while an announcement is in flight. While the
+bus is cut off (announcements may be lost) the cache is bypassed, and the bus drops
+it whole before it serves again.
+
+The cache serves reads only: a mutation decides from the store itself (``inner``),
+so a lost announcement can cost speed, never data.
 """
 
 from __future__ import annotations
@@ -57,6 +61,11 @@ class CachedMetadataStore(MetadataStore):
     @property
     def enabled(self) -> bool:
         return self.ttl > 0 and self.size > 0
+
+    @property
+    def serving(self) -> bool:
+        """Whether lookups may be answered here: caching is on and the bus is connected."""
+        return self.enabled and self.bus.connected
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -123,7 +132,7 @@ class CachedMetadataStore(MetadataStore):
     # Reads
 
     async def get(self, path: str) -> Entry | None:
-        if not self.enabled:
+        if not self.serving:
             return await self.inner.get(path)
         now = self._clock()
         entry = self._lookup(path, now)
@@ -138,7 +147,7 @@ class CachedMetadataStore(MetadataStore):
         return entry
 
     async def get_many(self, paths: Sequence[str]) -> dict[str, Entry]:
-        if not self.enabled:
+        if not self.serving:
             return await self.inner.get_many(paths)
         now = self._clock()
         found: dict[str, Entry] = {}
@@ -196,9 +205,9 @@ class CachedMetadataStore(MetadataStore):
             self.invalidate(entry.path)
         await self._announce(entry.path)
 
-    async def update(self, entry: Entry, *, expected_etag: str | None = None) -> None:
+    async def update(self, entry: Entry, *, expected: Entry | None = None) -> None:
         try:
-            await self.inner.update(entry, expected_etag=expected_etag)
+            await self.inner.update(entry, expected=expected)
         finally:
             self.invalidate(entry.path)
         await self._announce(entry.path)

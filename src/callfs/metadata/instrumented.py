@@ -77,9 +77,9 @@ class InstrumentedMetadataStore(MetadataStore):
         with self._query("create"):
             await self.inner.create(entry, parents)
 
-    async def update(self, entry: Entry, *, expected_etag: str | None = None) -> None:
+    async def update(self, entry: Entry, *, expected: Entry | None = None) -> None:
         with self._query("update"):
-            await self.inner.update(entry, expected_etag=expected_etag)
+            await self.inner.update(entry, expected=expected)
 
     async def delete(self, path: str) -> Entry:
         with self._query("delete"):

@@ -23,9 +23,9 @@ from callfs.errors import (
     AlreadyExists,
     BackendUnavailable,
     DirectoryNotEmpty,
+    EntryChanged,
     NotADirectory,
     NotFound,
-    PreconditionFailed,
 )
 from callfs.metadata import migration, subtree
 from callfs.metadata.base import ConsumeOutcome, LinkRecord, MetadataStore
@@ -335,21 +335,26 @@ class PostgresMetadataStore(MetadataStore):
             if kind != "directory":
                 raise NotADirectory(f"{directory} is not a directory")
 
-    async def update(self, entry: Entry, *, expected_etag: str | None = None) -> None:
+    async def update(self, entry: Entry, *, expected: Entry | None = None) -> None:
+        seen = (None, None) if expected is None else (expected.object_key, expected.etag)
+
         async def body(conn: Any) -> None:
             status = await conn.execute(
                 "UPDATE entries SET size = $2, mode = $3, owner = $4, grp = $5, mtime = $6,"
                 " ctime = $7, etag = $8, backend = $9, instance_id = $10, object_key = $11"
-                " WHERE path = $1 AND ($12::text IS NULL OR etag = $12::text)",
+                " WHERE path = $1 AND (NOT $12::boolean"
+                " OR (object_key IS NOT DISTINCT FROM $13::text"
+                " AND etag IS NOT DISTINCT FROM $14::text))",
                 entry.path,
                 *_changeable(entry),
-                expected_etag,
+                expected is not None,
+                *seen,
             )
             if _count(status):
                 return
             if await conn.fetchval("SELECT 1 FROM entries WHERE path = $1", entry.path) is None:
                 raise NotFound(f"{entry.path} does not exist")
-            raise PreconditionFailed(f"{entry.path} changed: its etag is not {expected_etag}")
+            raise EntryChanged(f"{entry.path} changed since it was read")
 
         await self._transact(body)
 

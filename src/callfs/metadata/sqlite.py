@@ -24,9 +24,9 @@ from callfs.errors import (
     AlreadyExists,
     BackendUnavailable,
     DirectoryNotEmpty,
+    EntryChanged,
     NotADirectory,
     NotFound,
-    PreconditionFailed,
 )
 from callfs.metadata import migration, subtree
 from callfs.metadata.base import ConsumeOutcome, LinkRecord, MetadataStore
@@ -394,20 +394,20 @@ class SQLiteMetadataStore(MetadataStore):
             if kind != "directory":
                 raise NotADirectory(f"{directory} is not a directory")
 
-    async def update(self, entry: Entry, *, expected_etag: str | None = None) -> None:
+    async def update(self, entry: Entry, *, expected: Entry | None = None) -> None:
         sql = (
             "UPDATE entries SET size = ?, mode = ?, owner = ?, grp = ?, mtime = ?, ctime = ?,"
             " etag = ?, backend = ?, instance_id = ?, object_key = ? WHERE path = ?"
         )
         params: list[Any] = [*_changeable(entry), entry.path]
-        if expected_etag is not None:
-            sql += " AND etag = ?"
-            params.append(expected_etag)
+        if expected is not None:
+            sql += " AND object_key IS ? AND etag IS ?"
+            params += [expected.object_key, expected.etag]
         if await self._write_one(sql + " RETURNING path", params):
             return
         if await self.get(entry.path) is None:
             raise NotFound(f"{entry.path} does not exist")
-        raise PreconditionFailed(f"{entry.path} changed: its etag is not {expected_etag}")
+        raise EntryChanged(f"{entry.path} changed since it was read")
 
     async def delete(self, path: str) -> Entry:
         subtree.check_delete(path)
