@@ -217,6 +217,9 @@ class StorageNodeSettings(Section):
     listen_addr: str = ":50051"
     max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024 * 1024)
     grace_period: Duration = 10.0
+    # A running node removes temp files of interrupted uploads untouched this long;
+    # a starting node removes them all.
+    temp_grace: Duration = Field(default=600.0, ge=60.0)
 
 
 class LinkSettings(Section):

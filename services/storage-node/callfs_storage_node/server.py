@@ -13,6 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from callfs.settings import Settings, split_address
 from callfs.storage.v1 import storage_pb2, storage_pb2_grpc
+from callfs_storage_node import sweeper
 from callfs_storage_node.auth import InternalSecretInterceptor
 from callfs_storage_node.servicer import StorageNodeServicer
 from callfs_storage_node.volume import Volume
@@ -20,9 +21,6 @@ from callfs_storage_node.volume import Volume
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = storage_pb2.DESCRIPTOR.services_by_name["StorageNode"].full_name
-# Only this node writes its volume, so at start-up a temp file untouched this long
-# is a crash's leftover, never a write in progress.
-STALE_TEMP_SECONDS = 300.0
 # Walking a large volume is costly; every gateway asks for usage every few seconds.
 USAGE_MAX_AGE = 5.0
 
@@ -38,18 +36,21 @@ def build_server(
     bound to ``listen`` (default ``storage_node.listen_addr``; port 0 picks one),
     known as ``instance_id`` (default ``instance_discovery.instance_id``).
 
-    Returns the server (not started) and its bound port.
+    Returns the server (not started) and its bound port. Called on an event loop,
+    it sweeps the temp files interrupted uploads left in the volume in the
+    background; writes that start meanwhile are safe from that sweep.
 
     Raises:
         OSError: the address cannot be bound.
     """
-    server, port, _ = _assemble(settings, root, listen, instance_id)
+    server, port, _, volume = _assemble(settings, root, listen, instance_id)
+    _sweep_soon(volume)
     return server, port
 
 
 def _assemble(
     settings: Settings, root: Path | None, listen: str | None, instance_id: str | None = None
-) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer, Volume]:
     volume_root = Path(root if root is not None else settings.backend.localfs_root_path)
     volume_root.mkdir(parents=True, exist_ok=True)
     volume = Volume(volume_root, usage_max_age=USAGE_MAX_AGE)
@@ -77,14 +78,13 @@ def _assemble(
         raise OSError(f"storage node cannot listen on {address}: {exc}") from None
     if not bound:
         raise OSError(f"storage node cannot listen on {address}")
-    _sweep_soon(volume)
     logger.info(
         "storage node %s serves %s on port %d",
         identity,
         volume.root,
         bound,
     )
-    return server, bound, checks
+    return server, bound, checks, volume
 
 
 _sweeps: set[asyncio.Task[None]] = set()
@@ -96,33 +96,30 @@ def _sweep_soon(volume: Volume) -> None:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         return
-    task = loop.create_task(_sweep(volume))
+    task = loop.create_task(sweeper.sweep_all(volume))
     _sweeps.add(task)
     task.add_done_callback(_sweeps.discard)
 
 
-async def _sweep(volume: Volume) -> None:
-    try:
-        await volume.sweep_temp_files(STALE_TEMP_SECONDS)
-    except OSError as exc:
-        logger.warning("could not sweep temp files under %s: %s", volume.root, exc)
-
-
 async def serve(settings: Settings) -> None:
-    """Serve until SIGTERM or SIGINT, then stop within ``storage_node.grace_period``."""
-    server, _port, checks = _assemble(settings, None, None)
-    await checks.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
-    await server.start()
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopping.set)
-    try:
-        await stopping.wait()
-        logger.info("storage node stopping (grace %.1fs)", settings.storage_node.grace_period)
-        await checks.enter_graceful_shutdown()
-        await server.stop(settings.storage_node.grace_period)
-    finally:
+    """Sweep the volume's temp files, then serve until SIGTERM or SIGINT (sweeping
+    stale ones meanwhile), then stop within ``storage_node.grace_period``.
+    """
+    server, _port, checks, volume = _assemble(settings, None, None)
+    await sweeper.sweep_all(volume)
+    async with sweeper.running(volume, grace=settings.storage_node.temp_grace):
+        await checks.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        await server.start()
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(signum)
+            loop.add_signal_handler(signum, stopping.set)
+        try:
+            await stopping.wait()
+            logger.info("storage node stopping (grace %.1fs)", settings.storage_node.grace_period)
+            await checks.enter_graceful_shutdown()
+            await server.stop(settings.storage_node.grace_period)
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(Exception):
+                    loop.remove_signal_handler(signum)

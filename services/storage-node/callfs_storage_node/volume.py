@@ -219,13 +219,27 @@ class _Walk:
 
 
 class Volume:
-    """Byte operations on one directory; every path stays under ``root``."""
+    """Byte operations on one directory; every path stays under ``root``.
 
-    def __init__(self, root: Path, *, usage_max_age: float = 0.0) -> None:
+    ``clock`` gives the wall-clock time (seconds since the epoch) that temp files'
+    mtimes are compared with when they are swept.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        usage_max_age: float = 0.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.root = os.path.realpath(root)
         self._usage_max_age = usage_max_age
         self._usage: tuple[float, VolumeUsage] | None = None
         self._usage_walk: asyncio.Future[VolumeUsage] | None = None
+        self._clock = clock
+        # Names of the temp files of this process's writes in progress: never swept.
+        self._writing: set[str] = set()
+        self._writing_lock = threading.Lock()
 
     # --- paths -------------------------------------------------------------------
 
@@ -276,9 +290,28 @@ class Volume:
             AlreadyExists (``overwrite`` false), PreconditionFailed (size differs
             from ``expected_size``), OSError (disk full).
         """
-        target, handle = await asyncio.to_thread(
-            self._create_temp, path, mode, overwrite, create_parents
+        creating = asyncio.ensure_future(
+            asyncio.to_thread(self._create_temp, path, mode, overwrite, create_parents)
         )
+        try:
+            target, handle = await asyncio.shield(creating)
+        except asyncio.CancelledError:
+            # Its thread runs on and may still make the temp file: remove it then.
+            creating.add_done_callback(self._abandon)
+            raise
+        try:
+            return await self._fill(target, handle, chunks, overwrite, expected_size)
+        finally:
+            self._release_temp(handle)
+
+    async def _fill(
+        self,
+        target: str,
+        handle: _OpenFile,
+        chunks: AsyncIterable[bytes],
+        overwrite: bool,
+        expected_size: int | None,
+    ) -> Stored:
         hasher = hashlib.sha256()
         size = synced = 0
         pending: asyncio.Future[None] | None = None
@@ -332,15 +365,41 @@ class Volume:
             raise IsADirectory("a directory is at the path")
         if not overwrite and os.path.lexists(target):
             raise AlreadyExists()
-        temp = os.path.join(parent, f"{TEMP_PREFIX}{uuid.uuid4().hex}")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode & 0o7777)
+        name = f"{TEMP_PREFIX}{uuid.uuid4().hex}"
+        temp = os.path.join(parent, name)
+        # Claimed before it exists, so a sweep never finds it unclaimed.
+        with self._writing_lock:
+            self._writing.add(name)
         try:
-            os.fchmod(fd, mode & 0o7777)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode & 0o7777)
+            try:
+                os.fchmod(fd, mode & 0o7777)
+            except BaseException:
+                os.close(fd)
+                os.unlink(temp)
+                raise
         except BaseException:
-            os.close(fd)
-            os.unlink(temp)
+            with self._writing_lock:
+                self._writing.discard(name)
             raise
         return target, _OpenFile(fd, temp)
+
+    def _release_temp(self, handle: _OpenFile) -> None:
+        """Let sweeps see ``handle``'s temp name again: its write has ended."""
+        if handle.temp is not None:
+            with self._writing_lock:
+                self._writing.discard(os.path.basename(handle.temp))
+
+    def _abandon(self, creating: asyncio.Future[tuple[str, _OpenFile]]) -> None:
+        """Remove the temp file of a write cancelled while the file was being made."""
+        if creating.cancelled() or creating.exception() is not None:
+            return
+        _target, handle = creating.result()
+        _forget(asyncio.get_running_loop().run_in_executor(None, self._discard, handle))
+
+    def _discard(self, handle: _OpenFile) -> None:
+        handle.close(discard=True)
+        self._release_temp(handle)
 
     def _make_parents(self, directory: str) -> None:
         missing: list[str] = []
@@ -652,27 +711,34 @@ class Volume:
             # In a thread: a batch still running there (a cancelled hop) holds the lock.
             await asyncio.to_thread(walk.close)
 
-    async def sweep_temp_files(self, older_than_seconds: float) -> int:
-        """Remove temp files a crash left behind, untouched for ``older_than_seconds``.
+    async def sweep_temp_files(self, older_than_seconds: float | None = None) -> int:
+        """Remove temp files that interrupted writes left behind; return how many.
 
-        Returns how many were removed.
+        With ``older_than_seconds``, only those untouched (mtime) for longer than
+        that by ``clock``; without, every one. Temp files of this volume's writes in
+        progress are always kept, however long their clients pause.
         """
         return await asyncio.to_thread(self._sweep, older_than_seconds)
 
-    def _sweep(self, older_than_seconds: float) -> int:
-        cutoff = time.time() - older_than_seconds
+    def _sweep(self, older_than_seconds: float | None) -> int:
+        cutoff = None if older_than_seconds is None else self._clock() - older_than_seconds
         removed = 0
         for directory, _dirs, files in os.walk(self.root):
             for name in files:
                 if not name.startswith(TEMP_PREFIX):
                     continue
+                with self._writing_lock:
+                    in_progress = name in self._writing
+                if in_progress:
+                    continue
                 temp = os.path.join(directory, name)
                 with contextlib.suppress(FileNotFoundError):
-                    if os.lstat(temp).st_mtime <= cutoff:
-                        os.unlink(temp)
-                        removed += 1
+                    if cutoff is not None and os.lstat(temp).st_mtime >= cutoff:
+                        continue
+                    os.unlink(temp)
+                    removed += 1
         if removed:
-            logger.info("removed %d stale temp files under %s", removed, self.root)
+            logger.info("removed %d temp files of interrupted writes under %s", removed, self.root)
         return removed
 
 
