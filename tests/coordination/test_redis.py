@@ -133,7 +133,8 @@ async def test_stopped_redis_is_backend_unavailable() -> None:
                 await limiter.hit("user:alice", rate=10, burst=1)
             with pytest.raises(BackendUnavailable):
                 await bus.publish("/x")
-            assert heard.paths == ["/x"]
+            # Local subscribers still hear it; "/" is the bus dropping caches as Redis went.
+            assert [path for path in heard.paths if path != "/"] == ["/x"]
             with pytest.raises(BackendUnavailable):
                 await bus.ping()
             with pytest.raises(BackendUnavailable):

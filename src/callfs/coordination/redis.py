@@ -295,12 +295,16 @@ class RedisCacheBus(CacheBus):
                         logger.info("cache bus resubscribed; invalidating everything")
                         await self._reset(connected=True)
             except (RedisError, OSError) as exc:
-                self._connected = False
+                was_connected, self._connected = self._connected, False
                 if not ready.done():
                     ready.set_exception(exc)
                     return
-                logger.warning("cache bus lost its Redis connection: %s", exc)
-                await self._reset(connected=False)
+                if was_connected:
+                    # Once per outage; each failed reconnect after it is only DEBUG.
+                    logger.warning("cache bus lost its Redis connection: %s", exc)
+                    await self._reset(connected=False)
+                else:
+                    logger.debug("cache bus still cannot reach Redis: %s", exc)
             finally:
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
