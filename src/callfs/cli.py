@@ -9,7 +9,7 @@ import json
 import logging
 import secrets
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -105,12 +105,32 @@ def _production(args: argparse.Namespace, role: str) -> Settings:
     return settings
 
 
+def _serving(role: Callable[[], None]) -> int:
+    """Run a role until it stops; an address already taken ends it with one line, exit 1."""
+    from callfs.serving import ListenError
+
+    try:
+        role()
+    except ListenError as exc:
+        sys.stderr.write(f"callfs: {exc}\n")
+        return 1
+    return 0
+
+
 def _serve_web(app: FastAPI, settings: Settings) -> int:
     """Serve a web role's API listener and its metrics listener until stopped."""
-    from callfs.serving import api_server, metrics_server, serve_all
+    from callfs.serving import api_server, bind_web, metrics_server, serve_all
 
-    run_loop(serve_all(api_server(app, settings), metrics_server(app.state.metrics, settings)))
-    return 0
+    def role() -> None:
+        api, metrics = bind_web(settings)
+        run_loop(
+            serve_all(
+                api_server(app, settings, api),
+                metrics_server(app.state.metrics, settings, metrics),
+            )
+        )
+
+    return _serving(role)
 
 
 def _gateway(args: argparse.Namespace) -> int:
@@ -124,8 +144,14 @@ def _storage_node(args: argparse.Namespace) -> int:
     settings = _production(args, "storage-node")
     from callfs_storage_node.server import serve
 
-    run_loop(serve(settings))
-    return 0
+    from callfs.serving import bind
+
+    def role() -> None:
+        # gRPC binds inside serve(), after logging; a taken address is reported first.
+        bind("storage_node.listen_addr", settings.storage_node.listen_addr).close()
+        run_loop(serve(settings))
+
+    return _serving(role)
 
 
 def _link_service(args: argparse.Namespace) -> int:
@@ -180,8 +206,7 @@ def _dev(args: argparse.Namespace) -> int:
     settings = _load(args, dev_overrides(data_dir))
     settings = _dev_secrets(settings, data_dir)
     settings = _dev_external_url(settings)
-    run_loop(run_dev(settings, data_dir))
-    return 0
+    return _serving(lambda: run_loop(run_dev(settings, data_dir)))
 
 
 def _dev_external_url(settings: Settings) -> Settings:
@@ -218,33 +243,39 @@ def _dev_secrets(settings: Settings, data_dir: Path) -> Settings:
 async def run_dev(
     settings: Settings, data_dir: Path, *, ready: asyncio.Event | None = None
 ) -> None:
-    """Serve the gateway, the link routes and two storage nodes in this process."""
+    """Serve the gateway, the link routes and two storage nodes in this process.
+
+    Raises:
+        ListenError: the API or metrics address is taken (before anything starts).
+    """
     from callfs_gateway.app import create_app
     from callfs_storage_node.server import build_server
 
     from callfs.discovery.base import StaticDiscovery
-    from callfs.runtime import open_runtime
-    from callfs.serving import api_server, bound_port, metrics_server
+    from callfs.runtime import Runtime, open_runtime
+    from callfs.serving import api_server, bind_web, bound_port, metrics_server
 
+    api_socket, metrics_socket = bind_web(settings)
     volumes = Path(settings.backend.localfs_root_path)
     nodes = []
-    endpoints: dict[str, str] = {}
-    for node in DEV_NODES:
-        root = volumes / node
-        root.mkdir(parents=True, exist_ok=True)
-        server, port = build_server(settings, root=root, listen="127.0.0.1:0", instance_id=node)
-        await server.start()
-        nodes.append(server)
-        endpoints[node] = f"127.0.0.1:{port}"
-    runtime = await open_runtime(settings, discovery=StaticDiscovery(endpoints))
+    runtime: Runtime | None = None
     try:
+        endpoints: dict[str, str] = {}
+        for node in DEV_NODES:
+            root = volumes / node
+            root.mkdir(parents=True, exist_ok=True)
+            server, port = build_server(settings, root=root, listen="127.0.0.1:0", instance_id=node)
+            await server.start()
+            nodes.append(server)
+            endpoints[node] = f"127.0.0.1:{port}"
+        runtime = await open_runtime(settings, discovery=StaticDiscovery(endpoints))
         app = create_app(settings, runtime)
         with contextlib.suppress(ImportError):
             from callfs_link_service.app import mount_links
 
             mount_links(app, settings, runtime)
-        api = api_server(app, settings)
-        metrics = metrics_server(runtime.metrics, settings)
+        api = api_server(app, settings, api_socket)
+        metrics = metrics_server(runtime.metrics, settings, metrics_socket)
         tasks = [asyncio.create_task(api.serve())]
         if metrics is not None:
             tasks.append(asyncio.create_task(metrics.serve()))
@@ -262,9 +293,13 @@ async def run_dev(
             metrics.should_exit = True
         await asyncio.gather(*tasks, return_exceptions=True)
     finally:
-        await runtime.close()
+        if runtime is not None:
+            await runtime.close()
         for server in nodes:
             await server.stop(1.0)
+        api_socket.close()
+        if metrics_socket is not None:
+            metrics_socket.close()
 
 
 def _local(addr: str) -> str:

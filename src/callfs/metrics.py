@@ -98,6 +98,12 @@ class Metrics:
             ["instance"],
             registry=r,
         )
+        self.dependency_up = Gauge(
+            "callfs_dependency_up",
+            "Whether a shared dependency (metadata_store, coordination) answers (1) or not (0)",
+            ["dependency"],
+            registry=r,
+        )
         self.cache_hits = Counter(
             "callfs_metadata_cache_hits_total", "Metadata cache hits", registry=r
         )

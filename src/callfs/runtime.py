@@ -73,9 +73,12 @@ class Runtime:
         self.metrics.backend_duration.labels(backend, operation).observe(seconds)
 
     async def ready(self) -> None:
-        """Raise BackendUnavailable unless the metadata store and the bus answer."""
+        """Raise BackendUnavailable unless reads can be served: the metadata store answers.
+
+        The coordination service is not asked: without it reads go on and only
+        mutations are refused, so its loss must not take every replica out.
+        """
         await self.store.ping()
-        await self.bus.ping()
 
     async def close(self) -> None:
         """Close every adapter, newest first."""

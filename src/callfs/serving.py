@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -73,37 +75,113 @@ def tls_options(settings: Settings, scratch: Path | None = None) -> dict[str, An
     return {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
 
 
-def api_server(app: ASGIApp, settings: Settings, listen: str | None = None) -> uvicorn.Server:
-    """A uvicorn server for an API app on ``server.listen_addr`` (or ``listen``)."""
-    host, port = split_address(listen or settings.server.listen_addr)
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        # X-Forwarded-For is judged by the app against server.trusted_proxies, not by uvicorn.
-        proxy_headers=False,
-        timeout_keep_alive=int(settings.server.idle_timeout),
-        timeout_graceful_shutdown=int(settings.server.write_timeout),
-        **tls_options(settings),
-    )
-    return uvicorn.Server(config)
+class ListenError(OSError):
+    """A listener's address cannot be bound; the message names the setting that chose it."""
 
 
-def metrics_server(metrics: Metrics, settings: Settings) -> uvicorn.Server | None:
-    """A uvicorn server for the metrics listener, unless disabled."""
+def bind(setting: str, addr: str) -> socket.socket:
+    """A TCP socket listening on ``addr``, the value of ``setting``.
+
+    Raises:
+        ListenError: the address is already in use or cannot be bound.
+    """
+    host, port = split_address(addr)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        # As asyncio's own listeners: a port in TIME_WAIT is reusable, IPv6 means IPv6.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if sock.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+        sock.listen()
+    except OSError as exc:
+        sock.close()
+        problem = (
+            "is already in use"
+            if exc.errno == errno.EADDRINUSE
+            else f"cannot be bound ({exc.strerror or exc})"
+        )
+        raise ListenError(f"{setting} {addr} {problem}") from None
+    return sock
+
+
+def bind_web(settings: Settings) -> tuple[socket.socket, socket.socket | None]:
+    """The sockets of a web role's API listener and metrics listener (None if disabled),
+    bound before anything starts.
+
+    Raises:
+        ListenError: either address cannot be bound (nothing is left open).
+    """
+    api = bind("server.listen_addr", settings.server.listen_addr)
+    if not settings.metrics.enabled:
+        return api, None
+    try:
+        return api, bind("metrics.listen_addr", settings.metrics.listen_addr)
+    except BaseException:
+        api.close()
+        raise
+
+
+class Listener(uvicorn.Server):
+    """A uvicorn server on a socket bound before it was built: a taken address is
+    reported before the app starts (uvicorn binds only after the app's start-up)."""
+
+    def __init__(self, config: uvicorn.Config, sock: socket.socket) -> None:
+        super().__init__(config)
+        self.sock = sock
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        host, port = self.sock.getsockname()[:2]
+        logger.info("listening on %s:%d", host, port)
+        try:
+            await super().serve([self.sock] if sockets is None else sockets)
+        finally:
+            self.sock.close()
+
+
+def api_server(app: ASGIApp, settings: Settings, sock: socket.socket | None = None) -> Listener:
+    """A server for an API app on ``sock`` (default: bind ``server.listen_addr`` now).
+
+    Raises:
+        ListenError: ``server.listen_addr`` cannot be bound.
+    """
+    if sock is None:
+        sock = bind("server.listen_addr", settings.server.listen_addr)
+    try:
+        config = uvicorn.Config(
+            app,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            # X-Forwarded-For is judged by the app against server.trusted_proxies, not by
+            # uvicorn.
+            proxy_headers=False,
+            timeout_keep_alive=int(settings.server.idle_timeout),
+            timeout_graceful_shutdown=int(settings.server.write_timeout),
+            **tls_options(settings),
+        )
+    except BaseException:
+        sock.close()
+        raise
+    return Listener(config, sock)
+
+
+def metrics_server(
+    metrics: Metrics, settings: Settings, sock: socket.socket | None = None
+) -> Listener | None:
+    """A server for the metrics listener on ``sock`` (default: bind
+    ``metrics.listen_addr`` now), unless disabled.
+
+    Raises:
+        ListenError: ``metrics.listen_addr`` cannot be bound.
+    """
     if not settings.metrics.enabled:
         return None
-    host, port = split_address(settings.metrics.listen_addr)
     config = uvicorn.Config(
         MetricsApp(metrics),
-        host=host,
-        port=port,
         loop="uvloop",
         http="httptools",
         lifespan="off",
@@ -111,7 +189,9 @@ def metrics_server(metrics: Metrics, settings: Settings) -> uvicorn.Server | Non
         access_log=False,
         server_header=False,
     )
-    return uvicorn.Server(config)
+    if sock is None:
+        sock = bind("metrics.listen_addr", settings.metrics.listen_addr)
+    return Listener(config, sock)
 
 
 async def serve_all(*servers: uvicorn.Server | None) -> None:

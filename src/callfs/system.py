@@ -8,7 +8,8 @@ gateway and the link-service, so both include :data:`router`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Annotated
 
@@ -36,18 +37,24 @@ async def get_user(request: Request, runtime: Annotated[Runtime, Depends(get_run
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 CurrentUser = Annotated[User, Depends(get_user)]
 
+CHECK_TIMEOUT = 1.0
+"""Seconds ``/health`` waits for a dependency: liveness answers well within its probe's
+timeout even when a dependency hangs."""
+
 router = APIRouter()
 
 
 @router.get("/health")
-async def health() -> dict[str, str]:
-    """Liveness: the process answers."""
-    return {"status": "ok"}
+async def health(runtime: RuntimeDep) -> dict[str, str | dict[str, str]]:
+    """Liveness: the process answers, so ``status`` is always ``ok``; ``checks`` tells
+    whether the metadata store and the coordination service (Redis) answer."""
+    return {"status": "ok", "checks": await dependency_checks(runtime)}
 
 
 @router.get("/ready")
 async def ready(runtime: RuntimeDep) -> dict[str, str]:
-    """Readiness: the metadata store and the coordination service answer."""
+    """Readiness: the replica can serve reads (the metadata store answers). A Redis
+    outage keeps it ready: reads go on and only mutations answer 503."""
     await runtime.ready()
     return {"status": "ready"}
 
@@ -56,6 +63,24 @@ async def ready(runtime: RuntimeDep) -> dict[str, str]:
 async def metrics(user: CurrentUser, runtime: RuntimeDep) -> Response:
     """Prometheus metrics (authenticated here; the metrics listener serves them openly)."""
     return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)
+
+
+async def dependency_checks(runtime: Runtime) -> dict[str, str]:
+    """``ok`` or ``unavailable`` for each shared dependency, also kept in
+    ``callfs_dependency_up``; each is given at most :data:`CHECK_TIMEOUT` seconds."""
+    pings = {"metadata_store": runtime.store.ping, "coordination": runtime.bus.ping}
+    answers = await asyncio.gather(*(_answers(ping) for ping in pings.values()))
+    for name, up in zip(pings, answers, strict=True):
+        runtime.metrics.dependency_up.labels(name).set(1 if up else 0)
+    return {name: "ok" if up else "unavailable" for name, up in zip(pings, answers, strict=True)}
+
+
+async def _answers(ping: Callable[[], Awaitable[None]]) -> bool:
+    try:
+        await asyncio.wait_for(ping(), CHECK_TIMEOUT)
+    except Exception:  # whatever goes wrong, liveness answers and reports it
+        return False
+    return True
 
 
 def build_app(
@@ -81,6 +106,7 @@ def build_app(
         active = runtime if runtime is not None else await open_runtime(settings, metrics=metrics)
         try:
             app.state.runtime = active
+            await dependency_checks(active)
             async with serving(app, active):
                 yield
         finally:

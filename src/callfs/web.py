@@ -19,7 +19,13 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from callfs import logs
-from callfs.errors import BadRequest, CallFSError, RangeNotSatisfiable, RateLimitExceeded
+from callfs.errors import (
+    BackendUnavailable,
+    BadRequest,
+    CallFSError,
+    RangeNotSatisfiable,
+    RateLimitExceeded,
+)
 from callfs.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -96,7 +102,10 @@ def install_error_handlers(app: FastAPI, metrics: Metrics, component: str) -> No
     async def domain_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, CallFSError)
         metrics.errors.labels(component, exc.code).inc()
-        if exc.status_code >= 500:
+        if isinstance(exc, BackendUnavailable):
+            # What failed logs its outage once; a line per refused request would bury it.
+            logger.debug("%s %s: %s", request.method, request.url.path, exc.message)
+        elif exc.status_code >= 500:
             logger.warning("%s %s: %s", request.method, request.url.path, exc.message)
         return response_for(exc)
 
@@ -153,16 +162,13 @@ class EdgeMiddleware:
         if scope.get("scheme") == "https":
             extra.append(HSTS)
 
-        async def send_with_headers(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", []), *extra]
-            await send(message)
+        recorded = False
 
-        try:
-            await self.app(scope, receive, send_with_headers)
-        finally:
+        def record() -> None:
+            nonlocal recorded
+            if recorded:
+                return
+            recorded = True
             elapsed = time.perf_counter() - started
             route = _route_template(scope)
             method = scope["method"]
@@ -176,6 +182,24 @@ class EdgeMiddleware:
                 elapsed * 1000,
                 extra={"status": status},
             )
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), *extra]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                # Counted before the last byte leaves: a client that has its answer and
+                # then scrapes /metrics finds it there.
+                record()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            # No last body went through us: an exception on its way to the 500
+            # handler outside, or a response cut off.
+            record()
             logs.request_id.reset(token)
 
 

@@ -21,7 +21,10 @@ SECURITY_HEADERS = {
 def test_health_answers_through_each_front_door(target: Target, door: int) -> None:
     response = target.client(0, door).get("/health")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok"}
+    assert response.json() == {
+        "status": "ok",
+        "checks": {"metadata_store": "ok", "coordination": "ok"},
+    }
     for header, value in SECURITY_HEADERS.items():
         assert response.headers[header] == value
     assert response.headers["x-request-id"]

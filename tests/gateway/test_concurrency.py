@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
+
+import pytest
 
 from tests.support.harness import USERS, Cluster
 
@@ -57,6 +60,28 @@ async def test_disconnect_mid_upload_keeps_old_content(cluster: Cluster) -> None
     assert cluster.temp_files() == []
     assert (await client.get("/v1/files/keep.bin")).content == b"old content"
     assert len(cluster.stored_objects()) == 1
+
+
+async def test_disconnect_mid_download_logs_no_error(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = cluster.client("alice")
+    data = bytes(range(256)) * (128 * 1024)
+    assert (await client.post("/v1/files/big.bin", content=data)).status_code == 201
+    caplog.set_level(logging.DEBUG)
+    for _ in range(3):
+        async with client.stream("GET", "/v1/files/big.bin") as response:
+            assert response.status_code == 200
+            body = response.aiter_raw()
+            await anext(body)
+            # The gateway and its storage node fill their buffers meanwhile.
+            await asyncio.sleep(0.3)
+    # Both hear of the disconnect at once; give their logs a moment to show it.
+    await asyncio.sleep(0.5)
+    assert [
+        r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info
+    ] == []
+    assert (await client.get("/v1/files/big.bin")).content == data
 
 
 async def test_chunked_upload_over_maximum_is_413_and_keeps_old(cluster: Cluster) -> None:

@@ -5,10 +5,15 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import urlsplit
 
+from fastapi import FastAPI, Response
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.background import BackgroundTask
 
+from callfs.errors import BackendUnavailable
+from callfs.runtime import Runtime
+from callfs.settings import Settings
 from tests.gateway.test_files import error_code
-from tests.support.harness import USERS, Cluster
+from tests.support.harness import USERS, Cluster, running_cluster
 
 SECURITY = {
     "x-content-type-options": "nosniff",
@@ -63,7 +68,10 @@ async def test_internal_secret_is_not_an_api_key(cluster: Cluster) -> None:
 async def test_health_needs_no_auth(cluster: Cluster) -> None:
     response = await cluster.client("anonymous").get("/health")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok"}
+    assert response.json() == {
+        "status": "ok",
+        "checks": {"metadata_store": "ok", "coordination": "ok"},
+    }
 
 
 async def test_ready_answers_when_store_answers(cluster: Cluster) -> None:
@@ -187,3 +195,72 @@ async def test_fine_names_are_accepted(cluster: Cluster) -> None:
         response = await client.post(f"/v1/files/ok/{name}", content=name.encode())
         assert response.status_code == 201, name
         assert (await client.get(f"/v1/files/ok/{name}")).content == name.encode()
+
+
+def requests_counted(text: str, method: str, route: str, status: int) -> float:
+    """``callfs_http_requests_total`` for one method, route template and status."""
+    wanted = {"method": method, "path": route, "status_code": str(status)}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "callfs_http_requests_total" and sample.labels == wanted:
+                return sample.value
+    return 0.0
+
+
+class ExtraRoutes:
+    """Routes added to the gateway for these tests: an unexpected exception (500), a
+    domain error (503), and an answer whose request goes on after its last byte (a
+    background task) until ``released`` is set."""
+
+    def __init__(self) -> None:
+        self.released = asyncio.Event()
+
+    def __call__(self, app: FastAPI, settings: Settings, runtime: Runtime) -> None:
+        async def crash() -> None:
+            raise RuntimeError("a bug")
+
+        async def unavailable() -> None:
+            raise BackendUnavailable()
+
+        async def lingering() -> Response:
+            return Response(b"done", background=BackgroundTask(self.released.wait))
+
+        app.add_api_route("/test/crash", crash)
+        app.add_api_route("/test/unavailable", unavailable)
+        app.add_api_route("/test/lingering", lingering)
+
+
+async def test_a_request_is_counted_once_by_the_time_its_answer_is_in(settings: Settings) -> None:
+    routes = ExtraRoutes()
+    async with running_cluster(settings, extend=routes) as cluster:
+        alice = cluster.client("alice")
+        anonymous = cluster.client("anonymous")
+        files = "/v1/files/{path:path}"
+        steps = [
+            (alice, "POST", "/v1/files/seen/a.txt", b"x" * 10_000, files, 201),
+            (alice, "GET", "/v1/files/seen/a.txt", None, files, 200),
+            (alice, "HEAD", "/v1/files/seen/a.txt", None, files, 200),
+            (alice, "GET", "/v1/files/seen/", None, files, 200),
+            (alice, "GET", "/v1/directories/seen", None, "/v1/directories/{path:path}", 200),
+            (alice, "GET", "/v1/files/seen/absent", None, files, 404),
+            (anonymous, "GET", "/v1/files/seen/a.txt", None, files, 401),
+            (alice, "GET", "/v2/nothing", None, "unmatched", 404),
+            (alice, "GET", "/test/unavailable", None, "/test/unavailable", 503),
+            (alice, "GET", "/test/crash", None, "/test/crash", 500),
+            (alice, "GET", "/test/lingering", None, "/test/lingering", 200),
+            (alice, "DELETE", "/v1/files/seen/a.txt", None, files, 204),
+        ]
+        try:
+            for _ in range(2):
+                for client, method, url, body, route, status in steps:
+                    routes.released.clear()
+                    scraped = (await alice.get("/metrics")).text
+                    before = requests_counted(scraped, method, route, status)
+                    response = await client.request(method, url, content=body)
+                    assert response.status_code == status, (method, url, response.text)
+                    scraped = (await alice.get("/metrics")).text
+                    after = requests_counted(scraped, method, route, status)
+                    assert after - before == 1, (method, url, status)
+                    routes.released.set()
+        finally:
+            routes.released.set()

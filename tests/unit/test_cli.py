@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -185,3 +186,58 @@ def test_dev_auto_protocol_serves_https_with_a_self_signed_certificate(tmp_path:
             assert response.headers["strict-transport-security"].startswith("max-age=")
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{url}/health", timeout=10)  # the certificate is self-signed
+
+
+@contextmanager
+def taken_address() -> Iterator[str]:
+    """An address another socket is listening on while the block runs."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield f"127.0.0.1:{holder.getsockname()[1]}"
+
+
+def role_environment(role: str, tmp_path: Path) -> dict[str, str]:
+    """What a role needs to get as far as binding its listeners, on free ports."""
+    if role == "dev":
+        return dev_ports()
+    variables = {
+        "CALLFS_AUTH_INTERNAL_PROXY_SECRET": STRONG,
+        "CALLFS_STORAGE_NODE_LISTEN_ADDR": f"127.0.0.1:{free_port()}",
+        "CALLFS_BACKEND_LOCALFS_ROOT_PATH": str(tmp_path / "volume"),
+    }
+    if role in ("gateway", "link-service"):
+        variables |= {
+            **dev_ports(),
+            "CALLFS_AUTH_API_KEYS": STRONG,
+            "CALLFS_AUTH_SINGLE_USE_LINK_SECRET": STRONG,
+            "CALLFS_SERVER_PROTOCOL": "http",
+            "CALLFS_METADATA_STORE_TYPE": "sqlite",
+            "CALLFS_METADATA_STORE_SQLITE_PATH": str(tmp_path / "metadata.sqlite3"),
+            "CALLFS_DLM_TYPE": "local",
+        }
+    return variables
+
+
+@pytest.mark.parametrize(
+    ("role", "setting"),
+    [
+        ("dev", "server.listen_addr"),
+        ("dev", "metrics.listen_addr"),
+        ("gateway", "server.listen_addr"),
+        ("gateway", "metrics.listen_addr"),
+        ("link-service", "server.listen_addr"),
+        ("storage-node", "storage_node.listen_addr"),
+    ],
+)
+def test_a_taken_port_stops_with_one_line_naming_the_setting(
+    tmp_path: Path, role: str, setting: str
+) -> None:
+    arguments = ("dev", "--data-dir", str(tmp_path / "data")) if role == "dev" else (role,)
+    variable = "CALLFS_" + setting.upper().replace(".", "_")
+    with taken_address() as taken:
+        env = environment(**{**role_environment(role, tmp_path), variable: taken})
+        result = run(*arguments, env=env)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [f"callfs: {setting} {taken} is already in use"]

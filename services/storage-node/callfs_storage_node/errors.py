@@ -7,15 +7,19 @@ IsADirectory, NotADirectory,
 DirectoryNotEmpty, PreconditionFailed      FAILED_PRECONDITION
 OSError ENOSPC / EDQUOT (disk full)        RESOURCE_EXHAUSTED
 anything else                              INTERNAL (details stay in the log)
+
+A caller that cancels or disconnects mid-stream is no error: it is logged at DEBUG.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
 import functools
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
 import grpc
@@ -52,6 +56,8 @@ _OS: tuple[tuple[type[OSError], grpc.StatusCode, str], ...] = (
     (NotADirectoryError, grpc.StatusCode.FAILED_PRECONDITION, NotADirectory.default_message),
 )
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+# How long a stream whose write failed waits for grpc to report the caller's cancellation.
+CANCELLATION_GRACE = 5.0
 
 
 def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
@@ -77,18 +83,27 @@ async def _abort(context: grpc.aio.ServicerContext, exc: Exception) -> None:
 
 
 def translated(method: Method) -> Method:
-    """Wrap a servicer method so domain and OS errors end the call with their status."""
+    """Wrap a servicer method so domain and OS errors end the call with their status.
+
+    A streaming method (an async generator) is driven here: its messages are written
+    with ``context.write``, so a caller leaving mid-stream is noticed in this module.
+    """
     if inspect.isasyncgenfunction(method):
 
         @functools.wraps(method)
-        async def streaming(self: Any, request: Any, context: Any) -> AsyncIterator[Any]:
-            try:
-                async for response in method(self, request, context):
-                    yield response
-            except grpc.aio.AbortError:
-                raise
-            except Exception as exc:
-                await _abort(context, exc)
+        async def streaming(self: Any, request: Any, context: Any) -> None:
+            async with contextlib.aclosing(method(self, request, context)) as responses:
+                while True:
+                    try:
+                        response = await anext(responses)
+                    except StopAsyncIteration:
+                        return
+                    except grpc.aio.AbortError:
+                        raise
+                    except Exception as exc:
+                        await _abort(context, exc)
+                        return
+                    await _send(context, response, method.__name__)
 
         return cast(Method, streaming)
 
@@ -104,3 +119,23 @@ def translated(method: Method) -> Method:
             await _abort(context, exc)
 
     return cast(Method, unary)
+
+
+async def _send(context: grpc.aio.ServicerContext, response: Any, name: str) -> None:
+    """Write one message of a response stream.
+
+    When the caller cancels or disconnects while a message is on its way, grpc fails
+    the write with its internal ``ExecuteBatchError``, at times before it has seen the
+    cancellation; raised to grpc then, it is logged as an ERROR with a traceback.
+    Waiting lets the cancellation arrive: grpc cancels this call and notes it at
+    DEBUG. A write that fails for another reason raises after
+    :data:`CANCELLATION_GRACE` seconds.
+    """
+    try:
+        await context.write(response)
+    except grpc.aio.AbortError:
+        raise
+    except Exception as exc:
+        logger.debug("%s: the caller left mid-stream (%s)", name, type(exc).__name__)
+        await asyncio.sleep(CANCELLATION_GRACE)
+        raise

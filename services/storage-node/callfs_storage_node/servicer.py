@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 from callfs.errors import BadRequest, PreconditionFailed
@@ -60,8 +61,9 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServicer):
             length=request.length if request.HasField("length") else None,
             chunk_size=chunk_size,
         )
-        async for chunk in stream:
-            yield storage_pb2.ReadResponse(chunk=chunk)
+        async with aclosing(stream):
+            async for chunk in stream:
+                yield storage_pb2.ReadResponse(chunk=chunk)
 
     @translated
     async def Stat(

@@ -27,6 +27,7 @@ from callfs.errors import (
     NotADirectory,
     NotFound,
 )
+from callfs.health import DependencyState
 from callfs.metadata import migration, subtree
 from callfs.metadata.base import ConsumeOutcome, LinkRecord, MetadataStore
 
@@ -117,6 +118,19 @@ def _insert_params(entry: Entry) -> tuple[Any, ...]:
     return (entry.path, parent, entry.name, entry.type, *_changeable(entry))
 
 
+class _QuietFloorRestore(logging.Filter):
+    """Drops asyncpg's traceback for each failed attempt to reconnect the pool's idle
+    connections: in an outage it comes every few seconds, and the store logs the
+    outage once (:class:`~callfs.health.DependencyState`).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Failed to restore the pool connection floor")
+
+
+_QUIET_FLOOR_RESTORE = _QuietFloorRestore()
+
+
 def _count(status: str) -> int:
     """The row count of a command status such as ``DELETE 3``."""
     return int(status.rsplit(" ", 1)[-1])
@@ -138,10 +152,12 @@ class PostgresMetadataStore(MetadataStore):
         self._max_size = max_size
         self._acquire_timeout = acquire_timeout
         self._pool: asyncpg.Pool | None = None
+        self._health = DependencyState("metadata store", logger)
 
     # Lifecycle
 
     async def open(self) -> None:
+        logging.getLogger("asyncpg.pool").addFilter(_QUIET_FLOOR_RESTORE)
         try:
             self._pool = await asyncpg.create_pool(
                 self._dsn,
@@ -202,7 +218,9 @@ class PostgresMetadataStore(MetadataStore):
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Any]:
-        """A pooled connection; connection trouble becomes BackendUnavailable."""
+        """A pooled connection; connection trouble becomes BackendUnavailable, logged
+        once per outage.
+        """
         pool = self._pool
         if pool is None:
             raise BackendUnavailable("metadata store unavailable")
@@ -210,8 +228,9 @@ class PostgresMetadataStore(MetadataStore):
             async with pool.acquire(timeout=self._acquire_timeout) as conn:
                 yield conn
         except _UNAVAILABLE as exc:
-            logger.error("PostgreSQL metadata store unavailable: %r", exc)
+            self._health.failed(exc)
             raise BackendUnavailable("metadata store unavailable") from None
+        self._health.succeeded()
 
     async def _transact(self, body: Callable[[Any], Awaitable[T]]) -> T:
         """Run ``body(conn)`` in one transaction, again when it lost a deadlock."""
