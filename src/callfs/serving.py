@@ -13,6 +13,7 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from callfs.connections import Limits, guarded
 from callfs.errors import CallFSError
 from callfs.metrics import CONTENT_TYPE, Metrics
 from callfs.settings import Settings, SettingsError, split_address
@@ -73,6 +74,17 @@ def tls_options(settings: Settings, scratch: Path | None = None) -> dict[str, An
     cert, key = self_signed(directory)
     logger.warning("protocol auto: serving a self-signed certificate (%s)", cert)
     return {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+
+
+def connection_limits(settings: Settings) -> Limits:
+    """What every HTTP listener grants a client (see :mod:`callfs.connections`)."""
+    server = settings.server
+    return Limits(
+        idle=server.idle_timeout,
+        read=server.read_timeout,
+        write=server.write_timeout,
+        max_header_bytes=server.max_header_bytes,
+    )
 
 
 class ListenError(OSError):
@@ -151,7 +163,7 @@ def api_server(app: ASGIApp, settings: Settings, sock: socket.socket | None = No
         config = uvicorn.Config(
             app,
             loop="uvloop",
-            http="httptools",
+            http=guarded(connection_limits(settings)),
             lifespan="on",
             log_config=None,
             access_log=False,
@@ -159,8 +171,8 @@ def api_server(app: ASGIApp, settings: Settings, sock: socket.socket | None = No
             # X-Forwarded-For is judged by the app against server.trusted_proxies, not by
             # uvicorn.
             proxy_headers=False,
-            timeout_keep_alive=int(settings.server.idle_timeout),
-            timeout_graceful_shutdown=int(settings.server.write_timeout),
+            timeout_keep_alive=max(1, round(settings.server.idle_timeout)),
+            timeout_graceful_shutdown=max(1, round(settings.server.shutdown_timeout)),
             **tls_options(settings),
         )
     except BaseException:
@@ -183,7 +195,7 @@ def metrics_server(
     config = uvicorn.Config(
         MetricsApp(metrics),
         loop="uvloop",
-        http="httptools",
+        http=guarded(connection_limits(settings)),
         lifespan="off",
         log_config=None,
         access_log=False,

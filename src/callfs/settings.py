@@ -87,9 +87,14 @@ class ServerSettings(Section):
     cert_file: str = ""
     key_file: str = ""
     external_url: str = "localhost:8443"
+    # Per connection (callfs.connections): headers whole, and no body byte missing, for
+    # read_timeout; a response left unread for write_timeout; idle between requests.
     read_timeout: Duration = 30.0
     write_timeout: Duration = 30.0
     idle_timeout: Duration = 60.0
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # How long a stopping server lets requests in flight finish.
+    shutdown_timeout: Duration = 30.0
     file_op_timeout: Duration = 10.0
     metadata_op_timeout: Duration = 5.0
     max_upload_bytes: int = Field(default=10 * 1024**3, ge=0)
