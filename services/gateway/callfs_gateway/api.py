@@ -91,11 +91,12 @@ async def read_entry(
         body = json.dumps([item.to_json() for item in items], ensure_ascii=False).encode()
         headers["Content-Length"] = str(len(body))
         return Response(b"" if head else body, media_type="application/json", headers=headers)
+    # The permission first: a 304 or 416 to a caller who may not read leaks the ETag or size.
+    permissions.require(user, entry, permissions.READ, "read")
     if target.trailing_slash:
         raise NotADirectory(f"{target.path} is not a directory")
     headers["Accept-Ranges"] = "bytes"
     if if_none_match is not None and etag_matches(if_none_match, entry.etag):
-        permissions.require(user, entry, permissions.READ, "read")
         return Response(status_code=304, headers=_validators(headers))
     span = parse_range(range_header, entry.size)
     start, end = span if span else (0, entry.size - 1)

@@ -125,7 +125,10 @@ class FileSystem:
     ) -> tuple[list[Entry], str | None]:
         """A sorted page of the entries below a directory, down to ``max_depth``.
 
-        Entries inside subdirectories ``user`` may not list and enter are left out.
+        The directory's children need ``r`` on it; an entry deeper down shows only
+        when ``user`` may list and enter (``r`` and ``x``) every directory from the
+        listed one to its parent. That holds whatever ``after`` names: the ancestors
+        of a page that starts mid-tree are looked up and checked, never assumed.
         Returns the page and the path to continue after (None at the end).
         """
         directory = await self.stat(user, path)
@@ -134,20 +137,19 @@ class FileSystem:
         permissions.require(user, directory, READ, "list")
         visible: list[Entry] = []
         cursor = after
-        readable: dict[str, bool] = {path: True}
+        # Directory -> whether user may list and enter it and each one above it up to path.
+        entered: dict[str, bool] = {path: permissions.may(user, directory, EXECUTE)}
         while True:
             want = None if limit is None else limit - len(visible) + 1
             batch = await self.store.list_tree(path, max_depth=max_depth, limit=want, after=cursor)
             if not batch:
                 return visible, None
-            unknown = {paths.parent(e.path) for e in batch} - readable.keys()
-            if unknown:
-                for directory_path, entry in (await self.store.get_many(sorted(unknown))).items():
-                    readable[directory_path] = self._may_descend(user, entry, readable)
+            await self._learn_ancestors(user, batch, entered)
             for entry in batch:
-                if entry.is_dir and entry.path not in readable:
-                    readable[entry.path] = self._may_descend(user, entry, readable)
-                if not readable.get(paths.parent(entry.path), False):
+                parent = paths.parent(entry.path)
+                if entry.is_dir:
+                    entered[entry.path] = self._may_enter(user, entry, entered)
+                if parent != path and not entered.get(parent, False):
                     continue
                 if limit is not None and len(visible) == limit:
                     return visible, visible[-1].path
@@ -156,10 +158,36 @@ class FileSystem:
             if want is not None and len(batch) < want:
                 return visible, None
 
+    async def _learn_ancestors(
+        self, user: User, batch: list[Entry], entered: dict[str, bool]
+    ) -> None:
+        """Fill ``entered`` for the ancestors of ``batch`` neither it nor the batch holds.
+
+        One lookup for all of them; an ancestor gone meanwhile counts as not entered.
+        """
+        in_batch = {entry.path for entry in batch}
+        unknown: set[str] = set()
+        for entry in batch:
+            ancestor = paths.parent(entry.path)
+            while ancestor not in entered and ancestor not in in_batch and ancestor not in unknown:
+                unknown.add(ancestor)
+                ancestor = paths.parent(ancestor)
+        if not unknown:
+            return
+        found = await self.store.get_many(sorted(unknown))
+        # Sorted, a directory comes before everything below it.
+        for ancestor in sorted(unknown):
+            row = found.get(ancestor)
+            entered[ancestor] = row is not None and self._may_enter(user, row, entered)
+
     @staticmethod
-    def _may_descend(user: User, entry: Entry, readable: dict[str, bool]) -> bool:
-        parent_ok = readable.get(paths.parent(entry.path), True)
-        return parent_ok and permissions.may(user, entry, READ | EXECUTE)
+    def _may_enter(user: User, entry: Entry, entered: dict[str, bool]) -> bool:
+        """Whether ``user`` may list and enter ``entry`` and every directory above it."""
+        return (
+            entry.is_dir
+            and entered.get(paths.parent(entry.path), False)
+            and permissions.may(user, entry, READ | EXECUTE)
+        )
 
     # Reading
 
@@ -200,11 +228,11 @@ class FileSystem:
         async with self._locked(path):
             resolved = await self._decide(path)
             permissions.require_traverse(user, resolved.ancestors)
-            if resolved.entry is not None:
-                if resolved.entry.is_dir:
-                    return resolved.entry, False
-                raise AlreadyExists(f"{path} exists and is a file")
+            if resolved.entry is not None and resolved.entry.is_dir:
+                return resolved.entry, False
             permissions.require_create(user, resolved.ancestors[-1])
+            if resolved.entry is not None:
+                raise AlreadyExists(f"{path} exists and is a file")
             entry = _created(
                 user,
                 path,
@@ -322,22 +350,26 @@ class FileSystem:
         if_match: str | None,
         if_none_match: str | None,
     ) -> None:
-        if current is not None:
-            if current.is_dir:
-                if replace:
-                    raise IsADirectory(f"{current.path} is a directory")
-                raise AlreadyExists(f"{current.path} already exists")
-            if not replace:
-                raise AlreadyExists(f"{current.path} already exists")
-            if if_none_match is not None and etag_matches(if_none_match, current.etag):
-                raise PreconditionFailed("If-None-Match: the file exists with a matching ETag")
-            if if_match is not None and not etag_matches(if_match, current.etag):
-                raise PreconditionFailed("If-Match: the ETag does not match")
-            permissions.require(user, current, WRITE, "write")
-        else:
+        """Whether this write may go ahead: the permission first, then API.md's answers.
+
+        Checking the permission first keeps a 409, 400 or 412 (which would confirm a
+        guessed ETag) from a caller who may not write.
+        """
+        if current is None:
+            permissions.require_create(user, resolved.ancestors[-1])
             if if_match is not None:
                 raise PreconditionFailed("If-Match: the file does not exist")
+            return
+        if not replace:
             permissions.require_create(user, resolved.ancestors[-1])
+            raise AlreadyExists(f"{current.path} already exists")
+        permissions.require(user, current, WRITE, "write")
+        if current.is_dir:
+            raise IsADirectory(f"{current.path} is a directory")
+        if if_none_match is not None and etag_matches(if_none_match, current.etag):
+            raise PreconditionFailed("If-None-Match: the file exists with a matching ETag")
+        if if_match is not None and not etag_matches(if_match, current.etag):
+            raise PreconditionFailed("If-Match: the ETag does not match")
 
     def _parents(self, user: User, resolved: Resolved) -> list[Entry]:
         return [
