@@ -14,6 +14,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from starlette.types import ASGIApp
 
 from callfs import __version__
 from callfs.metrics import CONTENT_TYPE, Metrics
@@ -83,6 +84,19 @@ async def _answers(ping: Callable[[], Awaitable[None]]) -> bool:
     return True
 
 
+class EdgeApp(FastAPI):
+    """A FastAPI app whose outermost layer is :class:`EdgeMiddleware` (on ``state.metrics``).
+
+    Starlette puts ``ServerErrorMiddleware``, which turns an unhandled exception into
+    the 500, outside every added middleware; wrapping it gives that 500 the request id
+    and security headers too, and counts it like any other answer.
+    """
+
+    def build_middleware_stack(self) -> ASGIApp:
+        metrics: Metrics = self.state.metrics
+        return EdgeMiddleware(super().build_middleware_stack(), metrics=metrics)
+
+
 def build_app(
     settings: Settings,
     runtime: Runtime | None,
@@ -113,7 +127,7 @@ def build_app(
             if runtime is None:
                 await active.close()
 
-    app = FastAPI(
+    app = EdgeApp(
         title=title,
         version=__version__,
         description=description,
@@ -126,5 +140,4 @@ def build_app(
     install_error_handlers(app, metrics, component)
     app.include_router(routes)
     app.include_router(router)
-    app.add_middleware(EdgeMiddleware, metrics=metrics)
     return app

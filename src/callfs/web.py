@@ -197,8 +197,8 @@ class EdgeMiddleware:
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
-            # No last body went through us: an exception on its way to the 500
-            # handler outside, or a response cut off.
+            # No last body went through us: a response cut off (a 500 for an unhandled
+            # exception is sent from inside, through send_with_headers).
             record()
             logs.request_id.reset(token)
 

@@ -6,11 +6,17 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Callable
 from email.utils import format_datetime
 from typing import Annotated, Any
+from urllib.parse import quote
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.routing import APIRoute
+from starlette._utils import get_route_path
+from starlette.routing import Match
+from starlette.types import Scope
 
 from callfs import paths, permissions
 from callfs.entry import Entry, format_mode, format_time, parse_mode
@@ -27,13 +33,61 @@ MAX_PATCH_BODY = 64 * 1024
 DEFAULT_MAX_DEPTH = 100
 MAX_DEPTH = 1000  # deeper requests are clamped, as the original CallFS did
 
-router = APIRouter()
+
+class EntryRoute(APIRoute):
+    """A route whose ``{path:path}`` matches line breaks too.
+
+    Starlette's path convertor is ``.*``, which stops at ``\\n``: a path with ``%0A``
+    would match no route and answer 404 instead of 400 ``INVALID_PATH``. When the
+    usual match fails, the route's own pattern is tried again with ``.`` matching
+    anything (so its router is included without a prefix, as ``build_app`` does).
+    """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        self.any_character_regex = re.compile(self.path_regex.pattern, re.DOTALL)
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child_scope = super().matches(scope)
+        if match is not Match.NONE or scope["type"] != "http":
+            return match, child_scope
+        found = self.any_character_regex.match(get_route_path(scope))
+        if found is None:
+            return match, child_scope
+        params = {
+            key: self.param_convertors[key].convert(value)
+            for key, value in found.groupdict().items()
+        }
+        child_scope = {
+            "endpoint": self.endpoint,
+            "path_params": {**scope.get("path_params", {}), **params},
+            "route": self,
+        }
+        if self.methods and scope["method"] not in self.methods:
+            return Match.PARTIAL, child_scope
+        return Match.FULL, child_scope
+
+
+router = APIRouter(route_class=EntryRoute)
 
 
 def request_path(request: Request, prefix: bytes) -> RequestPath:
-    """The validated path named by the URL after ``prefix`` (percent-decoded once)."""
-    raw = request.scope.get("raw_path") or request.scope["path"].encode()
-    return paths.from_url(raw[len(prefix) :])
+    """The validated path named by the URL after ``prefix`` (percent-decoded once).
+
+    The router matched the decoded URL; the path is read from the raw one, where
+    ``%2F`` still differs from ``/``. The two agree only when the raw URL spells
+    ``prefix`` as written: one that encodes any of it (``/v1%2Ffiles/a``,
+    ``/v1/fil%65s/a``) names no endpoint.
+
+    Raises:
+        HTTPException: 404, the raw URL does not start with ``prefix`` and a ``/``.
+        InvalidPath: the rest breaks a path rule.
+    """
+    raw: bytes = request.scope.get("raw_path") or quote(request.scope["path"]).encode()
+    rest = raw[len(prefix) :]
+    if not raw.startswith(prefix) or rest[:1] not in (b"", b"/"):
+        raise HTTPException(status_code=404)
+    return paths.from_url(rest)
 
 
 def entry_headers(entry: Entry) -> dict[str, str]:
