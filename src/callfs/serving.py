@@ -18,12 +18,16 @@ from callfs.errors import CallFSError
 from callfs.metrics import CONTENT_TYPE, Metrics
 from callfs.settings import Settings, SettingsError, split_address
 from callfs.tls import self_signed
+from callfs.web import SECURITY_HEADERS
 
 logger = logging.getLogger(__name__)
 
 
 class MetricsApp:
-    """The dedicated metrics listener: ``/metrics`` without auth, ``/health``; nothing else."""
+    """The dedicated metrics listener: ``/metrics`` without auth, ``/health``; nothing else.
+
+    Every answer carries the API's security headers (:data:`callfs.web.SECURITY_HEADERS`).
+    """
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
@@ -38,8 +42,8 @@ class MetricsApp:
         else:
             status, body, ctype = (
                 404,
-                b'{"code":"FILE_NOT_FOUND","message":"no such endpoint"}',
-                ("application/json"),
+                b'{"code":"NOT_FOUND","message":"no such endpoint"}',
+                "application/json",
             )
         await send(
             {
@@ -48,6 +52,7 @@ class MetricsApp:
                 "headers": [
                     (b"content-type", ctype.encode()),
                     (b"content-length", str(len(body)).encode()),
+                    *SECURITY_HEADERS,
                 ],
             }
         )

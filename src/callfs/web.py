@@ -47,7 +47,7 @@ _HTTP_CODES = {
     400: "BAD_REQUEST",
     401: "AUTHENTICATION_FAILED",
     403: "PERMISSION_DENIED",
-    404: "FILE_NOT_FOUND",
+    404: "NOT_FOUND",  # only routing raises these: no such endpoint, not no such file
     409: "FILE_ALREADY_EXISTS",
     412: "PRECONDITION_FAILED",
     413: "PAYLOAD_TOO_LARGE",
@@ -58,9 +58,10 @@ _HTTP_CODES = {
 
 
 async def json_object(request: Request, limit: int) -> dict[str, Any]:
-    """The request body as a JSON object of at most ``limit`` bytes, else ``BadRequest``.
+    """The request body as a flat JSON object of at most ``limit`` bytes, else ``BadRequest``.
 
-    A declared ``Content-Length`` over the limit is refused before any byte is read.
+    Flat: UTF-8 without a BOM, and no value is itself an object or an array. A
+    declared ``Content-Length`` over the limit is refused before any byte is read.
     """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -71,11 +72,18 @@ async def json_object(request: Request, limit: int) -> dict[str, Any]:
         if len(body) > limit:
             raise BadRequest(f"the JSON body must be at most {limit} bytes")
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        # Decoded here, not by json.loads: given bytes it also takes UTF-16, UTF-32 and a BOM.
+        text = body.decode("utf-8")
+        data = json.loads(text)
+    except UnicodeDecodeError:
+        raise BadRequest("the body must be UTF-8 JSON") from None
+    except (ValueError, RecursionError):
+        # json.loads recurses once per nesting level: a deep body ends here, not in a 500.
         raise BadRequest("the body must be a JSON object") from None
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object")
+    if any(isinstance(value, dict | list) for value in data.values()):
+        raise BadRequest("the body must be a flat JSON object: no objects or arrays inside")
     return data
 
 

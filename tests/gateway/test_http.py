@@ -161,7 +161,7 @@ async def test_incoming_request_id_is_echoed(cluster: Cluster) -> None:
 async def test_unknown_route_is_json_404(cluster: Cluster) -> None:
     response = await cluster.client("alice").get("/v2/nothing")
     assert response.status_code == 404
-    assert response.json()["code"] == "FILE_NOT_FOUND"
+    assert response.json()["code"] == "NOT_FOUND"
 
 
 async def test_invalid_paths_are_400_invalid_path(cluster: Cluster) -> None:

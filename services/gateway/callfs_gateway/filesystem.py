@@ -408,11 +408,17 @@ class FileSystem:
 
     # Changing
 
-    async def chmod(self, user: User, path: str, mode: int) -> Entry:
-        """Change the mode bits (owner or root only)."""
+    async def chmod(self, user: User, path: str, mode: int, *, want_dir: bool = False) -> Entry:
+        """Change the mode bits (owner or root only).
+
+        Raises:
+            NotADirectory: ``want_dir`` (a trailing slash) and ``path`` is a file.
+        """
         async with self._locked(path):
             entry = (await self._decide_use(user, path)).entry
             assert entry is not None
+            if want_dir and not entry.is_dir:
+                raise NotADirectory(f"{path} is not a directory")
             permissions.require_owner(user, entry)
             changed = entry.evolve(mode=mode, ctime=utcnow())
             await self.store.update(changed, expected=entry)
@@ -428,14 +434,19 @@ class FileSystem:
         overwrite: bool,
         create_parents: bool,
         backend_name: str | None = None,
+        source_dir: bool = False,
+        destination_dir: bool = False,
     ) -> Entry:
         """Rename or move ``source`` (with its subtree) to ``destination``.
 
         With ``backend_name`` different from the file's backend, the bytes move
         too: copied, verified, metadata switched, then the source removed.
+        ``source_dir`` and ``destination_dir`` say a trailing slash named that path
+        a directory.
 
         Raises:
             BadRequest: moving the root, or a directory into itself.
+            NotADirectory: a path named a directory is (or would become) a file.
             NotFound: no source, or the destination's parent is missing
                 without ``create_parents``.
             AlreadyExists: the destination exists and ``overwrite`` is false.
@@ -448,6 +459,8 @@ class FileSystem:
             src = await self._decide_use(user, source)
             entry = src.entry
             assert entry is not None and src.parent is not None
+            if (source_dir or destination_dir) and not entry.is_dir:
+                raise NotADirectory(f"{source} is not a directory")
             if backend_name is not None and backend_name != entry.backend:
                 if entry.is_dir:
                     raise BadRequest("only files can move between backends")
@@ -457,6 +470,8 @@ class FileSystem:
             permissions.require_delete(user, src.parent, entry)
             dst = await self._decide(destination)
             permissions.require_traverse(user, dst.ancestors)
+            if destination_dir and dst.entry is not None and not dst.entry.is_dir:
+                raise NotADirectory(f"{destination} is not a directory")
             if dst.missing and not create_parents:
                 raise NotFound(f"parent directory of {destination} does not exist")
             if dst.entry is not None and destination != source:
