@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -15,6 +16,11 @@ BackendName = Literal["localfs", "s3"]
 def utcnow() -> datetime:
     """Now, in UTC with microseconds dropped (what every store can keep exactly)."""
     return datetime.now(UTC).replace(microsecond=0)
+
+
+def new_entry_id() -> str:
+    """A fresh entry identity: 32 random hex digits."""
+    return uuid.uuid4().hex
 
 
 def format_time(value: datetime) -> str:
@@ -45,6 +51,12 @@ class Entry:
     ``object_key`` names the file's bytes inside its backend (an opaque key, so a
     rename is a metadata change only); ``instance_id`` is the storage node holding
     them (None for S3 and for directories).
+
+    ``entry_id`` names this one entry for its whole life: it is drawn when the entry
+    is created and kept through content replaces, chmods and moves, so an entry
+    deleted and re-created at the same path is another entry (single-use links rely
+    on it). It takes no part in ``==``, which compares what two entries say; code
+    that cares which entry it holds compares ``entry_id`` itself.
     """
 
     path: str
@@ -59,6 +71,7 @@ class Entry:
     backend: BackendName = "localfs"
     instance_id: str | None = None
     object_key: str | None = None
+    entry_id: str = field(default_factory=new_entry_id, compare=False)
 
     @property
     def is_dir(self) -> bool:

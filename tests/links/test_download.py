@@ -6,13 +6,16 @@ import asyncio
 import hashlib
 import string
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 from callfs_link_service.app import mount_links
+from callfs_link_service.tokens import Signer
 
+from callfs.metadata.base import LinkRecord
 from tests.links.support import GENEROUS_LIMITS, claims, download_path, error_code, issue
-from tests.support.harness import Cluster, make_settings, running_cluster
+from tests.support.harness import LINK_SECRET, Cluster, make_settings, running_cluster
 
 ALPHABET = string.ascii_letters + string.digits + "-_"
 
@@ -180,6 +183,60 @@ async def test_renamed_file_is_404_and_replaced_content_is_served(cluster: Clust
     response = await anonymous.get(download_path(replaced))
     assert response.status_code == 200
     assert response.content == b"version 2"
+
+
+async def test_file_deleted_and_recreated_by_another_user_is_404(cluster: Cluster) -> None:
+    """The link names alice's file, not the path: bob's private file there is not served."""
+    alice, bob = cluster.client("alice"), cluster.client("bob")
+    await alice.post("/v1/files/shared-name.txt?mode=0644", content=b"public")
+    link = await issue(alice, "/shared-name.txt")
+    assert (await alice.delete("/v1/files/shared-name.txt")).status_code == 204
+    created = await bob.post("/v1/files/shared-name.txt?mode=0600", content=b"bob's secret")
+    assert created.status_code == 201
+    response = await cluster.client("anonymous").get(download_path(link))
+    assert response.status_code == 404
+    assert error_code(response) == "FILE_NOT_FOUND"
+    assert b"secret" not in response.content
+
+
+async def test_file_whose_content_is_replaced_is_still_served(cluster: Cluster) -> None:
+    alice = cluster.client("alice")
+    await alice.post("/v1/files/report.txt", content=b"draft")
+    link = await issue(alice, "/report.txt")
+    assert (await alice.put("/v1/files/report.txt", content=b"final")).status_code == 200
+    response = await cluster.client("anonymous").get(download_path(link))
+    assert response.status_code == 200
+    assert response.content == b"final"
+
+
+async def test_renamed_file_is_404_even_with_a_new_file_at_its_old_path(cluster: Cluster) -> None:
+    alice = cluster.client("alice")
+    await alice.post("/v1/files/before.txt", content=b"original")
+    link = await issue(alice, "/before.txt")
+    renamed = await alice.patch("/v1/files/before.txt", json={"name": "after.txt"})
+    assert renamed.status_code == 200
+    await alice.post("/v1/files/before.txt", content=b"newcomer")
+    response = await cluster.client("anonymous").get(download_path(link))
+    assert response.status_code == 404
+    assert error_code(response) == "FILE_NOT_FOUND"
+    assert b"newcomer" not in response.content
+
+
+async def test_link_recorded_without_an_entry_id_follows_its_path(cluster: Cluster) -> None:
+    """As a replica of the previous version writes links during a rolling upgrade."""
+    alice = cluster.client("alice")
+    await alice.post("/v1/files/old-style.txt", content=b"then")
+    await alice.delete("/v1/files/old-style.txt")
+    await alice.post("/v1/files/old-style.txt", content=b"now")
+    expires = int(time.time()) + 60
+    token, signed = Signer([LINK_SECRET.encode()]).issue("/old-style.txt", expires)
+    at = datetime.fromtimestamp(expires, UTC)
+    await cluster.gateway.runtime.store.create_link(
+        LinkRecord(signed.token_id, "/old-style.txt", at, "alice", at)
+    )
+    response = await cluster.client("anonymous").get(f"/download/{token}")
+    assert response.status_code == 200
+    assert response.content == b"now"
 
 
 async def test_head_does_not_consume_the_link(cluster: Cluster) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -118,3 +119,12 @@ async def test_purge_keeps_a_used_link_until_it_expires(store: MetadataStore) ->
     assert (await store.consume_link("t1", NOW + timedelta(minutes=4)))[0] == "used"
     assert await store.purge_links(NOW + timedelta(minutes=5), 10) == 1
     assert await store.consume_link("t1", NOW + timedelta(minutes=5)) == ("not_found", None)
+
+
+async def test_a_link_keeps_the_entry_id_it_was_issued_for(store: MetadataStore) -> None:
+    await store.create_link(replace(link("t1"), entry_id="0123456789abcdef0123456789abcdef"))
+    await store.create_link(link("t2"))
+    _, pinned = await store.consume_link("t1", NOW)
+    _, unpinned = await store.consume_link("t2", NOW)
+    assert pinned is not None and pinned.entry_id == "0123456789abcdef0123456789abcdef"
+    assert unpinned is not None and unpinned.entry_id is None

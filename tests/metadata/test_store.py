@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -332,6 +333,60 @@ async def test_concurrent_conditional_updates_let_one_win(store: MetadataStore) 
     results = await asyncio.gather(*attempts, return_exceptions=True)
     assert sum(result is None for result in results) == 1
     assert all(isinstance(r, EntryChanged) for r in results if r is not None)
+
+
+# --- entry identity -------------------------------------------------------------------
+
+
+async def test_every_new_entry_gets_its_own_entry_id(store: MetadataStore) -> None:
+    first, second = file("/f"), file("/f")
+    assert re.fullmatch("[0-9a-f]{32}", first.entry_id)
+    assert first.entry_id != second.entry_id
+    await store.create(first, [directory("/d")])
+    found = await store.get("/f")
+    assert found is not None and found.entry_id == first.entry_id
+    await store.delete("/f")
+    await store.create(second)
+    again = await store.get("/f")
+    assert again is not None and again.entry_id == second.entry_id
+    parent = await store.get("/d")
+    assert parent is not None and parent.entry_id not in {first.entry_id, second.entry_id}
+
+
+async def test_update_keeps_the_entry_id(store: MetadataStore) -> None:
+    created = file("/f")
+    await store.create(created)
+    await store.update(created.evolve(size=10, etag="etag-2", object_key="object-2"))
+    # An update rewrites what the entry says, never which entry it is.
+    await store.update(
+        file("/f", mode=0o600), expected=file("/f", etag="etag-2", object_key="object-2")
+    )
+    found = await store.get("/f")
+    assert found is not None and (found.mode, found.entry_id) == (0o600, created.entry_id)
+
+
+async def test_move_keeps_the_entry_ids_of_the_whole_subtree(store: MetadataStore) -> None:
+    await build_tree(store)
+    before = {e.path: e.entry_id for e in await store.list_tree("/d")}
+    target = file("/e/moved", size=9)
+    await store.create(target, [directory("/e")])
+    replaced = await store.move("/d/a/y", "/e/moved", replace=True)
+    assert [e.entry_id for e in replaced] == [target.entry_id]
+    await store.move("/d/a", "/e/a")
+    after = {e.path: e.entry_id for e in await store.list_tree("/e")}
+    assert len(set(before.values())) == len(before)
+    assert after == {
+        "/e/a": before["/d/a"],
+        "/e/a/x": before["/d/a/x"],
+        "/e/a/x/deep": before["/d/a/x/deep"],
+        "/e/moved": before["/d/a/y"],
+    }
+    removed = await store.delete_tree("/e/a")
+    assert [e.entry_id for e in removed] == [
+        before["/d/a"],
+        before["/d/a/x"],
+        before["/d/a/x/deep"],
+    ]
 
 
 # --- delete ---------------------------------------------------------------------------

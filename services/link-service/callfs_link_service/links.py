@@ -5,6 +5,10 @@ permission with the gateway's own rules; consuming needs no caller at all (the
 link carries the permission): verify the signature, burn the link with one atomic
 conditional update in the metadata store, then open the file's bytes. If opening
 fails before the first byte the link is released again, so it is not lost.
+
+A link names the one file entry it was issued for (its ``entry_id``), not just its
+path: it follows that file through content replaces, but once the file is deleted,
+or moved away, it answers 404 whatever now lives at the path.
 """
 
 from __future__ import annotations
@@ -109,6 +113,7 @@ class Links:
                 expires_at=datetime.fromtimestamp(expires, UTC),
                 created_by=user.name,
                 created_at=datetime.fromtimestamp(int(now), UTC),
+                entry_id=entry.entry_id,
             )
         )
         self.metrics.link_generations.inc()
@@ -121,8 +126,8 @@ class Links:
         """Burn the link ``token`` and open its file for streaming.
 
         Raises:
-            NotFound: the token is malformed, tampered or unknown, or its file is
-                gone or became a directory.
+            NotFound: the token is malformed, tampered or unknown, or the file
+                entry it was issued for no longer lives at its path.
             LinkUsed: the link was consumed before.
             LinkExpired: the link's time is up.
             BackendUnavailable: the bytes cannot be reached now (the link stays usable).
@@ -132,7 +137,7 @@ class Links:
         if claims.expired(now.timestamp()):
             self._count("expired")
             raise LinkExpired("this link has expired")
-        outcome, _ = await self.store.consume_link(claims.token_id, now)
+        outcome, link = await self.store.consume_link(claims.token_id, now)
         if outcome == "used":
             self._count("used")
             raise LinkUsed("this link was already used")
@@ -142,8 +147,9 @@ class Links:
         if outcome == "not_found":
             self._count("not_found")
             raise NotFound("no such link")
+        assert link is not None
         try:
-            entry = await self._entry(claims)
+            entry = await self._entry(claims.path, link.entry_id)
         except NotFound:
             self._count("not_found")
             raise
@@ -168,10 +174,16 @@ class Links:
             self._count("invalid")
             raise
 
-    async def _entry(self, claims: LinkToken) -> Entry:
-        entry = await self.store.get(claims.path)
-        if entry is None or entry.is_dir:
-            raise NotFound(f"{claims.path} no longer exists")
+    async def _entry(self, path: str, entry_id: str | None) -> Entry:
+        """The file entry ``entry_id``, if it still lives at ``path``.
+
+        A link written without an entry id (by a replica of the previous version,
+        during an upgrade) follows its path, as links did then.
+        """
+        entry = await self.store.get(path)
+        if entry is None or entry.is_dir or (entry_id is not None and entry.entry_id != entry_id):
+            # One answer for every case: the holder learns nothing of what is there now.
+            raise NotFound(f"{path} no longer exists")
         return entry
 
     async def _read(self, entry: Entry) -> AsyncIterator[bytes]:

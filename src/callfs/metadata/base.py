@@ -15,7 +15,11 @@ ConsumeOutcome = Literal["consumed", "used", "expired", "not_found"]
 
 @dataclass(frozen=True)
 class LinkRecord:
-    """One single-use download link."""
+    """One single-use download link.
+
+    ``entry_id`` is the file entry it was issued for (see :class:`~callfs.entry.Entry`);
+    None only for a link written by a version that did not record it.
+    """
 
     token_id: str
     path: str
@@ -23,6 +27,7 @@ class LinkRecord:
     created_by: str
     created_at: datetime
     used_at: datetime | None = None
+    entry_id: str | None = None
 
 
 class MetadataStore(ABC):
@@ -89,7 +94,8 @@ class MetadataStore(ABC):
 
     @abstractmethod
     async def update(self, entry: Entry, *, expected: Entry | None = None) -> None:
-        """Overwrite the row at ``entry.path`` with ``entry``'s fields (all but ``type``).
+        """Overwrite the row at ``entry.path`` with ``entry``'s fields (all but ``type``
+        and ``entry_id``: a row stays the entry it was created as).
 
         With ``expected`` (the row as the caller decided from it), only while the row
         still holds that object key and etag: a success then replaced exactly
@@ -127,7 +133,8 @@ class MetadataStore(ABC):
         ``parents`` are created first when missing (checked as in :meth:`create`).
         With ``replace``, an existing file at ``destination`` (or an empty directory,
         when moving a directory) is removed and returned so its bytes can be deleted.
-        Times are kept. Moving a path onto itself changes nothing and returns ``[]``.
+        Times and entry ids are kept. Moving a path onto itself changes nothing and
+        returns ``[]``.
 
         Raises:
             BadRequest: ``source`` or ``destination`` is the root, or ``destination``

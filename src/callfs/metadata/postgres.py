@@ -52,14 +52,15 @@ _RETRYABLE: tuple[type[BaseException], ...] = (
 )
 
 _COLUMNS = (
-    "path, type, size, mode, owner, grp, mtime, ctime, etag, backend, instance_id, object_key"
+    "path, type, size, mode, owner, grp, mtime, ctime, etag, backend, instance_id, object_key,"
+    " entry_id"
 )
-_LINK_COLUMNS = "token_id, path, expires_at, created_by, created_at, used_at"
+_LINK_COLUMNS = "token_id, path, expires_at, created_by, created_at, used_at, entry_id"
 _DEPTH = "(length(path) - length(replace(path, '/', '')))"
 _INSERT = (
     "INSERT INTO entries (path, parent, name, type, size, mode, owner, grp, mtime, ctime,"
-    " etag, backend, instance_id, object_key)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+    " etag, backend, instance_id, object_key, entry_id)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
     " ON CONFLICT (path) DO NOTHING RETURNING path"
 )
 _CHILD = "SELECT EXISTS (SELECT 1 FROM entries WHERE parent = $1)"
@@ -83,6 +84,7 @@ def _entry(row: Any) -> Entry:
         backend=row["backend"],
         instance_id=row["instance_id"],
         object_key=row["object_key"],
+        entry_id=row["entry_id"],
     )
 
 
@@ -94,6 +96,7 @@ def _link(row: Any) -> LinkRecord:
         created_by=row["created_by"],
         created_at=_aware(row["created_at"]),
         used_at=None if row["used_at"] is None else _aware(row["used_at"]),
+        entry_id=row["entry_id"],
     )
 
 
@@ -115,7 +118,7 @@ def _changeable(entry: Entry) -> tuple[Any, ...]:
 
 def _insert_params(entry: Entry) -> tuple[Any, ...]:
     parent = subtree.row_parent(entry.path)
-    return (entry.path, parent, entry.name, entry.type, *_changeable(entry))
+    return (entry.path, parent, entry.name, entry.type, *_changeable(entry), entry.entry_id)
 
 
 class _QuietFloorRestore(logging.Filter):
@@ -475,13 +478,14 @@ class PostgresMetadataStore(MetadataStore):
         try:
             async with self._connection() as conn:
                 await conn.execute(
-                    f"INSERT INTO links ({_LINK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)",
+                    f"INSERT INTO links ({_LINK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                     link.token_id,
                     link.path,
                     _aware(link.expires_at),
                     link.created_by,
                     _aware(link.created_at),
                     None if link.used_at is None else _aware(link.used_at),
+                    link.entry_id,
                 )
         except asyncpg.UniqueViolationError:
             raise AlreadyExists(f"link {link.token_id} already exists") from None

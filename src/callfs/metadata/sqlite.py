@@ -42,9 +42,10 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 _COLUMNS = (
-    "path, type, size, mode, owner, grp, mtime, ctime, etag, backend, instance_id, object_key"
+    "path, type, size, mode, owner, grp, mtime, ctime, etag, backend, instance_id, object_key,"
+    " entry_id"
 )
-_LINK_COLUMNS = "token_id, path, expires_at, created_by, created_at, used_at"
+_LINK_COLUMNS = "token_id, path, expires_at, created_by, created_at, used_at, entry_id"
 _DEPTH = "(length(path) - length(replace(path, '/', '')))"
 
 
@@ -72,6 +73,7 @@ def _entry(row: sqlite3.Row | tuple[Any, ...]) -> Entry:
         backend=row[9],
         instance_id=row[10],
         object_key=row[11],
+        entry_id=row[12],
     )
 
 
@@ -83,6 +85,7 @@ def _link(row: sqlite3.Row | tuple[Any, ...]) -> LinkRecord:
         created_by=row[3],
         created_at=_from_db(row[4]),
         used_at=None if row[5] is None else _from_db(row[5]),
+        entry_id=row[6],
     )
 
 
@@ -104,12 +107,13 @@ def _changeable(entry: Entry) -> tuple[Any, ...]:
 
 def _insert_params(entry: Entry) -> tuple[Any, ...]:
     parent = subtree.row_parent(entry.path)
-    return (entry.path, parent, entry.name, entry.type, *_changeable(entry))
+    return (entry.path, parent, entry.name, entry.type, *_changeable(entry), entry.entry_id)
 
 
 _INSERT = (
     "INSERT INTO entries (path, parent, name, type, size, mode, owner, grp, mtime, ctime,"
-    " etag, backend, instance_id, object_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " etag, backend, instance_id, object_key, entry_id)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (path) DO NOTHING"
 )
 
@@ -478,7 +482,7 @@ class SQLiteMetadataStore(MetadataStore):
     # Links
 
     async def create_link(self, link: LinkRecord) -> None:
-        sql = f"INSERT INTO links ({_LINK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+        sql = f"INSERT INTO links ({_LINK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
         params = (
             link.token_id,
             link.path,
@@ -486,6 +490,7 @@ class SQLiteMetadataStore(MetadataStore):
             link.created_by,
             _to_db(link.created_at),
             None if link.used_at is None else _to_db(link.used_at),
+            link.entry_id,
         )
         try:
             async with self._write() as db:
