@@ -49,8 +49,12 @@ class Entry:
     """One row of the namespace: a file or a directory.
 
     ``object_key`` names the file's bytes inside its backend (an opaque key, so a
-    rename is a metadata change only); ``instance_id`` is the storage node holding
-    them (None for S3 and for directories).
+    rename is a metadata change only). ``replicas`` are the storage nodes holding
+    them, in placement order, and ``instance_id`` is the first of them: whoever sets
+    one sets the other, so ``instance_id == replicas[0]`` whenever ``replicas`` is
+    non-empty (both are empty for S3 and for directories). Read :attr:`holders`
+    rather than either field: it also answers for rows written before replicas were
+    recorded.
 
     ``entry_id`` names this one entry for its whole life: it is drawn when the entry
     is created and kept through content replaces, chmods and moves, so an entry
@@ -71,6 +75,7 @@ class Entry:
     backend: BackendName = "localfs"
     instance_id: str | None = None
     object_key: str | None = None
+    replicas: tuple[str, ...] = ()
     entry_id: str = field(default_factory=new_entry_id, compare=False)
 
     @property
@@ -80,6 +85,15 @@ class Entry:
     @property
     def name(self) -> str:
         return path_name(self.path)
+
+    @property
+    def holders(self) -> tuple[str, ...]:
+        """The storage nodes holding the file's bytes, in placement order.
+
+        ``replicas`` when recorded; otherwise (a row written before replicas were, or
+        by an older replica during a rolling upgrade) ``instance_id`` alone.
+        """
+        return self.replicas or ((self.instance_id,) if self.instance_id else ())
 
     def evolve(self, **changes: Any) -> Entry:
         """A copy with some fields changed."""
@@ -99,6 +113,7 @@ class Entry:
             "ctime": format_time(self.ctime),
             "backend": self.backend,
             "instance_id": self.instance_id if self.type == "file" else None,
+            "replicas": list(self.holders) if self.type == "file" else [],
         }
         if self.type == "file":
             body["etag"] = self.etag

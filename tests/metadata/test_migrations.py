@@ -106,7 +106,7 @@ async def test_upgrade_gives_every_existing_entry_its_own_entry_id(
         assert found is not None and found.object_key == "key-a"
     finally:
         await store.close()
-    assert await store_target.migration_versions() == [1, 2]
+    assert await store_target.migration_versions() == [1, 2, 3]
     # Reopened, the upgraded rows keep the ids they were given.
     again = store_target.build()
     await again.open()
@@ -138,3 +138,82 @@ async def test_upgrade_pins_existing_links_to_the_file_at_their_path(
         "to-gone": "",
         "to-docs": "",
     }
+
+
+# Rows as version 2 stored them: (path, parent, name, type, backend, instance_id, object_key).
+ROWS_TWO = [
+    ("/", "", "", "directory", "localfs", None, None),
+    ("/local.txt", "/", "local.txt", "file", "localfs", "node-1", "key-local"),
+    ("/remote.txt", "/", "remote.txt", "file", "s3", None, "key-remote"),
+]
+
+
+def _sqlite_at_version_two(location: str) -> None:
+    os.makedirs(os.path.dirname(location), exist_ok=True)
+    micros = int(T0.timestamp() * 1_000_000)
+    db = sqlite3.connect(location)
+    try:
+        db.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+        )
+        for step in migration.load("sqlite")[:2]:
+            for statement in migration.statements(step.sql):
+                db.execute(statement)
+            db.execute(
+                "INSERT INTO schema_migrations VALUES (?, ?)", (step.version, T0.isoformat())
+            )
+        for path, parent, name, kind, backend, instance_id, key in ROWS_TWO:
+            db.execute(
+                "INSERT INTO entries (path, parent, name, type, size, mode, owner, grp, mtime,"
+                " ctime, backend, instance_id, object_key) VALUES (?, ?, ?, ?, 0, 420, 'alice',"
+                " 'staff', ?, ?, ?, ?, ?)",
+                (path, parent, name, kind, micros, micros, backend, instance_id, key),
+            )
+        db.commit()
+    finally:
+        db.close()
+
+
+async def _postgres_at_version_two(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "CREATE TABLE schema_migrations (version integer PRIMARY KEY,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for step in migration.load("postgres")[:2]:
+            await conn.execute(step.sql)
+            await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", step.version)
+        await conn.executemany(
+            "INSERT INTO entries (path, parent, name, type, size, mode, owner, grp, mtime, ctime,"
+            " backend, instance_id, object_key) VALUES ($1, $2, $3, $4, 0, 420, 'alice', 'staff',"
+            " $5, $5, $6, $7, $8)",
+            [(path, parent, name, kind, T0, *rest) for path, parent, name, kind, *rest in ROWS_TWO],
+        )
+    finally:
+        await conn.close()
+
+
+async def test_upgrade_records_each_node_file_on_its_instance_id(
+    store_target: StoreTarget,
+) -> None:
+    if store_target.kind == "sqlite":
+        await asyncio.to_thread(_sqlite_at_version_two, store_target.location)
+    else:
+        await _postgres_at_version_two(store_target.location)
+    store = store_target.build()
+    await store.open()
+    try:
+        local = await store.get("/local.txt")
+        remote = await store.get("/remote.txt")
+        root = await store.get("/")
+        # The column itself was filled in, not only read through instance_id.
+        assert local is not None and local.replicas == ("node-1",)
+        assert local.to_json()["replicas"] == ["node-1"]
+        assert remote is not None and remote.replicas == ()
+        assert root is not None and root.replicas == ()
+        assert await store.object_keys("localfs", "node-1") == {"key-local"}
+        assert await store.object_keys("s3", None) == {"key-remote"}
+    finally:
+        await store.close()
+    assert await store_target.migration_versions() == [1, 2, 3]

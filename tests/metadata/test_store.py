@@ -389,6 +389,114 @@ async def test_move_keeps_the_entry_ids_of_the_whole_subtree(store: MetadataStor
     ]
 
 
+# --- replicas -------------------------------------------------------------------------
+
+THREE = ("node-2", "node-0", "node-1")
+
+
+def replicated(path: str, holders: Sequence[str] = THREE, **fields: object) -> Entry:
+    """A file on ``holders``, in that placement order."""
+    return file(path, instance_id=holders[0], replicas=tuple(holders), **fields)
+
+
+async def test_replicas_round_trip_in_placement_order(store: MetadataStore) -> None:
+    entry = replicated("/d/f")
+    await store.create(entry, [directory("/d")])
+    found = await store.get("/d/f")
+    assert found == entry
+    assert found is not None and found.replicas == THREE and found.holders == THREE
+    assert (await store.get_many(["/d/f"]))["/d/f"].replicas == THREE
+    assert [e.replicas for e in await store.list_children("/d")] == [THREE]
+    assert [e.replicas for e in await store.list_tree("/d")] == [THREE]
+    parent = await store.get("/d")
+    assert parent is not None and (parent.replicas, parent.holders) == ((), ())
+
+
+async def test_update_rewrites_the_replicas(store: MetadataStore) -> None:
+    created = replicated("/f")
+    await store.create(created)
+    moved_on = replicated("/f", ("node-3", "node-1"), etag="etag-2", object_key="object-2")
+    await store.update(moved_on, expected=created)
+    found = await store.get("/f")
+    assert found is not None and found.replicas == ("node-3", "node-1")
+    # To S3: the file is on no node any more.
+    await store.update(file("/f", backend="s3", instance_id=None, object_key="objects/f"))
+    found = await store.get("/f")
+    assert found is not None and (found.replicas, found.holders) == ((), ())
+
+
+async def test_move_and_delete_keep_the_replicas(store: MetadataStore) -> None:
+    await store.create(directory("/d"))
+    await store.create(replicated("/d/a", ("node-0", "node-1")))
+    await store.create(replicated("/d/b", ("node-1", "node-2")))
+    await store.create(replicated("/target", ("node-2", "node-0")))
+    replaced = await store.move("/d/a", "/target", replace=True)
+    assert [e.replicas for e in replaced] == [("node-2", "node-0")]
+    moved = await store.get("/target")
+    assert moved is not None and moved.replicas == ("node-0", "node-1")
+    await store.move("/d", "/e")
+    below = await store.get("/e/b")
+    assert below is not None and below.replicas == ("node-1", "node-2")
+    assert (await store.delete("/target")).replicas == ("node-0", "node-1")
+    removed = await store.delete_tree("/e")
+    assert [(e.path, e.replicas) for e in removed] == [
+        ("/e", ()),
+        ("/e/b", ("node-1", "node-2")),
+    ]
+
+
+async def test_a_row_without_replicas_is_held_by_its_instance_id(store: MetadataStore) -> None:
+    """As rows written before replicas were recorded, or by an older version, read."""
+    await store.create(file("/f", instance_id="node-1", replicas=()))
+    found = await store.get("/f")
+    assert found is not None and (found.replicas, found.holders) == ((), ("node-1",))
+
+
+async def test_replicas_not_led_by_the_instance_id_are_not_trusted(store: MetadataStore) -> None:
+    """An older version moved the object to another node and left the replicas behind."""
+    await store.create(replicated("/f", ("node-0", "node-1")))
+    await store.update(file("/f", instance_id="node-2", replicas=("node-0", "node-1")))
+    found = await store.get("/f")
+    assert found is not None and (found.replicas, found.holders) == ((), ("node-2",))
+
+
+async def rows_on_many_nodes(store: MetadataStore) -> None:
+    await store.create(directory("/d"))
+    await store.create(replicated("/d/1", ("node-0", "node-1", "node-2"), object_key="k1"))
+    await store.create(replicated("/d/2", ("node-1",), object_key="k2"))
+    # Written before replicas were recorded: on its instance_id alone.
+    await store.create(file("/d/3", instance_id="node-3", replicas=(), object_key="k3"))
+    await store.create(file("/d/4", backend="s3", instance_id=None, object_key="k4"))
+    # Ids that contain another node's id.
+    await store.create(replicated("/d/5", ("node-10", "xnode-1"), object_key="k5"))
+
+
+async def test_object_keys_counts_a_key_on_every_replica_node(store: MetadataStore) -> None:
+    await rows_on_many_nodes(store)
+    assert await store.object_keys("localfs", "node-0") == {"k1"}
+    assert await store.object_keys("localfs", "node-1") == {"k1", "k2"}
+    assert await store.object_keys("localfs", "node-2") == {"k1"}
+    assert await store.object_keys("localfs", "node-3") == {"k3"}
+    assert await store.object_keys("localfs", "node-10") == {"k5"}
+    assert await store.object_keys("localfs", "xnode-1") == {"k5"}
+    assert await store.object_keys("localfs", "node") == set()
+    assert await store.object_keys("localfs", "node-9") == set()
+    assert await store.object_keys("s3", None) == {"k4"}
+    assert await store.object_keys("s3", "node-1") == set()
+
+
+async def test_referenced_keys_counts_a_key_on_every_replica_node(store: MetadataStore) -> None:
+    await rows_on_many_nodes(store)
+    asked = ["k1", "k2", "k3", "k4", "k5", "gone"]
+    assert await store.referenced_keys("localfs", "node-0", asked) == {"k1"}
+    assert await store.referenced_keys("localfs", "node-1", asked) == {"k1", "k2"}
+    assert await store.referenced_keys("localfs", "node-2", asked) == {"k1"}
+    assert await store.referenced_keys("localfs", "node-3", asked) == {"k3"}
+    assert await store.referenced_keys("localfs", "node-10", asked) == {"k5"}
+    assert await store.referenced_keys("localfs", "node-9", asked) == set()
+    assert await store.referenced_keys("s3", None, asked) == {"k4"}
+
+
 # --- delete ---------------------------------------------------------------------------
 
 

@@ -103,6 +103,8 @@ def entry_headers(entry: Entry) -> dict[str, str]:
     }
     if entry.instance_id:
         headers["X-CallFS-Instance-ID"] = entry.instance_id
+    if not entry.is_dir:
+        headers["X-CallFS-Replicas"] = ",".join(entry.holders)
     if entry.etag:
         headers["ETag"] = f'"{entry.etag}"'
     return headers

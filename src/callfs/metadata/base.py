@@ -13,6 +13,18 @@ from callfs.entry import Entry
 ConsumeOutcome = Literal["consumed", "used", "expired", "not_found"]
 
 
+def recorded_replicas(instance_id: str | None, replicas: Sequence[str]) -> tuple[str, ...]:
+    """The replicas a row records, as its entry should carry them.
+
+    ``()`` when they do not start at the row's ``instance_id``: a version that knew no
+    replicas rewrote the row's object (during a rolling upgrade) and left them behind,
+    so the row is held by its ``instance_id`` alone (see :attr:`Entry.holders`).
+    """
+    if not replicas or replicas[0] != instance_id:
+        return ()
+    return tuple(replicas)
+
+
 @dataclass(frozen=True)
 class LinkRecord:
     """One single-use download link.

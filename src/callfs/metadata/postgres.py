@@ -29,7 +29,7 @@ from callfs.errors import (
 )
 from callfs.health import DependencyState
 from callfs.metadata import migration, subtree
-from callfs.metadata.base import ConsumeOutcome, LinkRecord, MetadataStore
+from callfs.metadata.base import ConsumeOutcome, LinkRecord, MetadataStore, recorded_replicas
 
 logger = logging.getLogger(__name__)
 
@@ -53,14 +53,14 @@ _RETRYABLE: tuple[type[BaseException], ...] = (
 
 _COLUMNS = (
     "path, type, size, mode, owner, grp, mtime, ctime, etag, backend, instance_id, object_key,"
-    " entry_id"
+    " replicas, entry_id"
 )
 _LINK_COLUMNS = "token_id, path, expires_at, created_by, created_at, used_at, entry_id"
 _DEPTH = "(length(path) - length(replace(path, '/', '')))"
 _INSERT = (
     "INSERT INTO entries (path, parent, name, type, size, mode, owner, grp, mtime, ctime,"
-    " etag, backend, instance_id, object_key, entry_id)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+    " etag, backend, instance_id, object_key, replicas, entry_id)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
     " ON CONFLICT (path) DO NOTHING RETURNING path"
 )
 _CHILD = "SELECT EXISTS (SELECT 1 FROM entries WHERE parent = $1)"
@@ -84,6 +84,7 @@ def _entry(row: Any) -> Entry:
         backend=row["backend"],
         instance_id=row["instance_id"],
         object_key=row["object_key"],
+        replicas=recorded_replicas(row["instance_id"], row["replicas"]),
         entry_id=row["entry_id"],
     )
 
@@ -101,7 +102,7 @@ def _link(row: Any) -> LinkRecord:
 
 
 def _changeable(entry: Entry) -> tuple[Any, ...]:
-    """The columns an update may change, in table order (after path, parent, name, type)."""
+    """The columns an update may change, in the order the statements name them."""
     return (
         entry.size,
         entry.mode,
@@ -113,6 +114,22 @@ def _changeable(entry: Entry) -> tuple[Any, ...]:
         entry.backend,
         entry.instance_id,
         entry.object_key,
+        list(entry.replicas),
+    )
+
+
+def _on_node(backend: str, instance_id: str | None) -> tuple[str, list[Any]]:
+    """The condition (and its arguments, ``$1``...) for rows whose object is on one node
+    of ``backend``: the node is one of the row's replicas, or its instance_id (a row
+    written before replicas were recorded); for S3 (None), the row names no node.
+
+    Each arm of the ``OR`` has its own index, so PostgreSQL can combine the two.
+    """
+    if instance_id is None:
+        return "backend = $1 AND instance_id IS NULL", [backend]
+    return (
+        "backend = $1 AND (instance_id = $2 OR replicas @> ARRAY[$2::text])",
+        [backend, instance_id],
     )
 
 
@@ -301,13 +318,12 @@ class PostgresMetadataStore(MetadataStore):
         return found
 
     async def object_keys(self, backend: str, instance_id: str | None) -> set[str]:
+        on_node, args = _on_node(backend, instance_id)
         keys: set[str] = set()
         async with self._connection() as conn, conn.transaction():
             async for row in conn.cursor(
-                "SELECT object_key FROM entries WHERE backend = $1"
-                " AND instance_id IS NOT DISTINCT FROM $2 AND object_key IS NOT NULL",
-                backend,
-                instance_id,
+                f"SELECT object_key FROM entries WHERE {on_node} AND object_key IS NOT NULL",
+                *args,
             ):
                 keys.add(row["object_key"])
         return keys
@@ -315,12 +331,12 @@ class PostgresMetadataStore(MetadataStore):
     async def referenced_keys(
         self, backend: str, instance_id: str | None, keys: Sequence[str]
     ) -> set[str]:
+        on_node, args = _on_node(backend, instance_id)
         async with self._connection() as conn:
             rows = await conn.fetch(
-                "SELECT object_key FROM entries WHERE backend = $1"
-                " AND instance_id IS NOT DISTINCT FROM $2 AND object_key = ANY($3::text[])",
-                backend,
-                instance_id,
+                f"SELECT object_key FROM entries WHERE {on_node}"
+                f" AND object_key = ANY(${len(args) + 1}::text[])",
+                *args,
                 list(set(keys)),
             )
         return {row["object_key"] for row in rows}
@@ -363,10 +379,10 @@ class PostgresMetadataStore(MetadataStore):
         async def body(conn: Any) -> None:
             status = await conn.execute(
                 "UPDATE entries SET size = $2, mode = $3, owner = $4, grp = $5, mtime = $6,"
-                " ctime = $7, etag = $8, backend = $9, instance_id = $10, object_key = $11"
-                " WHERE path = $1 AND (NOT $12::boolean"
-                " OR (object_key IS NOT DISTINCT FROM $13::text"
-                " AND etag IS NOT DISTINCT FROM $14::text))",
+                " ctime = $7, etag = $8, backend = $9, instance_id = $10, object_key = $11,"
+                " replicas = $12 WHERE path = $1 AND (NOT $13::boolean"
+                " OR (object_key IS NOT DISTINCT FROM $14::text"
+                " AND etag IS NOT DISTINCT FROM $15::text))",
                 entry.path,
                 *_changeable(entry),
                 expected is not None,

@@ -29,7 +29,7 @@ from callfs.errors import (
     NotFound,
 )
 from callfs.metadata import migration, subtree
-from callfs.metadata.base import ConsumeOutcome, LinkRecord, MetadataStore
+from callfs.metadata.base import ConsumeOutcome, LinkRecord, MetadataStore, recorded_replicas
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ _MICROSECOND = timedelta(microseconds=1)
 
 _COLUMNS = (
     "path, type, size, mode, owner, grp, mtime, ctime, etag, backend, instance_id, object_key,"
-    " entry_id"
+    " replicas, entry_id"
 )
 _LINK_COLUMNS = "token_id, path, expires_at, created_by, created_at, used_at, entry_id"
 _DEPTH = "(length(path) - length(replace(path, '/', '')))"
@@ -73,7 +73,8 @@ def _entry(row: sqlite3.Row | tuple[Any, ...]) -> Entry:
         backend=row[9],
         instance_id=row[10],
         object_key=row[11],
-        entry_id=row[12],
+        replicas=recorded_replicas(row[10], row[12].split(",") if row[12] else ()),
+        entry_id=row[13],
     )
 
 
@@ -90,7 +91,7 @@ def _link(row: sqlite3.Row | tuple[Any, ...]) -> LinkRecord:
 
 
 def _changeable(entry: Entry) -> tuple[Any, ...]:
-    """The columns an update may change, in table order (after path, parent, name, type)."""
+    """The columns an update may change, in the order the statements name them."""
     return (
         entry.size,
         entry.mode,
@@ -102,6 +103,20 @@ def _changeable(entry: Entry) -> tuple[Any, ...]:
         entry.backend,
         entry.instance_id,
         entry.object_key,
+        ",".join(entry.replicas),
+    )
+
+
+def _on_node(backend: str, instance_id: str | None) -> tuple[str, tuple[Any, ...]]:
+    """The condition (and its parameters) for rows whose object is on one node of
+    ``backend``: the node is one of the row's replicas, or its instance_id (a row
+    written before replicas were recorded); for S3 (None), the row names no node.
+    """
+    if instance_id is None:
+        return "backend = ? AND instance_id IS NULL", (backend,)
+    return (
+        "backend = ? AND (instance_id = ? OR instr(',' || replicas || ',', ',' || ? || ',') > 0)",
+        (backend, instance_id, instance_id),
     )
 
 
@@ -112,8 +127,8 @@ def _insert_params(entry: Entry) -> tuple[Any, ...]:
 
 _INSERT = (
     "INSERT INTO entries (path, parent, name, type, size, mode, owner, grp, mtime, ctime,"
-    " etag, backend, instance_id, object_key, entry_id)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " etag, backend, instance_id, object_key, replicas, entry_id)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (path) DO NOTHING"
 )
 
@@ -343,12 +358,10 @@ class SQLiteMetadataStore(MetadataStore):
             return await cursor.fetchone() is not None
 
     async def object_keys(self, backend: str, instance_id: str | None) -> set[str]:
-        sql = (
-            "SELECT object_key FROM entries"
-            " WHERE backend = ? AND instance_id IS ? AND object_key IS NOT NULL"
-        )
+        on_node, params = _on_node(backend, instance_id)
+        sql = f"SELECT object_key FROM entries WHERE {on_node} AND object_key IS NOT NULL"
         keys: set[str] = set()
-        async with self._read() as db, db.execute(sql, (backend, instance_id)) as cursor:
+        async with self._read() as db, db.execute(sql, params) as cursor:
             async for row in cursor:
                 keys.add(row[0])
         return keys
@@ -356,14 +369,15 @@ class SQLiteMetadataStore(MetadataStore):
     async def referenced_keys(
         self, backend: str, instance_id: str | None, keys: Sequence[str]
     ) -> set[str]:
+        on_node, params = _on_node(backend, instance_id)
         found: set[str] = set()
         async with self._read() as db:
             for chunk in _chunks(list(set(keys))):
                 sql = (
-                    "SELECT object_key FROM entries WHERE backend = ? AND instance_id IS ?"
+                    f"SELECT object_key FROM entries WHERE {on_node}"
                     f" AND object_key IN ({', '.join('?' * len(chunk))})"
                 )
-                async with db.execute(sql, (backend, instance_id, *chunk)) as cursor:
+                async with db.execute(sql, (*params, *chunk)) as cursor:
                     found.update(row[0] for row in await cursor.fetchall())
         return found
 
@@ -401,7 +415,7 @@ class SQLiteMetadataStore(MetadataStore):
     async def update(self, entry: Entry, *, expected: Entry | None = None) -> None:
         sql = (
             "UPDATE entries SET size = ?, mode = ?, owner = ?, grp = ?, mtime = ?, ctime = ?,"
-            " etag = ?, backend = ?, instance_id = ?, object_key = ? WHERE path = ?"
+            " etag = ?, backend = ?, instance_id = ?, object_key = ?, replicas = ? WHERE path = ?"
         )
         params: list[Any] = [*_changeable(entry), entry.path]
         if expected is not None:
