@@ -176,7 +176,7 @@ class Reconciler:
         for key in keys:
             if key in kept:
                 continue
-            await backend.delete(ObjectRef(backend.name, key, instance_id))
+            await backend.delete(ObjectRef(backend.name, key, _on(instance_id)))
             logger.debug("reconciler removed %s from %s", key, place(backend, instance_id))
             removed += 1
             if self.metrics is not None:
@@ -216,3 +216,8 @@ async def running(runtime: Runtime) -> AsyncIterator[None]:
         run(for_runtime(runtime), runtime.locks, interval=interval), "reconciler"
     ):
         yield
+
+
+def _on(instance_id: str | None) -> tuple[str, ...]:
+    """The one node an orphan is removed from (none for a backend without nodes)."""
+    return () if instance_id is None else (instance_id,)

@@ -126,6 +126,8 @@ async def open_runtime(
             chunk_size=settings.server.chunk_size,
             timeout=settings.server.file_op_timeout,
             max_message_bytes=settings.storage_node.max_message_bytes,
+            replication=settings.replication.factor,
+            write_quorum=settings.replication.quorum,
         )
     }
     self_counted: set[str] = set()

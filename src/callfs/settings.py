@@ -27,6 +27,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from callfs.entry import parse_mode
@@ -249,6 +250,28 @@ class ReconcilerSettings(Section):
     grace: Duration = Field(default=3600.0, ge=60.0)
 
 
+class ReplicationSettings(Section):
+    """How many storage nodes hold each local-volume file (S3 keeps its own copies)."""
+
+    # Replicas of every object; more than there are storage nodes makes writes 503.
+    factor: int = Field(default=1, ge=1, le=16)
+    # Replicas that must hold the whole object before a write succeeds; 0 means all.
+    write_quorum: int = Field(default=0, ge=0, le=16)
+
+    @model_validator(mode="after")
+    def _quorum_within_factor(self) -> ReplicationSettings:
+        if self.write_quorum > self.factor:
+            raise ValueError(
+                f"write_quorum ({self.write_quorum}) cannot exceed factor ({self.factor})"
+            )
+        return self
+
+    @property
+    def quorum(self) -> int:
+        """Replicas a write needs: ``write_quorum``, or every one when it is 0."""
+        return self.write_quorum or self.factor
+
+
 class LogSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
@@ -274,6 +297,7 @@ class Settings(BaseModel):
     storage_node: StorageNodeSettings = Field(default_factory=StorageNodeSettings)
     links: LinkSettings = Field(default_factory=LinkSettings)
     reconciler: ReconcilerSettings = Field(default_factory=ReconcilerSettings)
+    replication: ReplicationSettings = Field(default_factory=ReplicationSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     def link_secrets(self) -> list[bytes]:

@@ -42,7 +42,7 @@ def localfs(cluster: Cluster, replica: int = 0) -> Backend:
 
 async def put_orphan(cluster: Cluster, node: str, *, age: float = 0.0) -> Path:
     """Store an object on ``node`` that no row points to, written ``age`` seconds ago."""
-    ref = ObjectRef("localfs", new_object_key(), node)
+    ref = ObjectRef("localfs", new_object_key(), (node,))
 
     async def body() -> AsyncIterator[bytes]:
         yield b"orphaned bytes"

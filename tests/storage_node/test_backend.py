@@ -163,9 +163,9 @@ async def test_an_upload_that_breaks_off_raises_its_error_once_the_node_dropped_
 
 async def test_a_ref_to_a_node_not_in_discovery_is_unavailable(cluster: Cluster) -> None:
     with pytest.raises(BackendUnavailable, match="storage node node-9 is not available"):
-        await cluster.backend.read(ObjectRef("localfs", "ab/cd/x", "node-9"))
+        await cluster.backend.read(ObjectRef("localfs", "ab/cd/x", ("node-9",)))
     with pytest.raises(BackendUnavailable):
-        await cluster.backend.write(ObjectRef("localfs", "ab/cd/x", None), chunks_of(b"x"))
+        await cluster.backend.write(ObjectRef("localfs", "ab/cd/x"), chunks_of(b"x"))
 
 
 async def test_a_node_leaving_discovery_takes_no_new_files(cluster: Cluster) -> None:
@@ -291,7 +291,7 @@ async def test_a_wrong_secret_is_unavailable_not_a_crash(cluster: Cluster) -> No
         with pytest.raises(BackendUnavailable):
             await wrong.ping()
         with pytest.raises(BackendUnavailable):
-            await wrong.read(ObjectRef("localfs", "ab/cd/x", "node-0"))
+            await wrong.read(ObjectRef("localfs", "ab/cd/x", ("node-0",)))
     finally:
         await wrong.close()
 

@@ -118,3 +118,15 @@ def test_production_refuses_default_and_short_secrets() -> None:
     assert production_problems(load_settings(environ=good), "gateway") == []
     short = {**good, "CALLFS_AUTH_API_KEYS": "short"}
     assert production_problems(load_settings(environ=short), "gateway")
+
+
+def test_replication_factor_and_quorum() -> None:
+    assert load_settings(environ={}).replication.quorum == 1
+    replicated = load_settings(environ={"CALLFS_REPLICATION_FACTOR": "3"}).replication
+    assert (replicated.factor, replicated.quorum) == (3, 3)
+    env = {"CALLFS_REPLICATION_FACTOR": "3", "CALLFS_REPLICATION_WRITE_QUORUM": "2"}
+    assert load_settings(environ=env).replication.quorum == 2
+    with pytest.raises(SettingsError, match="replication"):
+        load_settings(environ={"CALLFS_REPLICATION_WRITE_QUORUM": "2"})
+    with pytest.raises(SettingsError, match="replication"):
+        load_settings(environ={"CALLFS_REPLICATION_FACTOR": "0"})

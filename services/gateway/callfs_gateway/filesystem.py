@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from callfs import namespace, paths, permissions
-from callfs.backends.base import Backend, ObjectRef, Written, new_object_key
+from callfs.backends.base import Backend, ObjectRef, Written
 from callfs.entry import Entry, EntryType, utcnow
 from callfs.errors import (
     AlreadyExists,
@@ -297,6 +297,7 @@ class FileSystem:
                         etag=written.etag,
                         backend=ref.backend,
                         instance_id=ref.instance_id,
+                        replicas=ref.replicas,
                         object_key=ref.key,
                     )
                     await self.store.create(entry, self._parents(user, resolved))
@@ -308,6 +309,7 @@ class FileSystem:
                         etag=written.etag,
                         backend=ref.backend,
                         instance_id=ref.instance_id,
+                        replicas=ref.replicas,
                         object_key=ref.key,
                     )
                     # Only while the row still holds `previous`'s object: that one is replaced.
@@ -331,15 +333,15 @@ class FileSystem:
     ) -> tuple[ObjectRef, Written]:
         """Store the bytes of a new version of ``path``, before any metadata changes.
 
-        An existing file stays on the node (or backend) its metadata names; a new one
-        goes where its backend places it.
+        An existing file stays on its backend, and on the nodes holding it where they
+        can take it; a new one goes where its backend places it.
         """
         if current is None:
             backend = self.rt.backend(backend_name)
             return await self._timed(backend.name, "write", backend.write_new(path, chunks))
         backend = self.rt.backend(current.backend)
-        ref = ObjectRef(current.backend, new_object_key(), current.instance_id)
-        return ref, await self._timed(backend.name, "write", backend.write(ref, chunks))
+        placed = backend.write_new(path, chunks, prefer=current.holders)
+        return await self._timed(backend.name, "write", placed)
 
     def _check_write(
         self,
@@ -530,6 +532,7 @@ class FileSystem:
             moved = entry.evolve(
                 backend=target.backend,
                 instance_id=target.instance_id,
+                replicas=target.replicas,
                 object_key=target.key,
                 etag=written.etag,
                 ctime=utcnow(),
@@ -634,7 +637,8 @@ class FileSystem:
         try:
             await asyncio.shield(self.rt.backend(ref.backend).delete(ref))
         except (CallFSError, asyncio.CancelledError) as exc:
-            logger.warning("could not remove object %s on %s: %s", ref.key, ref.instance_id, exc)
+            where = ", ".join(ref.replicas) or ref.backend
+            logger.warning("could not remove object %s on %s: %s", ref.key, where, exc)
 
     async def _timed(self, backend: str, operation: str, awaitable: Awaitable[T]) -> T:
         """Await a backend call, counting and timing it."""
@@ -677,7 +681,7 @@ def _created(
 def _ref(entry: Entry) -> ObjectRef | None:
     if entry.is_dir or entry.object_key is None:
         return None
-    return ObjectRef(entry.backend, entry.object_key, entry.instance_id)
+    return ObjectRef(entry.backend, entry.object_key, entry.holders)
 
 
 def _verify_copy(entry: Entry, written: Written, read_sha256: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
@@ -15,20 +15,34 @@ from callfs.entry import BackendName
 
 @dataclass(frozen=True)
 class ObjectRef:
-    """Where one file's bytes are: a backend, the node (storage nodes only) and a key."""
+    """Where one file's bytes are: a backend, a key and, on storage nodes, the nodes
+    holding a copy (its replicas, in placement order; none for S3).
+    """
 
     backend: BackendName
     key: str
-    instance_id: str | None = None
+    replicas: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.replicas, str):
+            raise TypeError("replicas is a tuple of instance ids, not one id")
+
+    @property
+    def instance_id(self) -> str | None:
+        """The node holding the first replica (None for S3)."""
+        return self.replicas[0] if self.replicas else None
 
 
 @dataclass(frozen=True)
 class Written:
-    """What a finished write reports: size, SHA-256 (hex) and the ETag to publish."""
+    """What a finished write reports: size, SHA-256 (hex), the ETag to publish and, on
+    storage nodes, the replicas that hold the whole object (in placement order).
+    """
 
     size: int
     sha256: str
     etag: str
+    replicas: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -83,12 +97,16 @@ class Backend(ABC):
         no partial data stay behind, and the exception propagates.
         """
 
-    async def write_new(self, path: str, chunks: AsyncIterable[bytes]) -> tuple[ObjectRef, Written]:
-        """Place the first version of the file at ``path`` and store ``chunks`` there.
+    async def write_new(
+        self, path: str, chunks: AsyncIterable[bytes], *, prefer: Sequence[str] = ()
+    ) -> tuple[ObjectRef, Written]:
+        """Place a new version of the file at ``path`` and store ``chunks`` there.
 
-        Returns where it went and what was written; on failure nothing stays behind,
-        as with :meth:`write`. A backend with a choice of places may try another one
-        when the first fails before taking any byte of ``chunks``.
+        ``prefer`` names the nodes holding the file's current version: a backend with
+        nodes keeps a file on them where it can. Returns where the object went (the
+        replicas that took it whole) and what was written; on failure nothing stays
+        behind, as with :meth:`write`. A backend with a choice of places may try
+        another one when the first fails before taking any byte of ``chunks``.
 
         Raises:
             BackendUnavailable: nowhere took it.

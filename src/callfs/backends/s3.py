@@ -265,7 +265,7 @@ class S3Backend(Backend):
 
     async def new_object(self, path: str) -> ObjectRef:
         """A fresh key in the bucket; S3 has no placement to choose."""
-        return ObjectRef("s3", new_object_key(), None)
+        return ObjectRef("s3", new_object_key())
 
     async def write(self, ref: ObjectRef, chunks: AsyncIterable[bytes]) -> Written:
         """Stream ``chunks`` to S3: one PutObject when it fits a part, else a multipart upload.

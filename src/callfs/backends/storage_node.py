@@ -1,18 +1,34 @@
 """The storage-node backend (``localfs``): files on the volumes of storage nodes, over gRPC.
 
-A new file goes to the first node in the rendezvous ranking of its path that is up
-and has room (the next one when that node does not answer before the upload began);
-an existing file is always read from the node its ref names. A node that does not
-answer is marked down until its health check or any call to it succeeds again. One
-channel per node is opened on first use and reused.
+Every object lives on up to ``replication`` nodes, its replicas: a new file goes to
+the first nodes in the rendezvous ranking of its path that are up and have room, a
+new version of a file to the nodes holding the current one where they are up. An
+upload streams to every replica at once, a chunk at a time, and counts as stored
+once ``write_quorum`` of them have fsynced the whole object with the same SHA-256;
+a replica that fails meanwhile is dropped from that write. A read goes to the first
+replica that answers and, when a node fails mid-stream, goes on from the same byte
+on the next one. A node that does not answer is marked down until its health check
+or any call to it succeeds again. One channel per node is opened on first use and
+reused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Mapping,
+    Sequence,
+)
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -85,6 +101,8 @@ class StorageNodeBackend(Backend):
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         min_free_bytes: int = MIN_FREE_BYTES,
         probe_interval: float = PROBE_INTERVAL,
+        replication: int = 1,
+        write_quorum: int | None = None,
     ) -> None:
         self._discovery = discovery
         self._metadata = ((SECRET_HEADER, secret),)
@@ -93,6 +111,8 @@ class StorageNodeBackend(Backend):
         self._timeout = timeout
         self._min_free = min_free_bytes
         self._probe_interval = probe_interval
+        self._replication = max(1, replication)
+        self._quorum = min(write_quorum or self._replication, self._replication)
         self._options = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
@@ -132,98 +152,178 @@ class StorageNodeBackend(Backend):
     # --- Backend ----------------------------------------------------------------------
 
     async def new_object(self, path: str) -> ObjectRef:
-        """A fresh key on the best node for ``path`` that is up and has room.
+        """A fresh key on the best nodes for ``path`` that are up and have room.
 
         Raises:
-            BackendUnavailable: no node is up with room.
+            BackendUnavailable: fewer such nodes than the write quorum.
         """
         return ObjectRef(self.name, new_object_key(), await self._choose(path, skip=frozenset()))
 
-    async def write_new(self, path: str, chunks: AsyncIterable[bytes]) -> tuple[ObjectRef, Written]:
-        """Store a new file on the best node for ``path`` that takes it.
+    async def write_new(
+        self, path: str, chunks: AsyncIterable[bytes], *, prefer: Sequence[str] = ()
+    ) -> tuple[ObjectRef, Written]:
+        """Store a new version of the file at ``path`` on its replicas.
 
-        A node that does not answer (it is marked down), is cut off mid-call or is full
-        makes way for the next node in the ranking, so a node that has just died costs
-        no failed upload. The first
-        chunk's worth of ``chunks`` is kept for that: gRPC buffers sends, so a dead
-        node may only show once a first piece went out. An upload that failed after
-        more than that was taken cannot be replayed: the error propagates, and no
-        node keeps anything of it.
+        The replicas are the nodes of ``prefer`` (where the current version lives)
+        that are up and have room, then the best others for ``path``. A node that does
+        not answer, is cut off mid-call or is full before the quorum is lost is simply
+        dropped; when too few are left, the upload starts again on other nodes as
+        long as no more than the first chunk's worth of ``chunks`` was taken (kept for
+        that: gRPC buffers sends, so a dead node may only show once a first piece
+        went out). An upload that failed after more than that cannot be replayed: the
+        error propagates, and no node keeps anything of it.
 
         Raises:
-            BackendUnavailable: no node is up with room, or the chosen node failed
+            BackendUnavailable: too few nodes are up with room, or the quorum was lost
                 after the upload began.
         """
         body = _Replayable(chunks, keep=self._chunk_size)
         failed: set[str] = set()
         while True:
-            instance_id = await self._choose(path, skip=failed)
-            ref = ObjectRef(self.name, new_object_key(), instance_id)
+            ref = ObjectRef(self.name, new_object_key(), await self._choose(path, failed, prefer))
             try:
-                return ref, await self.write(ref, body)
+                written = await self._write(ref, body, failed)
             except BackendUnavailable as exc:
-                # Unreachable, cut off mid-call, full: a new file may go to the next node.
                 if not body.replayable:
                     raise
-                failed.add(instance_id)
-                logger.warning("%s; placing %s on the next node", exc.message, path)
+                logger.warning("%s; placing %s on other nodes", exc.message, path)
+                continue
+            return ObjectRef(self.name, ref.key, written.replicas), written
 
     async def write(self, ref: ObjectRef, chunks: AsyncIterable[bytes]) -> Written:
-        """Stream ``chunks`` to the ref's node, then its ``end`` message.
+        """Stream ``chunks`` to every replica of ``ref`` (see :meth:`_write`)."""
+        return await self._write(ref, chunks, set())
 
-        If ``chunks`` raises, the stream is closed without ``end``: the node drops
-        the temp file before it answers, and the original exception propagates.
+    async def _write(
+        self, ref: ObjectRef, chunks: AsyncIterable[bytes], failed: set[str]
+    ) -> Written:
+        """Stream ``chunks`` to the replicas of ``ref`` at once; add those that fail to
+        ``failed``.
+
+        If ``chunks`` raises, every stream is closed without ``end``: the nodes drop
+        their temp files before they answer, and the original exception propagates.
+        If fewer than the write quorum take the whole object, the copies that did are
+        removed again.
+
+        Raises:
+            BackendUnavailable: the quorum was lost.
         """
-        node = self._node(ref.instance_id)
-        call = node.stub.Write(metadata=self._metadata)
-        in_call = True
+        uploads = [_Upload(self, self._node(i), ref.key) for i in ref.replicas if i not in failed]
+        group = _Uploads(uploads, quorum=min(self._quorum, len(ref.replicas)), failed=failed)
         try:
-            header = storage_pb2.WriteHeader(path=ref.key, overwrite=True, create_parents=True)
-            await self._send(call, storage_pb2.WriteRequest(header=header))
+            await group.each(_Upload.begin)
             size = 0
-            in_call = False
             async for piece in _pieces(chunks, self._chunk_size, self._max_chunk):
-                in_call = True
-                await self._send(call, storage_pb2.WriteRequest(chunk=piece))
+                await group.each(functools.partial(_Upload.send, piece=piece))
                 size += len(piece)
-                in_call = False
-            in_call = True
-            await self._send(call, storage_pb2.WriteRequest(end=storage_pb2.WriteEnd(size=size)))
-            async with asyncio.timeout(self._timeout):
-                await _half_close(call)
-                response = await call
-        except Exception as exc:
-            if not in_call:
-                await self._abandon(call)
-                raise
-            if isinstance(exc, grpc.aio.AioRpcError | asyncio.InvalidStateError):
-                exc = await self._final_error(call, exc)
-            call.cancel()
-            if isinstance(exc, grpc.aio.AioRpcError | TimeoutError):
-                raise self._translate(node, exc) from None
-            raise
+            await group.each(functools.partial(_Upload.finish, size=size))
+            stored = group.agreeing()
         except BaseException:
-            call.cancel()
+            await group.abandon()
             raise
-        self._mark_up(node.instance_id)
-        return Written(size=response.size, sha256=response.sha256, etag=response.sha256)
+        for upload in stored:
+            self._mark_up(upload.node.instance_id)
+        response = stored[0].response
+        assert response is not None
+        return Written(
+            size=response.size,
+            sha256=response.sha256,
+            etag=response.sha256,
+            replicas=tuple(upload.node.instance_id for upload in stored),
+        )
 
     async def read(
         self, ref: ObjectRef, *, offset: int = 0, length: int | None = None
     ) -> AsyncIterator[bytes]:
-        """Open the object for streaming; NotFound and BackendUnavailable raise here."""
-        node = self._node(ref.instance_id)
-        request = storage_pb2.ReadRequest(path=ref.key, offset=offset, chunk_size=self._chunk_size)
-        if length is not None:
-            request.length = length
-        call = node.stub.Read(request, metadata=self._metadata)
-        return await prefetched(self._receive(node, call))
+        """Open the object on its first replica that answers (NotFound and
+        BackendUnavailable raise here), and go on from the same byte on the next one
+        when that node fails mid-stream.
+        """
+        order = sorted(ref.replicas, key=lambda instance_id: instance_id in self._down)
+        stream, rest = await self._open_replica(ref.key, order, offset, length)
+        return self._resumed(ref.key, stream, rest, offset, length)
+
+    async def _open_replica(
+        self, key: str, order: list[str], offset: int, length: int | None
+    ) -> tuple[AsyncIterator[bytes], list[str]]:
+        """The stream of the first of ``order`` that opens ``key``, and the replicas after it.
+
+        Raises:
+            NotFound: no replica has the object.
+            BackendUnavailable: no replica that might have it answers.
+        """
+        errors: list[CallFSError] = []
+        for index, instance_id in enumerate(order):
+            try:
+                node = self._node(instance_id)
+                request = storage_pb2.ReadRequest(
+                    path=key, offset=offset, chunk_size=self._chunk_size
+                )
+                if length is not None:
+                    request.length = length
+                call = node.stub.Read(request, metadata=self._metadata)
+                return await prefetched(self._receive(node, call)), order[index + 1 :]
+            except CallFSError as exc:
+                errors.append(exc)
+                if len(order) > 1:
+                    logger.warning("replica %s of %s: %s", instance_id, key, exc.message)
+        if errors and all(isinstance(error, NotFound) for error in errors):
+            raise NotFound()
+        unavailable = [error for error in errors if not isinstance(error, NotFound)]
+        raise unavailable[0] if unavailable else BackendUnavailable("the file has no replica")
+
+    async def _resumed(
+        self,
+        key: str,
+        stream: AsyncIterator[bytes],
+        rest: list[str],
+        offset: int,
+        length: int | None,
+    ) -> AsyncIterator[bytes]:
+        """``stream``, continued on the replicas of ``rest`` when its node fails."""
+        sent = 0
+        try:
+            while True:
+                try:
+                    async for chunk in stream:
+                        sent += len(chunk)
+                        yield chunk
+                    return
+                except BackendUnavailable as exc:
+                    if not rest:
+                        raise
+                    logger.warning(
+                        "%s mid-read of %s; going on from byte %d on another replica",
+                        exc.message,
+                        key,
+                        offset + sent,
+                    )
+                await _close(stream)
+                remaining = None if length is None else length - sent
+                stream, rest = await self._open_replica(key, rest, offset + sent, remaining)
+        finally:
+            await _close(stream)
 
     async def delete(self, ref: ObjectRef) -> None:
-        """Remove the object from its node; a missing one is fine."""
-        node = self._node(ref.instance_id)
+        """Remove the object from every replica; a missing one is fine.
+
+        Raises:
+            BackendUnavailable: a replica did not answer (after all were tried).
+        """
+        if not ref.replicas:
+            raise BackendUnavailable("the object names no storage node")
         request = storage_pb2.DeleteRequest(path=ref.key, missing_ok=True)
-        await self._unary(node, node.stub.Delete, request)
+
+        async def delete_on(instance_id: str) -> None:
+            node = self._node(instance_id)
+            await self._unary(node, node.stub.Delete, request)
+
+        outcomes = await asyncio.gather(
+            *(delete_on(instance_id) for instance_id in ref.replicas), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     def instances(self) -> list[str | None]:
         """Every storage node discovery knows now, up or down."""
@@ -290,17 +390,29 @@ class StorageNodeBackend(Backend):
         self._usage[instance_id] = (time.monotonic(), usage)
         return usage
 
-    async def _choose(self, path: str, *, skip: AbstractSet[str]) -> str:
-        """The first node in ``path``'s ranking that is up, not in ``skip`` and has room.
+    async def _choose(
+        self, path: str, skip: AbstractSet[str], prefer: Sequence[str] = ()
+    ) -> tuple[str, ...]:
+        """Up to ``replication`` nodes for ``path`` that are up, not in ``skip`` and have
+        room: those of ``prefer`` first, then the best others in ``path``'s ranking.
 
         Raises:
-            BackendUnavailable: no such node.
+            BackendUnavailable: fewer such nodes than the write quorum.
         """
-        candidates = [i for i in self._endpoints() if i not in self._down and i not in skip]
-        for instance_id in rank(path, candidates):
-            if await self._has_room(instance_id):
-                return instance_id
-        raise BackendUnavailable("no storage node is available")
+        live = [i for i in self._endpoints() if i not in self._down and i not in skip]
+        chosen: list[str] = []
+        for instance_id in [*(i for i in prefer if i in live), *rank(path, live)]:
+            if instance_id not in chosen and await self._has_room(instance_id):
+                chosen.append(instance_id)
+                if len(chosen) == self._replication:
+                    break
+        if not chosen or len(chosen) < self._quorum:
+            raise BackendUnavailable(
+                "no storage node is available"
+                if not chosen
+                else f"only {len(chosen)} storage nodes can take the file; {self._quorum} must"
+            )
+        return tuple(chosen)
 
     # --- calls ------------------------------------------------------------------------
 
@@ -481,6 +593,140 @@ async def _half_close(call: Any) -> None:
         await call.done_writing()
     except Exception as exc:
         logger.debug("half-close of a write failed: %r", exc)
+
+
+class _Upload:
+    """One replica's Write call: a header, chunks, an ``end``; failures come out as
+    the domain errors of :meth:`StorageNodeBackend._translate`.
+    """
+
+    def __init__(self, backend: StorageNodeBackend, node: _Node, key: str) -> None:
+        self.backend = backend
+        self.node = node
+        self.key = key
+        self.call: Any = node.stub.Write(metadata=backend._metadata)
+        self.response: storage_pb2.WriteResponse | None = None
+
+    async def begin(self) -> None:
+        header = storage_pb2.WriteHeader(path=self.key, overwrite=True, create_parents=True)
+        await self._send(storage_pb2.WriteRequest(header=header))
+
+    async def send(self, piece: bytes) -> None:
+        await self._send(storage_pb2.WriteRequest(chunk=piece))
+
+    async def finish(self, size: int) -> None:
+        """Send ``end`` and wait for the node's answer: the object is then fsynced."""
+        await self._send(storage_pb2.WriteRequest(end=storage_pb2.WriteEnd(size=size)))
+        try:
+            async with asyncio.timeout(self.backend._timeout):
+                await _half_close(self.call)
+                self.response = await self.call
+        except (grpc.aio.AioRpcError, TimeoutError) as exc:
+            self.call.cancel()
+            raise self.backend._translate(self.node, exc) from None
+
+    async def abandon(self) -> None:
+        """End the call without ``end`` (the node drops its temp file), or, when the
+        object was stored already, remove it again.
+        """
+        if self.response is None:
+            await self.backend._abandon(self.call)
+            return
+        request = storage_pb2.DeleteRequest(path=self.key, missing_ok=True)
+        try:
+            await self.backend._unary(self.node, self.node.stub.Delete, request)
+        except CallFSError as exc:
+            logger.warning(
+                "could not remove %s from %s (the reconciler will): %s",
+                self.key,
+                self.node.instance_id,
+                exc.message,
+            )
+
+    async def _send(self, message: storage_pb2.WriteRequest) -> None:
+        try:
+            async with asyncio.timeout(self.backend._timeout):
+                await self.call.write(message)
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, TimeoutError) as exc:
+            error: BaseException = exc
+            if not isinstance(exc, TimeoutError):
+                error = await self.backend._final_error(self.call, exc)
+            self.call.cancel()
+            if isinstance(error, grpc.aio.AioRpcError | TimeoutError):
+                raise self.backend._translate(self.node, error) from None
+            raise
+
+
+class _Uploads:
+    """The replicas of one write, a step at a time: a replica whose step fails is
+    dropped (and noted in ``failed``) as long as ``quorum`` of them go on.
+    """
+
+    def __init__(self, uploads: list[_Upload], *, quorum: int, failed: set[str]) -> None:
+        self.live = uploads
+        self.quorum = max(1, quorum)
+        self.failed = failed
+
+    async def each(self, step: Callable[[_Upload], Awaitable[None]]) -> None:
+        """Run ``step`` on every live replica at once.
+
+        Raises:
+            BackendUnavailable: fewer than ``quorum`` replicas are left (the first
+                failure's error).
+        """
+        if len(self.live) < self.quorum:
+            raise BackendUnavailable("too few storage nodes for the write quorum")
+        outcomes = await asyncio.gather(
+            *(step(upload) for upload in self.live), return_exceptions=True
+        )
+        kept: list[_Upload] = []
+        errors: list[BaseException] = []
+        for upload, outcome in zip(self.live, outcomes, strict=True):
+            if outcome is None:
+                kept.append(upload)
+                continue
+            if not isinstance(outcome, CallFSError):
+                # Not a node's failure (a cancellation, a bug): the whole write stops.
+                await self._drop(upload)
+                self.live = kept + self.live[len(kept) + len(errors) + 1 :]
+                raise outcome
+            errors.append(outcome)
+            self.failed.add(upload.node.instance_id)
+            logger.warning(
+                "replica %s dropped from a write: %s", upload.node.instance_id, outcome.message
+            )
+        self.live = kept
+        if len(kept) < self.quorum:
+            raise errors[0]
+
+    def agreeing(self) -> list[_Upload]:
+        """The replicas that stored the object with the SHA-256 most of them report.
+
+        Raises:
+            BackendUnavailable: fewer than ``quorum`` agree.
+        """
+        digests = [upload.response.sha256 for upload in self.live if upload.response]
+        common = max(set(digests), key=digests.count) if digests else None
+        stored = [u for u in self.live if u.response and u.response.sha256 == common]
+        if len(stored) < self.quorum:
+            raise BackendUnavailable("the replicas did not store the same bytes")
+        return stored
+
+    async def abandon(self) -> None:
+        """Leave nothing of this write on any live replica."""
+        await asyncio.gather(*(self._drop(upload) for upload in self.live))
+        self.live = []
+
+    @staticmethod
+    async def _drop(upload: _Upload) -> None:
+        with contextlib.suppress(Exception):
+            await upload.abandon()
+
+
+async def _close(stream: AsyncIterator[bytes]) -> None:
+    """Close a stream that may be an async generator (its gRPC call with it)."""
+    if isinstance(stream, AsyncGenerator):
+        await stream.aclose()
 
 
 class _Replayable:
