@@ -417,6 +417,31 @@ def test_rendered_settings_load_and_pass_the_production_checks(
         assert len(settings.auth.api_keys) >= 1
 
 
+@pytest.mark.parametrize(
+    ("args", "factor", "quorum"),
+    [
+        ((), "2", "0"),
+        (("--set", "replication.factor=3", "--set", "replication.writeQuorum=2"), "3", "2"),
+        (("--set", "storageNode.replicas=5", "--set", "replication.factor=5"), "5", "0"),
+    ],
+)
+def test_replication_settings_reach_the_configmap(
+    helm: Helm, args: tuple[str, ...], factor: str, quorum: str
+) -> None:
+    config = one(helm.scenario("default", *args), "ConfigMap", "callfs-config")["data"]
+    assert config["CALLFS_REPLICATION_FACTOR"] == factor
+    assert config["CALLFS_REPLICATION_WRITE_QUORUM"] == quorum
+
+
+def test_rendered_replication_settings_load_as_two_replicas_written_in_full(
+    helm: Helm, tmp_path: Path
+) -> None:
+    manifests = helm.scenario("external-values.yaml")
+    environ = _role_settings_environment(manifests, "gateway", "Deployment", tmp_path)
+    replication = load_settings(environ=environ).replication
+    assert (replication.factor, replication.write_quorum, replication.quorum) == (2, 0, 2)
+
+
 def test_bundled_databases_get_generated_credentials_and_their_addresses(helm: Helm) -> None:
     manifests = helm.scenario("bundled-values.yaml")
     postgres = _decoded(one(manifests, "Secret", "callfs-postgresql"))

@@ -146,6 +146,56 @@ def test_s3_backend_without_a_bucket_fails_with_a_clear_message(helm: Helm) -> N
     assert "set s3.bucket" in result.stderr
 
 
+def test_a_replication_factor_above_the_storage_nodes_fails_with_a_clear_message(
+    helm: Helm,
+) -> None:
+    result = helm.run(
+        "template",
+        "x",
+        str(CHART),
+        "--set",
+        "replication.factor=4",
+        "--set",
+        "storageNode.replicas=3",
+    )
+    assert result.returncode != 0
+    assert "replication.factor (4) exceeds storageNode.replicas (3)" in result.stderr
+
+
+def test_a_write_quorum_above_the_replication_factor_fails_with_a_clear_message(
+    helm: Helm,
+) -> None:
+    result = helm.run(
+        "template",
+        "x",
+        str(CHART),
+        "--set",
+        "replication.factor=2",
+        "--set",
+        "replication.writeQuorum=3",
+    )
+    assert result.returncode != 0
+    assert "replication.writeQuorum (3) exceeds replication.factor (2)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "complaint"),
+    [
+        ("--set", "replication.factor=0", "minimum"),
+        ("--set-string", "replication.factor=2", "want integer"),
+        ("--set", "replication.writeQuorum=-1", "minimum"),
+    ],
+)
+def test_the_schema_refuses_a_replication_value_out_of_range_or_not_an_integer(
+    helm: Helm, flag: str, value: str, complaint: str
+) -> None:
+    result = helm.run("template", "x", str(CHART), flag, value)
+    assert result.returncode != 0
+    key = value.split("=")[0].replace(".", "/")
+    assert f"at '/{key}'" in result.stderr
+    assert complaint in result.stderr
+
+
 def test_values_schema_forbids_unknown_keys_at_every_object_level() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
     open_objects: list[str] = []

@@ -303,4 +303,14 @@ Refuse contradictory values with a message naming them.
 {{- if and .Values.s3.existingSecret (or .Values.s3.accessKey .Values.s3.secretKey) }}
 {{- fail "s3.existingSecret and s3.accessKey/secretKey are both set: choose one" }}
 {{- end }}
+{{- /* The schema checks each value alone; only a template can compare two of them. */}}
+{{- $factor := int .Values.replication.factor }}
+{{- $nodes := int .Values.storageNode.replicas }}
+{{- $quorum := int .Values.replication.writeQuorum }}
+{{- if gt $factor $nodes }}
+{{- fail (printf "replication.factor (%d) exceeds storageNode.replicas (%d): every upload would answer 503; lower the factor or add storage nodes" $factor $nodes) }}
+{{- end }}
+{{- if gt $quorum $factor }}
+{{- fail (printf "replication.writeQuorum (%d) exceeds replication.factor (%d): set at most the factor (0: all replicas)" $quorum $factor) }}
+{{- end }}
 {{- end }}
