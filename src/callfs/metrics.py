@@ -116,6 +116,28 @@ class Metrics:
             ["endpoint"],
             registry=r,
         )
+        self.under_replicated = Gauge(
+            "callfs_files_under_replicated",
+            "Local-volume files with fewer healthy replicas than the replication factor,"
+            " as the last repair pass left them",
+            registry=r,
+        )
+        self.repaired_objects = Counter(
+            "callfs_repair_objects_total",
+            "Replicas the repairer copied to restore a file's replication factor",
+            registry=r,
+        )
+        self.repaired_bytes = Counter(
+            "callfs_repair_bytes_total",
+            "Bytes the repairer copied between storage nodes",
+            registry=r,
+        )
+        self.repair_runs = Counter(
+            "callfs_repair_runs_total",
+            "Repair passes by result (ok, partial, failed, skipped)",
+            ["result"],
+            registry=r,
+        )
         self.reconciler_runs = Counter(
             "callfs_reconciler_runs_total",
             "Reconciler passes by result (ok, partial, failed, skipped)",

@@ -257,6 +257,12 @@ class ReplicationSettings(Section):
     factor: int = Field(default=1, ge=1, le=16)
     # Replicas that must hold the whole object before a write succeeds; 0 means all.
     write_quorum: int = Field(default=0, ge=0, le=16)
+    # Seconds between repair passes on each gateway replica; 0 turns repair off.
+    repair_interval: Duration = 60.0
+    # A replica on a node that has not answered for this long is copied elsewhere.
+    repair_after: Duration = Field(default=600.0, ge=0.0)
+    # Bytes per second one repair pass copies at most, so repair never starves clients.
+    repair_rate: int = Field(default=50 * 1024 * 1024, ge=1024 * 1024)
 
     @model_validator(mode="after")
     def _quorum_within_factor(self) -> ReplicationSettings:

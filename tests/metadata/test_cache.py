@@ -117,6 +117,17 @@ async def test_update_through_one_replica_reaches_the_other(replicas: Replicas) 
     assert await two.get("/a/x") == file("/a/x", size=42)
 
 
+async def test_set_replicas_through_one_replica_reaches_the_other(replicas: Replicas) -> None:
+    one, two = await replicas.replica(), await replicas.replica()
+    await seed(one)
+    assert await two.get("/a/x") == file("/a/x")
+    holders = ("node-2", "node-0")
+    assert await one.set_replicas("/a/x", "key-a-x", holders) is True
+    found = await two.get("/a/x")
+    assert found == file("/a/x", instance_id="node-2", replicas=holders)
+    assert found is not None and found.holders == holders
+
+
 async def test_move_through_one_replica_drops_the_subtree_on_the_other(
     replicas: Replicas,
 ) -> None:

@@ -460,6 +460,91 @@ async def test_replicas_not_led_by_the_instance_id_are_not_trusted(store: Metada
     assert found is not None and (found.replicas, found.holders) == ((), ("node-2",))
 
 
+# --- set_replicas ---------------------------------------------------------------------
+
+
+def without_placement(entry: Entry | None) -> Entry | None:
+    """``entry`` with the two fields set_replicas changes blanked out."""
+    return None if entry is None else entry.evolve(instance_id=None, replicas=())
+
+
+async def test_set_replicas_records_the_holders_and_nothing_else(store: MetadataStore) -> None:
+    created = replicated(
+        "/d/f",
+        ("node-0",),
+        object_key="object-1",
+        size=7,
+        mode=0o640,
+        etag="etag-9",
+        mtime=T0 + timedelta(days=1),
+    )
+    await store.create(created, [directory("/d")])
+    before, parent = await store.get("/d/f"), await store.get("/d")
+    assert before == created
+
+    assert await store.set_replicas("/d/f", "object-1", THREE) is True
+    after = await store.get("/d/f")
+    assert after is not None
+    assert (after.instance_id, after.replicas, after.holders) == ("node-2", THREE, THREE)
+    assert without_placement(after) == without_placement(before)
+    assert after.entry_id == created.entry_id
+    assert await store.get("/d") == parent
+    # Shrinking to one node, from any sequence.
+    assert await store.set_replicas("/d/f", "object-1", ["node-1"]) is True
+    again = await store.get("/d/f")
+    assert again is not None and (again.instance_id, again.replicas) == ("node-1", ("node-1",))
+    assert without_placement(again) == without_placement(before)
+    assert again.entry_id == created.entry_id
+
+
+async def test_set_replicas_repairs_a_row_whose_replicas_were_not_trusted(
+    store: MetadataStore,
+) -> None:
+    """A row an older version left with replicas not led by its instance_id."""
+    await store.create(replicated("/f", ("node-0", "node-1"), object_key="object-1"))
+    await store.update(
+        file("/f", instance_id="node-2", replicas=("node-0", "node-1"), object_key="object-1")
+    )
+    assert await store.set_replicas("/f", "object-1", ("node-2", "node-0")) is True
+    found = await store.get("/f")
+    assert found is not None and found.replicas == found.holders == ("node-2", "node-0")
+
+
+async def test_set_replicas_of_a_row_holding_another_object_changes_nothing(
+    store: MetadataStore,
+) -> None:
+    await store.create(replicated("/f", ("node-0",), object_key="object-2"))
+    before = await store.get("/f")
+    assert await store.set_replicas("/f", "object-1", THREE) is False
+    assert await store.get("/f") == before
+
+
+async def test_set_replicas_of_a_missing_path_or_a_directory_changes_nothing(
+    store: MetadataStore,
+) -> None:
+    await store.create(file("/gone", object_key="object-1"))
+    await store.delete("/gone")
+    assert await store.set_replicas("/gone", "object-1", THREE) is False
+    assert await store.get("/gone") is None
+    await store.create(directory("/d"))
+    before = await store.get("/d")
+    assert await store.set_replicas("/d", "", THREE) is False
+    assert await store.set_replicas("/d", "object-1", THREE) is False
+    after = await store.get("/d")
+    assert after == before
+    assert after is not None and (after.instance_id, after.replicas) == (None, ())
+
+
+async def test_set_replicas_to_no_node_is_bad_request(store: MetadataStore) -> None:
+    await store.create(replicated("/f", ("node-0", "node-1"), object_key="object-1"))
+    before = await store.get("/f")
+    with pytest.raises(BadRequest):
+        await store.set_replicas("/f", "object-1", ())
+    with pytest.raises(BadRequest):
+        await store.set_replicas("/ghost", "object-1", [])
+    assert await store.get("/f") == before
+
+
 async def rows_on_many_nodes(store: MetadataStore) -> None:
     await store.create(directory("/d"))
     await store.create(replicated("/d/1", ("node-0", "node-1", "node-2"), object_key="k1"))

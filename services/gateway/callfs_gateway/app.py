@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from callfs import reconciler, system
+from callfs import reconciler, repairer, system
 from callfs.runtime import Runtime
 from callfs.settings import Settings
 from callfs_gateway.api import router
@@ -34,7 +34,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
 
 @asynccontextmanager
 async def _serving(app: FastAPI, runtime: Runtime) -> AsyncIterator[None]:
-    """Attach the filesystem to ``app`` and run the reconciler while the block runs."""
+    """Attach the filesystem to ``app``; run the reconciler and the repairer meanwhile."""
     app.state.filesystem = FileSystem(runtime)
-    async with reconciler.running(runtime):
+    async with reconciler.running(runtime), repairer.running(runtime):
         yield

@@ -194,8 +194,64 @@ class StorageNodeBackend(Backend):
         """Stream ``chunks`` to every replica of ``ref`` (see :meth:`_write`)."""
         return await self._write(ref, chunks, set())
 
+    async def replicate(
+        self,
+        ref: ObjectRef,
+        targets: Sequence[str],
+        *,
+        pace: Callable[[int], Awaitable[None]] | None = None,
+    ) -> Written:
+        """Copy the object of ``ref`` from its replicas onto ``targets`` (same key).
+
+        The copy goes through this process, a chunk at a time; ``pace(bytes)`` is
+        awaited after each chunk (a throttle). The targets that stored it whole are
+        in the result's ``replicas``.
+
+        Raises:
+            NotFound: no replica of ``ref`` has the object.
+            BackendUnavailable: no replica answers, or no target took the copy.
+        """
+        source = await self.read(ref)
+
+        async def paced() -> AsyncIterator[bytes]:
+            async for chunk in source:
+                yield chunk
+                if pace is not None:
+                    await pace(len(chunk))
+
+        try:
+            copy = ObjectRef(self.name, ref.key, tuple(targets))
+            return await self._write(copy, paced(), set(), quorum=1)
+        finally:
+            await _close(source)
+
+    async def choose_more(
+        self, path: str, count: int, *, exclude: AbstractSet[str]
+    ) -> tuple[str, ...]:
+        """Up to ``count`` nodes for another replica of ``path``: up, with room, not in
+        ``exclude``, best first in ``path``'s ranking (possibly none).
+        """
+        live = [i for i in self._endpoints() if i not in self._down and i not in exclude]
+        chosen: list[str] = []
+        for instance_id in rank(path, live):
+            if len(chosen) == count:
+                break
+            if await self._has_room(instance_id):
+                chosen.append(instance_id)
+        return tuple(chosen)
+
+    @property
+    def replication(self) -> int:
+        """Replicas a file should have."""
+        return self._replication
+
     async def _write(
-        self, ref: ObjectRef, chunks: AsyncIterable[bytes], failed: set[str]
+        self,
+        ref: ObjectRef,
+        chunks: AsyncIterable[bytes],
+        failed: set[str],
+        *,
+        quorum: int | None = None,
     ) -> Written:
         """Stream ``chunks`` to the replicas of ``ref`` at once; add those that fail to
         ``failed``.
@@ -209,7 +265,8 @@ class StorageNodeBackend(Backend):
             BackendUnavailable: the quorum was lost.
         """
         uploads = [_Upload(self, self._node(i), ref.key) for i in ref.replicas if i not in failed]
-        group = _Uploads(uploads, quorum=min(self._quorum, len(ref.replicas)), failed=failed)
+        needed = min(self._quorum if quorum is None else quorum, len(ref.replicas))
+        group = _Uploads(uploads, quorum=needed, failed=failed)
         try:
             await group.each(_Upload.begin)
             size = 0

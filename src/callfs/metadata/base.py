@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Literal
 
 from callfs.entry import Entry
+from callfs.errors import BadRequest
 
 ConsumeOutcome = Literal["consumed", "used", "expired", "not_found"]
 
@@ -23,6 +24,18 @@ def recorded_replicas(instance_id: str | None, replicas: Sequence[str]) -> tuple
     if not replicas or replicas[0] != instance_id:
         return ()
     return tuple(replicas)
+
+
+def placement(replicas: Sequence[str]) -> tuple[str, ...]:
+    """``replicas`` as :meth:`MetadataStore.set_replicas` records them.
+
+    Raises:
+        BadRequest: ``replicas`` is empty (a file's object is held somewhere).
+    """
+    recorded = tuple(replicas)
+    if not recorded:
+        raise BadRequest("a replica set names at least one storage node")
+    return recorded
 
 
 @dataclass(frozen=True)
@@ -116,6 +129,18 @@ class MetadataStore(ABC):
         Raises:
             NotFound: no row at that path.
             EntryChanged: ``expected`` is given and the row holds another object.
+        """
+
+    @abstractmethod
+    async def set_replicas(self, path: str, object_key: str, replicas: Sequence[str]) -> bool:
+        """Record that the object ``object_key`` of the file at ``path`` is held by
+        ``replicas`` (in placement order; the first becomes ``instance_id``), only while
+        the row still holds that object. Returns whether it did (False: the file is gone
+        or holds another object now). Nothing else of the row changes (mode, times,
+        size, etag stay).
+
+        Raises:
+            BadRequest: ``replicas`` is empty.
         """
 
     @abstractmethod

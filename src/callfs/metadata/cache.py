@@ -212,6 +212,14 @@ class CachedMetadataStore(MetadataStore):
             self.invalidate(entry.path)
         await self._announce(entry.path)
 
+    async def set_replicas(self, path: str, object_key: str, replicas: Sequence[str]) -> bool:
+        try:
+            recorded = await self.inner.set_replicas(path, object_key, replicas)
+        finally:
+            self.invalidate(path)
+        await self._announce(path)
+        return recorded
+
     async def delete(self, path: str) -> Entry:
         try:
             removed = await self.inner.delete(path)

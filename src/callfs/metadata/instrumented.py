@@ -81,6 +81,10 @@ class InstrumentedMetadataStore(MetadataStore):
         with self._query("update"):
             await self.inner.update(entry, expected=expected)
 
+    async def set_replicas(self, path: str, object_key: str, replicas: Sequence[str]) -> bool:
+        with self._query("set_replicas"):
+            return await self.inner.set_replicas(path, object_key, replicas)
+
     async def delete(self, path: str) -> Entry:
         with self._query("delete"):
             return await self.inner.delete(path)

@@ -29,7 +29,13 @@ from callfs.errors import (
 )
 from callfs.health import DependencyState
 from callfs.metadata import migration, subtree
-from callfs.metadata.base import ConsumeOutcome, LinkRecord, MetadataStore, recorded_replicas
+from callfs.metadata.base import (
+    ConsumeOutcome,
+    LinkRecord,
+    MetadataStore,
+    placement,
+    recorded_replicas,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -395,6 +401,22 @@ class PostgresMetadataStore(MetadataStore):
             raise EntryChanged(f"{entry.path} changed since it was read")
 
         await self._transact(body)
+
+    async def set_replicas(self, path: str, object_key: str, replicas: Sequence[str]) -> bool:
+        holders = placement(replicas)
+
+        async def body(conn: Any) -> bool:
+            status = await conn.execute(
+                "UPDATE entries SET instance_id = $3, replicas = $4"
+                " WHERE path = $1 AND object_key = $2",
+                path,
+                object_key,
+                holders[0],
+                list(holders),
+            )
+            return _count(status) > 0
+
+        return await self._transact(body)
 
     async def delete(self, path: str) -> Entry:
         subtree.check_delete(path)

@@ -29,7 +29,13 @@ from callfs.errors import (
     NotFound,
 )
 from callfs.metadata import migration, subtree
-from callfs.metadata.base import ConsumeOutcome, LinkRecord, MetadataStore, recorded_replicas
+from callfs.metadata.base import (
+    ConsumeOutcome,
+    LinkRecord,
+    MetadataStore,
+    placement,
+    recorded_replicas,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -426,6 +432,15 @@ class SQLiteMetadataStore(MetadataStore):
         if await self.get(entry.path) is None:
             raise NotFound(f"{entry.path} does not exist")
         raise EntryChanged(f"{entry.path} changed since it was read")
+
+    async def set_replicas(self, path: str, object_key: str, replicas: Sequence[str]) -> bool:
+        holders = placement(replicas)
+        rows = await self._write_one(
+            "UPDATE entries SET instance_id = ?, replicas = ?"
+            " WHERE path = ? AND object_key = ? RETURNING path",
+            (holders[0], ",".join(holders), path, object_key),
+        )
+        return bool(rows)
 
     async def delete(self, path: str) -> Entry:
         subtree.check_delete(path)
