@@ -146,6 +146,122 @@ def test_storage_nodes_start_in_parallel_behind_the_headless_service_discovery_w
     assert container["args"] == ["storage-node"]
 
 
+def _storage_node_pod(manifests: list[Manifest], release: str = "callfs") -> dict[str, Any]:
+    nodes = one(manifests, "StatefulSet", f"{release}-storage-node")
+    return nodes["spec"]["template"]["spec"]
+
+
+def _storage_node_selector(release: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "callfs",
+        "app.kubernetes.io/instance": release,
+        "app.kubernetes.io/component": "storage-node",
+    }
+
+
+@pytest.mark.parametrize("release", ["callfs", "prod"])
+def test_storage_nodes_prefer_distinct_hosts_and_zones_by_default(helm: Helm, release: str) -> None:
+    manifests = helm.template(release=release)
+    nodes = one(manifests, "StatefulSet", f"{release}-storage-node")
+    selector = _storage_node_selector(release)
+    # The selector the defaults use is the StatefulSet's own: it matches every storage node of
+    # this release (whatever its revision) and nothing else.
+    assert nodes["spec"]["selector"]["matchLabels"] == selector
+    assert selector.items() <= nodes["spec"]["template"]["metadata"]["labels"].items()
+    pod = _storage_node_pod(manifests, release)
+    assert pod["affinity"] == {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 100,
+                    "podAffinityTerm": {
+                        "topologyKey": "kubernetes.io/hostname",
+                        "labelSelector": {"matchLabels": selector},
+                    },
+                }
+            ]
+        }
+    }
+    assert pod["topologySpreadConstraints"] == [
+        {
+            "maxSkew": 1,
+            "topologyKey": key,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": selector},
+        }
+        for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone")
+    ]
+    # Only the storage nodes get defaults; the other roles stay as their values say.
+    for role in ("gateway", "link-service"):
+        spec = one(manifests, "Deployment", f"{release}-{role}")["spec"]["template"]["spec"]
+        assert "affinity" not in spec
+        assert "topologySpreadConstraints" not in spec
+
+
+def test_storage_node_scheduling_values_replace_the_defaults(helm: Helm, tmp_path: Path) -> None:
+    affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["disk"]}]}
+                ]
+            }
+        }
+    }
+    spread = [
+        {
+            "maxSkew": 1,
+            "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": {"matchLabels": {"app.kubernetes.io/component": "storage-node"}},
+        }
+    ]
+    tolerations = [{"key": "storage", "operator": "Exists", "effect": "NoSchedule"}]
+    values = tmp_path / "scheduling.yaml"
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "storageNode": {
+                    "affinity": affinity,
+                    "topologySpreadConstraints": spread,
+                    "nodeSelector": {"pool": "disk"},
+                    "tolerations": tolerations,
+                }
+            }
+        )
+    )
+    manifests = helm.template("--values", str(values))
+    pod = _storage_node_pod(manifests)
+    assert pod["affinity"] == affinity
+    assert pod["topologySpreadConstraints"] == spread
+    assert pod["nodeSelector"] == {"pool": "disk"}
+    assert pod["tolerations"] == tolerations
+    # Only the affinity replaces its default: the spread constraints stay when left empty.
+    only_affinity = tmp_path / "affinity.yaml"  # a new path: helm.template caches by arguments
+    only_affinity.write_text(yaml.safe_dump({"storageNode": {"affinity": affinity}}))
+    pod = _storage_node_pod(helm.template("--values", str(only_affinity)))
+    assert pod["affinity"] == affinity
+    assert [c["topologyKey"] for c in pod["topologySpreadConstraints"]] == [
+        "kubernetes.io/hostname",
+        "topology.kubernetes.io/zone",
+    ]
+
+
+def test_storage_node_upgrades_roll_one_ready_pod_at_a_time(helm: Helm) -> None:
+    nodes = one(helm.scenario("default"), "StatefulSet", "callfs-storage-node")
+    # RollingUpdate with no partition and no maxUnavailable: one pod at a time, each waiting for
+    # the previous one to be Ready (its readinessProbe) and then available minReadySeconds.
+    assert nodes["spec"]["updateStrategy"] == {"type": "RollingUpdate"}
+    assert nodes["spec"]["minReadySeconds"] == 10
+    (container,) = nodes["spec"]["template"]["spec"]["containers"]
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    readiness = container["readinessProbe"]
+    assert readiness["grpc"] == {"port": ports["grpc"]}
+    assert readiness["periodSeconds"] <= 10
+    slower = helm.scenario("default", "--set", "storageNode.minReadySeconds=30")
+    assert one(slower, "StatefulSet", "callfs-storage-node")["spec"]["minReadySeconds"] == 30
+
+
 def test_the_gateway_and_link_service_watch_their_own_namespace(helm: Helm) -> None:
     specs = pod_specs(helm.scenario("default"))
     for role in ("gateway", "link-service"):

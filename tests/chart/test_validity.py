@@ -178,6 +178,46 @@ def test_a_write_quorum_above_the_replication_factor_fails_with_a_clear_message(
     assert "replication.writeQuorum (3) exceeds replication.factor (2)" in result.stderr
 
 
+@pytest.mark.parametrize(("factor", "budget"), [(2, 2), (2, 3), (3, 3)])
+def test_a_storage_node_budget_of_the_replication_factor_fails_with_a_clear_message(
+    helm: Helm, factor: int, budget: int
+) -> None:
+    result = helm.run(
+        "template",
+        "x",
+        str(CHART),
+        "--set",
+        f"replication.factor={factor}",
+        "--set",
+        f"storageNode.pdb.maxUnavailable={budget}",
+    )
+    assert result.returncode != 0
+    assert (
+        f"storageNode.pdb.maxUnavailable ({budget}) must be below replication.factor ({factor})"
+    ) in result.stderr
+    assert f"set it to at most {factor - 1}" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["replication.factor=3", "storageNode.pdb.maxUnavailable=2"],
+        ["replication.factor=1", "storageNode.pdb.maxUnavailable=1"],
+        [
+            "replication.factor=2",
+            "storageNode.pdb.maxUnavailable=2",
+            "storageNode.pdb.enabled=false",
+        ],
+        ["replication.factor=2", "storageNode.pdb.maxUnavailable=50%"],
+    ],
+    ids=["below-the-factor", "factor-1", "no-budget", "percentage"],
+)
+def test_storage_node_budgets_that_keep_a_replica_render(helm: Helm, values: list[str]) -> None:
+    flags = [part for value in values for part in ("--set", value)]
+    result = helm.run("template", "x", str(CHART), *flags)
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.mark.parametrize(
     ("flag", "value", "complaint"),
     [
@@ -194,6 +234,61 @@ def test_the_schema_refuses_a_replication_value_out_of_range_or_not_an_integer(
     key = value.split("=")[0].replace(".", "/")
     assert f"at '/{key}'" in result.stderr
     assert complaint in result.stderr
+
+
+def test_the_schema_refuses_a_negative_min_ready_seconds(helm: Helm) -> None:
+    result = helm.run("template", "x", str(CHART), "--set", "storageNode.minReadySeconds=-1")
+    assert result.returncode != 0
+    assert "at '/storageNode/minReadySeconds'" in result.stderr
+    assert "minimum" in result.stderr
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_storage_node_scheduling_overrides_are_valid_kubernetes(
+    helm: Helm, tmp_path: Path, version: str
+) -> None:
+    values = tmp_path / "scheduling.yaml"
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "storageNode": {
+                    "minReadySeconds": 30,
+                    "nodeSelector": {"pool": "disk"},
+                    "tolerations": [{"key": "storage", "operator": "Exists"}],
+                    "affinity": {
+                        "podAntiAffinity": {
+                            "requiredDuringSchedulingIgnoredDuringExecution": [
+                                {
+                                    "topologyKey": "kubernetes.io/hostname",
+                                    "labelSelector": {
+                                        "matchLabels": {
+                                            "app.kubernetes.io/component": "storage-node"
+                                        }
+                                    },
+                                }
+                            ]
+                        }
+                    },
+                    "topologySpreadConstraints": [
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": "topology.kubernetes.io/zone",
+                            "whenUnsatisfiable": "DoNotSchedule",
+                            "minDomains": 3,
+                            "labelSelector": {
+                                "matchLabels": {"app.kubernetes.io/component": "storage-node"}
+                            },
+                        }
+                    ],
+                }
+            }
+        )
+    )
+    manifests = helm.template("--values", str(values), kube_version=version)
+    (nodes,) = [
+        m for m in find(manifests, "StatefulSet") if "storage-node" in m["metadata"]["name"]
+    ]
+    assert kubernetes_validate.validate(nodes, version, strict=True) == version
 
 
 def test_values_schema_forbids_unknown_keys_at_every_object_level() -> None:

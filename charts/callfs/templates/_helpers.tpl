@@ -175,7 +175,9 @@ Checksum of the Secrets the chart writes (and of which Secrets are used), so pod
 {{- end }}
 
 {{/*
-Pod-level settings shared by the CallFS roles: (dict "ctx" $ "values" .Values.gateway).
+Pod-level settings shared by the CallFS roles: (dict "ctx" $ "values" .Values.gateway), plus
+optionally "defaultAffinity" and "defaultTopologySpreadConstraints": used when the role's own
+affinity / topologySpreadConstraints are empty, replaced as a whole when they are set.
 */}}
 {{- define "callfs.podCommon" -}}
 enableServiceLinks: false
@@ -193,13 +195,45 @@ nodeSelector:
 tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .values.affinity }}
+{{- with .values.affinity | default .defaultAffinity }}
 affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .values.topologySpreadConstraints }}
+{{- with .values.topologySpreadConstraints | default .defaultTopologySpreadConstraints }}
 topologySpreadConstraints:
   {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/*
+Default affinity of the storage nodes: keep them off each other's host (preferred, so a
+cluster with fewer hosts than storage nodes still runs them all), so that the replicas of a
+file (replication.factor) sit on different machines. storageNode.affinity replaces it.
+*/}}
+{{- define "callfs.storageNode.defaultAffinity" -}}
+podAntiAffinity:
+  preferredDuringSchedulingIgnoredDuringExecution:
+    - weight: 100
+      podAffinityTerm:
+        topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels:
+            {{- include "callfs.selectorLabels" (dict "ctx" . "component" "storage-node") | nindent 12 }}
+{{- end }}
+
+{{/*
+Default topology spread of the storage nodes: even across hosts, then across zones, both
+ScheduleAnyway (a preference, never a pod left Pending). storageNode.topologySpreadConstraints
+replaces them. No matchLabelKeys: pods of the old and the new revision hold replicas alike.
+*/}}
+{{- define "callfs.storageNode.defaultTopologySpreadConstraints" -}}
+{{- range list "kubernetes.io/hostname" "topology.kubernetes.io/zone" }}
+- maxSkew: 1
+  topologyKey: {{ . }}
+  whenUnsatisfiable: ScheduleAnyway
+  labelSelector:
+    matchLabels:
+      {{- include "callfs.selectorLabels" (dict "ctx" $ "component" "storage-node") | nindent 6 }}
 {{- end }}
 {{- end }}
 
@@ -312,5 +346,13 @@ Refuse contradictory values with a message naming them.
 {{- end }}
 {{- if gt $quorum $factor }}
 {{- fail (printf "replication.writeQuorum (%d) exceeds replication.factor (%d): set at most the factor (0: all replicas)" $quorum $factor) }}
+{{- end }}
+{{- /* A budget of `factor` pods would let a drain take down every replica of a file at once. A
+percentage depends on the replica count at eviction time and is left alone. */}}
+{{- $budget := .Values.storageNode.pdb.maxUnavailable }}
+{{- if and .Values.storageNode.pdb.enabled (gt $factor 1) (not (kindIs "string" $budget)) }}
+{{- if ge (int $budget) $factor }}
+{{- fail (printf "storageNode.pdb.maxUnavailable (%d) must be below replication.factor (%d): a node drain could take down every replica of a file at once and make it unreadable; set it to at most %d" (int $budget) $factor (sub $factor 1)) }}
+{{- end }}
 {{- end }}
 {{- end }}
