@@ -18,6 +18,7 @@
     ├── RateLimitExceeded            429 RATE_LIMIT_EXCEEDED
     └── BackendUnavailable           503 BACKEND_UNAVAILABLE
         ├── NodeUnreachable          (a storage node did not answer at all)
+        ├── ReplicaCorrupted         (a replica's bytes failed their checksum: read another)
         ├── LockTimeout              (another operation holds the path's lock)
         └── EntryChanged             (the row changed after the decision: a lost lock)
 
@@ -146,6 +147,16 @@ class BackendUnavailable(CallFSError):
 
 class NodeUnreachable(BackendUnavailable):
     """A storage node did not answer at all (refused, reset or timed out): it is down."""
+
+
+class ReplicaCorrupted(BackendUnavailable):
+    """A replica's stored bytes failed a checksum: another replica may hold them whole.
+
+    A storage node raises it before it sends any byte of a block that fails its CRC
+    (gRPC ``DATA_LOSS``), and the storage client raises it again from that answer.
+    """
+
+    default_message = "a replica of the object is corrupted"
 
 
 class LockTimeout(BackendUnavailable):

@@ -258,11 +258,13 @@ async def test_stat_mkdir_rename_and_delete_work_on_the_volume(
     assert not missing.exists
 
 
-async def test_usage_reports_used_free_and_total_bytes(stub: Stub) -> None:
+async def test_usage_reports_used_free_and_total_bytes(stub: Stub, node: RunningNode) -> None:
     await write(stub, "a", pattern(1000), create_parents=True)
     await write(stub, "b/c", pattern(500), create_parents=True)
     usage = await stub.Usage(storage_pb2.UsageRequest(), metadata=METADATA)
-    assert usage.used_bytes == 1500
+    sidecars = sum(path.stat().st_size for path in node.root.rglob("*.sums"))
+    assert sidecars > 0
+    assert usage.used_bytes == 1500 + sidecars
     assert usage.total_bytes > 0
     assert 0 < usage.free_bytes <= usage.total_bytes
 

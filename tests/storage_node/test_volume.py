@@ -59,6 +59,11 @@ def temp_files(volume: Volume) -> list[Path]:
     return list(Path(volume.root).rglob(f"{TEMP_PREFIX}*"))
 
 
+def sidecar_bytes(volume: Volume) -> int:
+    """What the checksum sidecars take, counted in the volume's usage."""
+    return sum(path.stat().st_size for path in Path(volume.root).rglob("*.sums"))
+
+
 async def test_write_then_read_returns_the_bytes_and_their_sha256(volume: Volume) -> None:
     data = pattern(2 * BATCH_BYTES + 12345)
     parts = [data[start : start + MiB] for start in range(0, len(data), MiB)]
@@ -231,7 +236,7 @@ async def test_a_size_other_than_expected_is_precondition_failed(volume: Volume)
         await volume.write("long", chunks_of(b"abcde"), expected_size=4)
     stored = await volume.write("exact", chunks_of(b"ab", b"cd"), expected_size=4)
     assert stored.size == 4
-    assert sorted(p.name for p in Path(volume.root).iterdir()) == ["exact"]
+    assert sorted(p.name for p in Path(volume.root).iterdir()) == ["exact", "exact.sums"]
 
 
 async def test_written_files_get_the_mode_asked_for(volume: Volume) -> None:
@@ -313,7 +318,7 @@ async def test_usage_counts_the_bytes_of_files_under_the_root(volume: Volume) ->
     await volume.write("a", chunks_of(pattern(1000)))
     await volume.write("d/b", chunks_of(pattern(234)), create_parents=True)
     usage = await volume.usage()
-    assert usage.used == 1234
+    assert usage.used == 1234 + sidecar_bytes(volume)
     assert usage.total > 0
     assert 0 <= usage.free <= usage.total
 
@@ -321,7 +326,7 @@ async def test_usage_counts_the_bytes_of_files_under_the_root(volume: Volume) ->
 async def test_concurrent_usage_calls_share_one_answer(volume: Volume) -> None:
     await volume.write("a", chunks_of(pattern(10)))
     answers = await asyncio.gather(*(volume.usage() for _ in range(5)))
-    assert {answer.used for answer in answers} == {10}
+    assert {answer.used for answer in answers} == {10 + sidecar_bytes(volume)}
 
 
 async def test_sweep_removes_only_stale_temp_files(volume: Volume) -> None:

@@ -5,6 +5,7 @@ NotFound                                   NOT_FOUND
 AlreadyExists                              ALREADY_EXISTS
 IsADirectory, NotADirectory,
 DirectoryNotEmpty, PreconditionFailed      FAILED_PRECONDITION
+ReplicaCorrupted (a block failed its CRC)  DATA_LOSS (logged at ERROR)
 OSError ENOSPC / EDQUOT (disk full)        RESOURCE_EXHAUSTED
 anything else                              INTERNAL (details stay in the log)
 
@@ -34,6 +35,7 @@ from callfs.errors import (
     NotADirectory,
     NotFound,
     PreconditionFailed,
+    ReplicaCorrupted,
 )
 
 logger = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ _DOMAIN: tuple[tuple[tuple[type[CallFSError], ...], grpc.StatusCode], ...] = (
         (IsADirectory, NotADirectory, DirectoryNotEmpty, PreconditionFailed),
         grpc.StatusCode.FAILED_PRECONDITION,
     ),
+    ((ReplicaCorrupted,), grpc.StatusCode.DATA_LOSS),
 )
 _OS: tuple[tuple[type[OSError], grpc.StatusCode, str], ...] = (
     (FileNotFoundError, grpc.StatusCode.NOT_FOUND, NotFound.default_message),
@@ -63,6 +66,8 @@ CANCELLATION_GRACE = 5.0
 def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
     """The status code and the details a caller may see for ``exc``."""
     if isinstance(exc, CallFSError):
+        if isinstance(exc, ReplicaCorrupted):
+            logger.error("stored data is corrupted: %s", exc.message)
         for kinds, code in _DOMAIN:
             if isinstance(exc, kinds):
                 return code, exc.message

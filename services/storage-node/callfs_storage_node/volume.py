@@ -1,7 +1,9 @@
 """One volume directory: confined paths, atomic streamed writes, ranged streamed reads.
 
 Every path is relative to the root and can never leave it, not even through a
-symlink. Blocking file I/O runs in worker threads, a few chunks per hop.
+symlink. Blocking file I/O runs in worker threads, a few chunks per hop. Each file
+written has its block checksums in a sidecar (:mod:`callfs_storage_node.checksums`),
+and a read checks every block before it hands out any byte of it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterable, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,6 +34,7 @@ from callfs.errors import (
     NotFound,
     PreconditionFailed,
 )
+from callfs_storage_node import checksums
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +51,8 @@ BATCH_BYTES = 4 * 1024 * 1024
 # A long write syncs as it goes, so the final fsync (the caller waits on it) stays short.
 SYNC_BYTES = 64 * 1024 * 1024
 _LINK_UNSUPPORTED = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV})
+# Locks that keep a file and its sidecar changing as one pair, shared by path hash.
+_PATH_LOCKS = 64
 
 
 @dataclass(frozen=True)
@@ -90,9 +95,12 @@ class VolumeUsage:
 class _OpenFile:
     """A descriptor shared with worker threads: closed once, never during a call."""
 
-    def __init__(self, fd: int, temp: str | None = None) -> None:
+    def __init__(
+        self, fd: int, temp: str | None = None, sums: checksums.Sums | None = None
+    ) -> None:
         self.fd = fd
         self.temp = temp
+        self.sums = sums
         self._lock = threading.Lock()
         self._closed = False
 
@@ -107,6 +115,8 @@ class _OpenFile:
             if not self._closed:
                 self._closed = True
                 os.close(self.fd)
+                if self.sums is not None:
+                    os.close(self.sums.fd)
             if discard and self.temp is not None:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.temp)
@@ -118,9 +128,21 @@ def _forget(pending: asyncio.Future[Any] | None) -> None:
         pending.add_done_callback(lambda f: f.cancelled() or f.exception())
 
 
-def _write_all(fd: int, chunks: list[bytes], hasher: Any) -> None:
+class _Digest:
+    """What a write learns of its bytes on their way to disk: SHA-256 and block CRCs."""
+
+    def __init__(self) -> None:
+        self.sha256 = hashlib.sha256()
+        self.blocks = checksums.BlockSums()
+
+    def update(self, data: bytes) -> None:
+        self.sha256.update(data)
+        self.blocks.update(data)
+
+
+def _write_all(fd: int, chunks: list[bytes], digest: _Digest) -> None:
     for chunk in chunks:
-        hasher.update(chunk)
+        digest.update(chunk)
         view = memoryview(chunk)
         while view:
             view = view[os.write(fd, view) :]
@@ -132,6 +154,40 @@ def _fsync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _write_new(path: str, data: bytes) -> None:
+    """Create ``path`` holding ``data``, synced to disk."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, DEFAULT_FILE_MODE)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink_if_present(path: str) -> bool:
+    """Remove ``path``; whether it was there."""
+    try:
+        os.unlink(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return True
+
+
+def _replace(src: str, dst: str) -> None:
+    """Rename ``src`` over ``dst`` and sync both directories."""
+    try:
+        os.replace(src, dst)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            raise DirectoryNotEmpty() from None
+        raise
+    _fsync_dir(os.path.dirname(src))
+    if os.path.dirname(src) != os.path.dirname(dst):
+        _fsync_dir(os.path.dirname(dst))
 
 
 def _read_batch(fd: int, position: int, end: int, chunk_size: int) -> list[bytes]:
@@ -147,13 +203,131 @@ def _read_batch(fd: int, position: int, end: int, chunk_size: int) -> list[bytes
     return chunks
 
 
+class _Range:
+    """The bytes ``position`` to ``end`` of an open file, handed out a batch of chunks
+    of ``chunk_size`` per call (in a worker thread, one call at a time).
+    """
+
+    def __init__(self, position: int, end: int, chunk_size: int) -> None:
+        self.position = position
+        self.end = end
+        self.chunk_size = chunk_size
+
+    @property
+    def done(self) -> bool:
+        return self.position >= self.end
+
+    def __call__(self, fd: int) -> list[bytes]:
+        """The next batch; an empty list at the end."""
+        raise NotImplementedError
+
+
+class _PlainRange(_Range):
+    """A range of a file without checksums (written before they were kept), unchecked."""
+
+    def __call__(self, fd: int) -> list[bytes]:
+        batch = _read_batch(fd, self.position, self.end, self.chunk_size)
+        self.position += sum(len(chunk) for chunk in batch)
+        return batch
+
+
+class _CheckedRange(_Range):
+    """A range read in whole blocks, each checked against its CRC before any byte of
+    it is handed out; chunks are cut as in an unchecked read.
+
+    The last block of a batch is kept for the next batch when the range goes on in
+    it, so no block is read twice.
+
+    Raises:
+        ReplicaCorrupted: a block does not match its CRC.
+    """
+
+    def __init__(self, sums: checksums.Sums, position: int, end: int, chunk_size: int) -> None:
+        super().__init__(position, end, chunk_size)
+        self._sums = sums
+        self._kept: tuple[int, bytes] | None = None
+
+    def __call__(self, fd: int) -> list[bytes]:
+        if self.done:
+            return []
+        block = self._sums.block_size
+        stop = min(
+            self.end, self.position + max(1, BATCH_BYTES // self.chunk_size) * self.chunk_size
+        )
+        first, last = self.position // block, (stop - 1) // block
+        parts: list[memoryview] = []
+        for index, data in zip(range(first, last + 1), self._blocks(fd, first, last), strict=True):
+            start = index * block
+            parts.append(memoryview(data)[max(self.position, start) - start : stop - start])
+        self.position = stop
+        if self.done or stop % block == 0:
+            self._kept = None
+        return _rechunk(parts, self.chunk_size)
+
+    def _blocks(self, fd: int, first: int, last: int) -> list[bytes]:
+        """Blocks ``first`` to ``last``, checked; the last one is kept for the next batch."""
+        blocks: list[bytes] = []
+        if self._kept is not None and self._kept[0] == first:
+            blocks.append(self._kept[1])
+        fetch = first + len(blocks)
+        if fetch <= last:
+            crcs = self._sums.crcs(fetch, last - fetch + 1)
+            for index, expected in enumerate(crcs, start=fetch):
+                start = index * self._sums.block_size
+                length = min(self._sums.block_size, self._sums.size - start)
+                data = _pread_full(fd, length, start)
+                self._sums.check(index, data, expected)
+                blocks.append(data)
+        self._kept = (last, blocks[-1])
+        return blocks
+
+
+def _pread_full(fd: int, length: int, position: int) -> bytes:
+    """``length`` bytes at ``position``, fewer only at the end of the file."""
+    data = os.pread(fd, length, position)
+    while len(data) < length:
+        more = os.pread(fd, length - len(data), position + len(data))
+        if not more:
+            break
+        data += more
+    return data
+
+
+def _rechunk(parts: list[memoryview], size: int) -> list[bytes]:
+    """``parts`` cut and joined into chunks of ``size`` bytes (the last may be shorter)."""
+    chunks: list[bytes] = []
+    pending: list[memoryview] = []
+    filled = 0
+    for part in parts:
+        while part:
+            take = min(len(part), size - filled)
+            pending.append(part[:take])
+            filled += take
+            part = part[take:]
+            if filled == size:
+                chunks.append(_joined(pending))
+                pending, filled = [], 0
+    if pending:
+        chunks.append(_joined(pending))
+    return chunks
+
+
+def _joined(views: list[memoryview]) -> bytes:
+    if len(views) == 1:
+        whole = views[0].obj
+        if isinstance(whole, bytes) and len(whole) == views[0].nbytes:
+            return whole  # a whole block: no copy
+    return b"".join(views)
+
+
 class _Walk:
     """A walk of the volume that hands out regular files batch by batch.
 
     It holds one open directory and the paths of the directories still to visit, so
     memory stays bounded however large the volume is. Symlinks are not followed,
-    and temp files of writes in progress are left out. Each batch is taken in a
-    worker thread; the lock keeps a batch and ``close`` from running at once.
+    and temp files of writes in progress and checksum sidecars are left out. Each
+    batch is taken in a worker thread; the lock keeps a batch and ``close`` from
+    running at once.
     """
 
     def __init__(self, root: str) -> None:
@@ -210,7 +384,11 @@ class _Walk:
             if entry.is_dir(follow_symlinks=False):
                 self._pending.append(key)
                 return None
-            if not entry.is_file(follow_symlinks=False) or entry.name.startswith(TEMP_PREFIX):
+            if (
+                not entry.is_file(follow_symlinks=False)
+                or entry.name.startswith(TEMP_PREFIX)
+                or checksums.is_sidecar(entry.name)
+            ):
                 return None
             info = entry.stat(follow_symlinks=False)
         except FileNotFoundError:
@@ -240,14 +418,26 @@ class Volume:
         # Names of the temp files of this process's writes in progress: never swept.
         self._writing: set[str] = set()
         self._writing_lock = threading.Lock()
+        self._path_locks = tuple(threading.Lock() for _ in range(_PATH_LOCKS))
 
     # --- paths -------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self, *paths: str) -> Iterator[None]:
+        """Hold the locks of ``paths`` (real paths), so that each file and its sidecar
+        are seen and changed as one pair.
+        """
+        with contextlib.ExitStack() as stack:
+            for index in sorted({hash(path) % len(self._path_locks) for path in paths}):
+                stack.enter_context(self._path_locks[index])
+            yield
 
     def resolve(self, path: str, *, allow_root: bool = False) -> str:
         """The real path of ``path`` under the root, symlinks followed (blocking).
 
         Raises:
-            InvalidPath: absolute, ``..``, NUL, a temp-file name, or leaves the root.
+            InvalidPath: absolute, ``..``, NUL, a temp-file or sidecar name, or
+                leaves the root.
         """
         if "\0" in path:
             raise InvalidPath("path contains a NUL byte")
@@ -258,6 +448,8 @@ class Volume:
             raise InvalidPath("path must not contain '..'")
         if any(part.startswith(TEMP_PREFIX) for part in parts):
             raise InvalidPath("path names a temporary file")
+        if any(checksums.is_sidecar(part) for part in parts):
+            raise InvalidPath("path names a checksum file")
         if not parts and not allow_root:
             raise InvalidPath("path names the volume root")
         real = os.path.realpath(os.path.join(self.root, *parts))
@@ -282,8 +474,9 @@ class Volume:
     ) -> Stored:
         """Store ``chunks`` at ``path`` atomically: a temp file, fsync, rename, fsync.
 
-        On any failure or cancellation the temp file is removed and an existing
-        file keeps its old content.
+        The block checksums are taken from the bytes on their way to disk and stored
+        in the file's sidecar (see :meth:`_publish`). On any failure or cancellation
+        the temp files are removed and an existing file keeps its old content.
 
         Raises:
             InvalidPath, NotFound (parent missing), NotADirectory, IsADirectory,
@@ -312,7 +505,7 @@ class Volume:
         overwrite: bool,
         expected_size: int | None,
     ) -> Stored:
-        hasher = hashlib.sha256()
+        digest = _Digest()
         size = synced = 0
         pending: asyncio.Future[None] | None = None
         try:
@@ -334,7 +527,7 @@ class Volume:
                         synced = size
                     # The next batch arrives from the network while this one is written.
                     pending = asyncio.ensure_future(
-                        asyncio.to_thread(handle.call, _writer(batch, hasher, sync=sync))
+                        asyncio.to_thread(handle.call, _writer(batch, digest, sync=sync))
                     )
                     batch, batched = [], 0
             if pending is not None:
@@ -342,13 +535,13 @@ class Volume:
                 pending = None
             if expected_size is not None and size != expected_size:
                 raise PreconditionFailed(f"{size} bytes arrived, {expected_size} were expected")
-            await asyncio.to_thread(self._commit, handle, target, batch, hasher, overwrite)
+            await asyncio.to_thread(self._commit, handle, target, batch, digest, overwrite)
         except BaseException:
             _forget(pending)
             # Runs to the end in its thread even if this task is cancelled again.
             await asyncio.to_thread(handle.close, discard=True)
             raise
-        return Stored(size, hasher.hexdigest())
+        return Stored(size, digest.sha256.hexdigest())
 
     def _create_temp(
         self, path: str, mode: int, overwrite: bool, create_parents: bool
@@ -367,9 +560,9 @@ class Volume:
             raise AlreadyExists()
         name = f"{TEMP_PREFIX}{uuid.uuid4().hex}"
         temp = os.path.join(parent, name)
-        # Claimed before it exists, so a sweep never finds it unclaimed.
+        # Claimed before they exist, so a sweep never finds them unclaimed.
         with self._writing_lock:
-            self._writing.add(name)
+            self._writing.update((name, checksums.sidecar_of(name)))
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode & 0o7777)
             try:
@@ -380,15 +573,16 @@ class Volume:
                 raise
         except BaseException:
             with self._writing_lock:
-                self._writing.discard(name)
+                self._writing.difference_update((name, checksums.sidecar_of(name)))
             raise
         return target, _OpenFile(fd, temp)
 
     def _release_temp(self, handle: _OpenFile) -> None:
         """Let sweeps see ``handle``'s temp name again: its write has ended."""
         if handle.temp is not None:
+            name = os.path.basename(handle.temp)
             with self._writing_lock:
-                self._writing.discard(os.path.basename(handle.temp))
+                self._writing.difference_update((name, checksums.sidecar_of(name)))
 
     def _abandon(self, creating: asyncio.Future[tuple[str, _OpenFile]]) -> None:
         """Remove the temp file of a write cancelled while the file was being made."""
@@ -415,16 +609,59 @@ class Volume:
             _fsync_dir(os.path.dirname(created))
 
     def _commit(
-        self, handle: _OpenFile, target: str, batch: list[bytes], hasher: Any, overwrite: bool
+        self, handle: _OpenFile, target: str, batch: list[bytes], digest: _Digest, overwrite: bool
     ) -> None:
         def finish(fd: int) -> None:
-            _write_all(fd, batch, hasher)
+            _write_all(fd, batch, digest)
             os.fsync(fd)
 
         handle.call(finish)
         handle.close()
         temp = handle.temp
         assert temp is not None
+        sums_temp = checksums.sidecar_of(temp)
+        try:
+            _write_new(sums_temp, digest.blocks.encode())
+            with self._locked(target):
+                self._publish(temp, sums_temp, target, overwrite)
+        except BaseException:
+            _unlink_if_present(sums_temp)
+            raise
+
+    def _publish(self, temp: str, sums_temp: str, target: str, overwrite: bool) -> None:
+        """Move the synced ``temp`` and its sidecar ``sums_temp`` to ``target`` (its lock held).
+
+        A new file's sidecar comes first, so a visible file always has its sidecar; a
+        crash may leave a sidecar without its file, which the sweep removes. A file
+        replaced loses its sidecar before the new bytes take its place, and the new
+        sidecar follows them: a crash in between leaves bytes unchecked, never checked
+        against another file's sums. Each step is on disk before the next one starts,
+        since their order is what makes a crash safe.
+        """
+        sums = checksums.sidecar_of(target)
+        directory = os.path.dirname(target)
+        if os.path.isdir(target):
+            raise IsADirectory("a directory is at the path")
+        if not os.path.lexists(target):
+            os.replace(sums_temp, sums)
+            _fsync_dir(directory)
+            try:
+                self._place(temp, target, overwrite)
+            except AlreadyExists:
+                # Another process's file took the path meanwhile: these are not its sums.
+                _unlink_if_present(sums)
+                raise
+        else:
+            if not overwrite:
+                raise AlreadyExists()
+            if _unlink_if_present(sums):
+                _fsync_dir(directory)
+            self._place(temp, target, overwrite)
+            _fsync_dir(directory)
+            os.replace(sums_temp, sums)
+        _fsync_dir(directory)
+
+    def _place(self, temp: str, target: str, overwrite: bool) -> None:
         if overwrite:
             try:
                 os.replace(temp, target)
@@ -432,7 +669,6 @@ class Volume:
                 raise IsADirectory("a directory is at the path") from None
         else:
             self._link_new(temp, target)
-        _fsync_dir(os.path.dirname(target))
 
     @staticmethod
     def _link_new(temp: str, target: str) -> None:
@@ -473,46 +709,56 @@ class Volume:
             raise BadRequest("offset and length must not be negative")
         if chunk_size <= 0:
             chunk_size = DEFAULT_CHUNK_SIZE
-        handle, end, first = await asyncio.to_thread(
+        handle, reader, first = await asyncio.to_thread(
             self._open_read, path, offset, length, chunk_size
         )
-        return self._chunks(handle, offset, end, chunk_size, first)
+        return self._chunks(handle, reader, first)
 
     def _open_read(
         self, path: str, offset: int, length: int | None, chunk_size: int
-    ) -> tuple[_OpenFile, int, list[bytes]]:
+    ) -> tuple[_OpenFile, _Range, list[bytes]]:
         target = self.resolve(path)
+        # Under the lock, the file and the sidecar opened belong together.
+        with self._locked(target):
+            try:
+                fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
+            except (FileNotFoundError, NotADirectoryError):
+                raise NotFound() from None
+            except IsADirectoryError:
+                raise IsADirectory() from None
+            try:
+                info = os.fstat(fd)
+                if stat.S_ISDIR(info.st_mode):
+                    raise IsADirectory()
+                sums = checksums.open_sums(target, path, info.st_size)
+            except BaseException:
+                os.close(fd)
+                raise
+        handle = _OpenFile(fd, sums=sums)
+        end = info.st_size if length is None else min(info.st_size, offset + length)
+        reader: _Range = (
+            _PlainRange(offset, end, chunk_size)
+            if sums is None
+            else _CheckedRange(sums, offset, end, chunk_size)
+        )
         try:
-            fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
-        except (FileNotFoundError, NotADirectoryError):
-            raise NotFound() from None
-        except IsADirectoryError:
-            raise IsADirectory() from None
-        try:
-            info = os.fstat(fd)
-            if stat.S_ISDIR(info.st_mode):
-                raise IsADirectory()
-            end = info.st_size if length is None else min(info.st_size, offset + length)
-            first = _read_batch(fd, offset, end, chunk_size)
+            first = handle.call(reader)
         except BaseException:
-            os.close(fd)
+            handle.close()
             raise
-        return _OpenFile(fd), end, first
+        return handle, reader, first
 
     async def _chunks(
-        self, handle: _OpenFile, position: int, end: int, chunk_size: int, first: list[bytes]
+        self, handle: _OpenFile, reader: _Range, first: list[bytes]
     ) -> AsyncGenerator[bytes, None]:
         pending: asyncio.Future[list[bytes]] | None = None
         try:
             batch = first
             while batch:
-                position += sum(len(chunk) for chunk in batch)
                 pending = None
-                if position < end:
+                if not reader.done:
                     # Read ahead in a thread while this batch goes out.
-                    pending = asyncio.ensure_future(
-                        asyncio.to_thread(handle.call, _reader(position, end, chunk_size))
-                    )
+                    pending = asyncio.ensure_future(asyncio.to_thread(handle.call, reader))
                 for chunk in batch:
                     yield chunk
                 if pending is None:
@@ -547,7 +793,7 @@ class Volume:
         )
 
     async def delete(self, path: str, *, recursive: bool = False, missing_ok: bool = False) -> bool:
-        """Remove a file or directory; whether something was there.
+        """Remove a file (and its sidecar) or directory; whether something was there.
 
         Raises:
             NotFound (unless ``missing_ok``), DirectoryNotEmpty (not ``recursive``).
@@ -556,12 +802,19 @@ class Volume:
 
     def _delete(self, path: str, recursive: bool, missing_ok: bool) -> bool:
         target = self.resolve(path)
-        try:
-            info = os.lstat(target)
-        except (FileNotFoundError, NotADirectoryError):
-            if missing_ok:
-                return False
-            raise NotFound() from None
+        with self._locked(target):
+            try:
+                info = os.lstat(target)
+            except (FileNotFoundError, NotADirectoryError):
+                # The sidecar of a file that never appeared (a crash mid-write).
+                _unlink_if_present(checksums.sidecar_of(target))
+                if missing_ok:
+                    return False
+                raise NotFound() from None
+            if not stat.S_ISDIR(info.st_mode):
+                # The file first: a crash in between leaves only a sidecar, which is swept.
+                os.unlink(target)
+                _unlink_if_present(checksums.sidecar_of(target))
         if stat.S_ISDIR(info.st_mode):
             if recursive:
                 shutil.rmtree(target)
@@ -572,8 +825,6 @@ class Volume:
                     if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
                         raise DirectoryNotEmpty() from None
                     raise
-        else:
-            os.unlink(target)
         _fsync_dir(os.path.dirname(target))
         return True
 
@@ -615,7 +866,7 @@ class Volume:
         overwrite: bool = False,
         create_parents: bool = False,
     ) -> None:
-        """Move ``source`` to ``destination`` atomically.
+        """Move ``source`` to ``destination`` atomically (a file's sidecar follows it).
 
         Raises:
             NotFound, AlreadyExists (``overwrite`` false), IsADirectory,
@@ -650,15 +901,26 @@ class Volume:
                 raise IsADirectory("a directory is at the destination")
             if stat.S_ISDIR(src_info.st_mode) and not stat.S_ISDIR(dst_info.st_mode):
                 raise NotADirectory("a file is at the destination")
-        try:
-            os.replace(src, dst)
-        except OSError as exc:
-            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
-                raise DirectoryNotEmpty() from None
-            raise
-        _fsync_dir(os.path.dirname(src))
-        if os.path.dirname(src) != parent:
-            _fsync_dir(parent)
+        if stat.S_ISDIR(src_info.st_mode):
+            # The sidecars inside move with the directory.
+            _replace(src, dst)
+        else:
+            with self._locked(src, dst):
+                self._move_file(src, dst)
+
+    @staticmethod
+    def _move_file(src: str, dst: str) -> None:
+        """Move the file ``src`` to ``dst``, then its sidecar (their locks held).
+
+        The file replaced at ``dst`` loses its sidecar first: a crash in between
+        leaves ``dst`` unchecked and ``src``'s sidecar alone (swept), never bytes
+        checked against another file's sums.
+        """
+        if _unlink_if_present(checksums.sidecar_of(dst)):
+            _fsync_dir(os.path.dirname(dst))
+        _replace(src, dst)
+        if os.path.lexists(checksums.sidecar_of(src)):
+            _replace(checksums.sidecar_of(src), checksums.sidecar_of(dst))
 
     # --- volume ------------------------------------------------------------------
 
@@ -712,7 +974,8 @@ class Volume:
             await asyncio.to_thread(walk.close)
 
     async def sweep_temp_files(self, older_than_seconds: float | None = None) -> int:
-        """Remove temp files that interrupted writes left behind; return how many.
+        """Remove what interrupted writes left behind: temp files, and sidecars whose
+        file never appeared or is gone; return how many files went.
 
         With ``older_than_seconds``, only those untouched (mtime) for longer than
         that by ``clock``; without, every one. Temp files of this volume's writes in
@@ -722,34 +985,51 @@ class Volume:
 
     def _sweep(self, older_than_seconds: float | None) -> int:
         cutoff = None if older_than_seconds is None else self._clock() - older_than_seconds
-        removed = 0
+        temps = orphans = 0
         for directory, _dirs, files in os.walk(self.root):
+            present = set(files)
             for name in files:
-                if not name.startswith(TEMP_PREFIX):
-                    continue
-                with self._writing_lock:
-                    in_progress = name in self._writing
-                if in_progress:
-                    continue
-                temp = os.path.join(directory, name)
-                with contextlib.suppress(FileNotFoundError):
-                    if cutoff is not None and os.lstat(temp).st_mtime >= cutoff:
-                        continue
-                    os.unlink(temp)
-                    removed += 1
-        if removed:
-            logger.info("removed %d temp files of interrupted writes under %s", removed, self.root)
-        return removed
+                path = os.path.join(directory, name)
+                if name.startswith(TEMP_PREFIX):
+                    temps += self._sweep_temp(name, path, cutoff)
+                elif checksums.is_sidecar(name) and name[: -len(checksums.SUFFIX)] not in present:
+                    orphans += self._sweep_sidecar(path, cutoff)
+        if temps:
+            logger.info("removed %d temp files of interrupted writes under %s", temps, self.root)
+        if orphans:
+            logger.info("removed %d sidecars without their file under %s", orphans, self.root)
+        return temps + orphans
+
+    def _sweep_temp(self, name: str, temp: str, cutoff: float | None) -> int:
+        with self._writing_lock:
+            if name in self._writing:
+                return 0
+        return _remove_older(temp, cutoff)
+
+    def _sweep_sidecar(self, sums: str, cutoff: float | None) -> int:
+        target = sums[: -len(checksums.SUFFIX)]
+        # Under the lock: a write publishes its sidecar just before its file.
+        with self._locked(target):
+            if os.path.lexists(target) and not os.path.isdir(target):
+                return 0
+            return _remove_older(sums, cutoff)
 
 
-def _writer(batch: list[bytes], hasher: Any, *, sync: bool) -> Callable[[int], None]:
+def _remove_older(path: str, cutoff: float | None) -> int:
+    """Remove ``path`` if untouched since before ``cutoff`` (any time if None); 1 if removed."""
+    try:
+        if cutoff is not None and os.lstat(path).st_mtime >= cutoff:
+            return 0
+        os.unlink(path)
+    except FileNotFoundError:
+        return 0
+    return 1
+
+
+def _writer(batch: list[bytes], digest: _Digest, *, sync: bool) -> Callable[[int], None]:
     def work(fd: int) -> None:
-        _write_all(fd, batch, hasher)
+        _write_all(fd, batch, digest)
         if sync:
             os.fdatasync(fd)
 
     return work
-
-
-def _reader(position: int, end: int, chunk_size: int) -> Callable[[int], list[bytes]]:
-    return lambda fd: _read_batch(fd, position, end, chunk_size)
