@@ -122,19 +122,41 @@ class Metrics:
             " as the last repair pass left them",
             registry=r,
         )
+        self.repair_last_pass = Gauge(
+            "callfs_repair_last_pass_timestamp_seconds",
+            "When this gateway last finished a repair pass (Unix time)",
+            registry=r,
+        )
         self.repaired_objects = Counter(
             "callfs_repair_objects_total",
-            "Replicas the repairer copied to restore a file's replication factor",
+            "Replicas copied to restore a file's replication factor or heal a corrupted one",
             registry=r,
         )
         self.repaired_bytes = Counter(
             "callfs_repair_bytes_total",
-            "Bytes the repairer copied between storage nodes",
+            "Bytes copied between storage nodes to repair or heal replicas",
             registry=r,
         )
         self.repair_runs = Counter(
             "callfs_repair_runs_total",
             "Repair passes by result (ok, partial, failed, skipped)",
+            ["result"],
+            registry=r,
+        )
+        self.scrub_mismatches = Counter(
+            "callfs_scrub_mismatches_total",
+            "Replicas found corrupted (checksum or SHA-256 mismatch) by source (read, scrub)",
+            ["source"],
+            registry=r,
+        )
+        self.scrub_bytes = Counter(
+            "callfs_scrub_bytes_total",
+            "Bytes the scrubber read from storage nodes to check replicas",
+            registry=r,
+        )
+        self.scrub_runs = Counter(
+            "callfs_scrub_runs_total",
+            "Scrub passes by result (ok, partial, failed, skipped)",
             ["result"],
             registry=r,
         )

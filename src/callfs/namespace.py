@@ -78,5 +78,5 @@ async def open_bytes(
             yield b""
 
         return empty()
-    ref = ObjectRef(entry.backend, entry.object_key, entry.holders)
+    ref = ObjectRef(entry.backend, entry.object_key, entry.holders, etag=entry.etag)
     return await backend.read(ref, offset=start, length=last - start + 1)

@@ -168,6 +168,7 @@ class Repairer:
             after = page[-1].path
         if self.metrics is not None:
             self.metrics.under_replicated.set(report.degraded)
+            self.metrics.repair_last_pass.set_to_current_time()
         if report.repaired or report.short:
             logger.info(
                 "repairer: %d files checked, %d repaired, %d still short of replicas",

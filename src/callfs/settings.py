@@ -199,17 +199,25 @@ class DLMSettings(Section):
     lock_wait_timeout: Duration = 30.0
 
 
+class PeerDomain(Section):
+    """A static peer's failure domain (``""``: not known)."""
+
+    zone: str = ""
+    host: str = ""
+
+
 class InstanceDiscoverySettings(Section):
     """Which storage nodes exist and where: a static map or Kubernetes EndpointSlices."""
 
     mode: Literal["static", "kubernetes"] = "static"
     instance_id: str = "callfs-instance-1"
     peer_endpoints: dict[str, str] = Field(default_factory=dict)
+    peer_domains: dict[str, PeerDomain] = Field(default_factory=dict)
     kubernetes_namespace: str = ""
     kubernetes_service: str = "callfs-storage-node"
     kubernetes_port_name: str = "grpc"
 
-    @field_validator("peer_endpoints", mode="before")
+    @field_validator("peer_endpoints", "peer_domains", mode="before")
     @classmethod
     def _parse_map(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -263,6 +271,10 @@ class ReplicationSettings(Section):
     repair_after: Duration = Field(default=600.0, ge=0.0)
     # Bytes per second one repair pass copies at most, so repair never starves clients.
     repair_rate: int = Field(default=50 * 1024 * 1024, ge=1024 * 1024)
+    # Seconds between scrub passes (every replica read and checked); 0 turns scrubbing off.
+    scrub_interval: Duration = 24 * 3600.0
+    # Bytes per second one scrub pass reads at most (its heals included).
+    scrub_rate: int = Field(default=20 * 1024 * 1024, ge=1024 * 1024)
 
     @model_validator(mode="after")
     def _quorum_within_factor(self) -> ReplicationSettings:

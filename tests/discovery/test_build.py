@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from callfs.discovery import build_discovery, pod_namespace
-from callfs.discovery.base import StaticDiscovery
+from callfs.discovery.base import Domain, StaticDiscovery
 from callfs.discovery.kubernetes import KubernetesDiscovery
-from callfs.settings import InstanceDiscoverySettings
+from callfs.settings import InstanceDiscoverySettings, load_settings
 
 
 def test_static_discovery_serves_its_configured_map() -> None:
@@ -44,6 +44,36 @@ def test_static_mode_builds_static_discovery_from_peer_endpoints() -> None:
 
     assert isinstance(discovery, StaticDiscovery)
     assert discovery.endpoints() == {"node-0": "10.0.0.1:50051"}
+
+
+def test_static_discovery_knows_no_domains_unless_configured() -> None:
+    discovery = build_discovery(InstanceDiscoverySettings(peer_endpoints={"node-0": "10.0.0.1:1"}))
+
+    assert discovery.domains() == {}
+
+
+def test_static_peer_domains_come_from_their_json_variable() -> None:
+    settings = load_settings(
+        environ={
+            "CALLFS_INSTANCE_DISCOVERY_PEER_ENDPOINTS": (
+                '{"node-0": "10.0.0.1:1", "node-1": "10.0.0.2:1"}'
+            ),
+            "CALLFS_INSTANCE_DISCOVERY_PEER_DOMAINS": (
+                '{"node-0": {"zone": "a", "host": "h1"}, "node-1": {"zone": "b"}}'
+            ),
+        }
+    )
+
+    discovery = build_discovery(settings.instance_discovery)
+
+    assert discovery.domains() == {"node-0": Domain("a", "h1"), "node-1": Domain("b", "")}
+    assert discovery.endpoints() == {"node-0": "10.0.0.1:1", "node-1": "10.0.0.2:1"}
+
+
+def test_an_empty_peer_domains_variable_is_no_domains() -> None:
+    settings = load_settings(environ={"CALLFS_INSTANCE_DISCOVERY_PEER_DOMAINS": " "})
+
+    assert settings.instance_discovery.peer_domains == {}
 
 
 def test_kubernetes_mode_builds_kubernetes_discovery_from_settings() -> None:

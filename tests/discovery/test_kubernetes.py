@@ -10,6 +10,7 @@ import kubernetes.config.kube_config
 import pytest
 import yaml
 
+from callfs.discovery.base import Domain
 from callfs.discovery.kubernetes import KubernetesDiscovery
 from callfs.errors import BackendUnavailable
 from tests.discovery.conftest import SERVICE, Discover
@@ -72,7 +73,62 @@ async def test_slices_in_another_namespace_are_ignored(
     assert discovery.endpoints() == nodes("n2")
 
 
+async def test_zone_and_node_name_of_each_ready_endpoint_are_its_domain(
+    k8s_api: KubernetesAPIServer, discover: Discover
+) -> None:
+    k8s_api.apply_slice(
+        "storage-a",
+        service=SERVICE,
+        endpoints=[
+            endpoint("n1", "10.0.0.1", zone="zone-a", node_name="worker-1"),
+            endpoint("n2", "10.0.0.2", zone="zone-b", node_name="worker-2"),
+            endpoint("n3", "10.0.0.3"),
+            endpoint("n4", "10.0.0.4", ready=False, zone="zone-a", node_name="worker-3"),
+        ],
+    )
+
+    discovery = await discover()
+
+    assert discovery.endpoints() == nodes("n1", "n2", "n3")
+    assert discovery.domains() == {
+        "n1": Domain("zone-a", "worker-1"),
+        "n2": Domain("zone-b", "worker-2"),
+    }
+
+
 # --- watch events ---------------------------------------------------------------------
+
+
+async def test_domains_follow_the_endpoints(
+    k8s_api: KubernetesAPIServer, discover: Discover
+) -> None:
+    k8s_api.apply_slice(
+        "storage-a", service=SERVICE, endpoints=[endpoint("n1", "10.0.0.1", zone="zone-a")]
+    )
+    discovery = await discover()
+
+    k8s_api.apply_slice(
+        "storage-b",
+        service=SERVICE,
+        endpoints=[endpoint("n2", "10.0.0.2", zone="zone-b", node_name="worker-2")],
+    )
+    await until_endpoints(discovery, nodes("n1", "n2"))
+    assert discovery.domains() == {"n1": Domain("zone-a"), "n2": Domain("zone-b", "worker-2")}
+
+    k8s_api.delete_slice("storage-a")
+    await until_endpoints(discovery, nodes("n2"))
+    assert discovery.domains() == {"n2": Domain("zone-b", "worker-2")}
+
+    k8s_api.apply_slice(
+        "storage-b",
+        service=SERVICE,
+        endpoints=[endpoint("n2", "10.0.0.2", zone="zone-c", node_name="worker-9")],
+    )
+    await wait_until(
+        lambda: discovery.domains() == {"n2": Domain("zone-c", "worker-9")},
+        what="n2's new domain",
+    )
+    assert discovery.endpoints() == nodes("n2")
 
 
 async def test_added_slice_brings_its_nodes(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from callfs.discovery.kubernetes import Backoff, live_endpoints, merge
+from callfs.discovery.base import Domain
+from callfs.discovery.kubernetes import Backoff, live_endpoints, live_nodes, merge
 from tests.support.k8s_api import endpoint, grpc_ports
 
 
@@ -86,6 +87,28 @@ def test_slice_without_the_named_port_among_several_gives_nothing() -> None:
 def test_slice_with_null_endpoints_or_ports_gives_nothing() -> None:
     assert live_endpoints(endpoint_slice([], ports=[]) | {"endpoints": None}, "grpc") == {}
     assert live_endpoints(endpoint_slice([endpoint("node-0", "10.0.0.1")], ports=[]), "grpc") == {}
+
+
+def test_zone_and_node_name_are_the_endpoint_s_domain() -> None:
+    item = endpoint_slice(
+        [
+            endpoint("node-0", "10.0.0.1", zone="eu-1a", node_name="worker-1"),
+            endpoint("node-1", "10.0.0.2", zone="eu-1b"),
+            endpoint("node-2", "10.0.0.3"),
+            endpoint("node-3", "10.0.0.4", ready=False, zone="eu-1a", node_name="worker-2"),
+        ]
+    )
+
+    assert live_nodes(item, "grpc") == {
+        "node-0": ("10.0.0.1:50051", Domain("eu-1a", "worker-1")),
+        "node-1": ("10.0.0.2:50051", Domain("eu-1b", "")),
+        "node-2": ("10.0.0.3:50051", Domain()),
+    }
+    assert live_endpoints(item, "grpc") == {
+        "node-0": "10.0.0.1:50051",
+        "node-1": "10.0.0.2:50051",
+        "node-2": "10.0.0.3:50051",
+    }
 
 
 def test_merge_joins_every_slice() -> None:

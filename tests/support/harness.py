@@ -18,7 +18,7 @@ from callfs_gateway.app import create_app
 from callfs_storage_node.server import build_server
 from fastapi import FastAPI
 
-from callfs.discovery.base import StaticDiscovery
+from callfs.discovery import build_discovery
 from callfs.runtime import Runtime, open_runtime
 from callfs.serving import api_server, bound_port
 from callfs.settings import Settings, load_settings
@@ -114,8 +114,11 @@ async def start_gateway(
     endpoints: dict[str, str],
     extend: Any = None,
 ) -> Gateway:
-    """Open a runtime over ``endpoints`` and serve the gateway app on a free port."""
-    runtime = await open_runtime(settings, discovery=StaticDiscovery(endpoints))
+    """Open a runtime over ``endpoints`` (with the settings' ``peer_domains``) and serve the
+    gateway app on a free port.
+    """
+    peers = settings.instance_discovery.model_copy(update={"peer_endpoints": endpoints})
+    runtime = await open_runtime(settings, discovery=build_discovery(peers))
     app = create_app(settings, runtime)
     if extend is not None:
         extend(app, settings, runtime)
@@ -159,12 +162,12 @@ class Cluster:
         return [p for node in self.nodes.values() for p in node.root.rglob(".callfs-tmp-*")]
 
     def stored_objects(self) -> list[Path]:
-        """Every stored object file across the volumes."""
+        """Every stored object file across the volumes (not their checksum sidecars)."""
         return [
             p
             for node in self.nodes.values()
             for p in node.root.rglob("*")
-            if p.is_file() and not p.name.startswith(".callfs-tmp-")
+            if p.is_file() and not p.name.startswith(".callfs-tmp-") and p.suffix != ".sums"
         ]
 
 

@@ -34,8 +34,12 @@ def endpoint(
     ready: bool | None = True,
     terminating: bool | None = None,
     hostname: str | None = None,
+    zone: str | None = None,
+    node_name: str | None = None,
 ) -> dict[str, Any]:
-    """One EndpointSlice endpoint; ``None`` conditions are left out, as the API allows."""
+    """One EndpointSlice endpoint; ``None`` conditions and fields are left out, as the API
+    allows.
+    """
     conditions: dict[str, bool] = {}
     if ready is not None:
         conditions["ready"] = ready
@@ -47,6 +51,10 @@ def endpoint(
         item["targetRef"] = {"kind": "Pod", "name": pod, "namespace": "default"}
     if hostname is not None:
         item["hostname"] = hostname
+    if zone is not None:
+        item["zone"] = zone
+    if node_name is not None:
+        item["nodeName"] = node_name
     return item
 
 

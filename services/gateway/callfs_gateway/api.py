@@ -23,6 +23,7 @@ from callfs.entry import Entry, format_mode, format_time, parse_mode
 from callfs.errors import BadRequest, CallFSError, IsADirectory, NotADirectory, PayloadTooLarge
 from callfs.paths import RequestPath
 from callfs.web import json_object
+from callfs_gateway import admin
 from callfs_gateway.deps import CurrentUser, FileSystemDep, RuntimeDep
 from callfs_gateway.filesystem import etag_matches
 from callfs_gateway.ranges import parse_range
@@ -371,3 +372,6 @@ def _decode_cursor(cursor: str) -> str:
         return paths.normalize(base64.urlsafe_b64decode(padded.encode()).decode()).path
     except (ValueError, binascii.Error, UnicodeDecodeError, CallFSError):
         raise BadRequest("invalid cursor") from None
+
+
+router.include_router(admin.router)

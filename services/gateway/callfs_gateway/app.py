@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from callfs import reconciler, repairer, system
+from callfs import reconciler, repairer, scrubber, system
 from callfs.runtime import Runtime
 from callfs.settings import Settings
 from callfs_gateway.api import router
@@ -16,7 +16,7 @@ from callfs_gateway.filesystem import FileSystem
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     """The gateway: ``/v1/files``, ``/v1/directories``, ``/health``, ``/ready``, ``/metrics``,
-    and the reconciler in the background.
+    and the reconciler, the repairer and the scrubber in the background.
 
     With ``runtime`` given, the caller owns it (``callfs dev`` shares one runtime
     between roles); otherwise the app opens its own at start-up and closes it.
@@ -34,7 +34,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
 
 @asynccontextmanager
 async def _serving(app: FastAPI, runtime: Runtime) -> AsyncIterator[None]:
-    """Attach the filesystem to ``app``; run the reconciler and the repairer meanwhile."""
+    """Attach the filesystem to ``app``; run the reconciler, the repairer and the
+    scrubber meanwhile.
+    """
     app.state.filesystem = FileSystem(runtime)
-    async with reconciler.running(runtime), repairer.running(runtime):
+    async with reconciler.running(runtime), repairer.running(runtime), scrubber.running(runtime):
         yield

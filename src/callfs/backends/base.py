@@ -6,7 +6,7 @@ import re
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar
 
@@ -17,11 +17,16 @@ from callfs.entry import BackendName
 class ObjectRef:
     """Where one file's bytes are: a backend, a key and, on storage nodes, the nodes
     holding a copy (its replicas, in placement order; none for S3).
+
+    ``etag`` is the ETag the object was stored with, when the caller knows it (on
+    storage nodes its SHA-256, which copies between replicas are checked against).
+    It names no other object, so two refs differing only in it are equal.
     """
 
     backend: BackendName
     key: str
     replicas: tuple[str, ...] = ()
+    etag: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.replicas, str):

@@ -7,7 +7,9 @@ upload streams to every replica at once, a chunk at a time, and counts as stored
 once ``write_quorum`` of them have fsynced the whole object with the same SHA-256;
 a replica that fails meanwhile is dropped from that write. A read goes to the first
 replica that answers and, when a node fails mid-stream, goes on from the same byte
-on the next one. A node that does not answer is marked down until its health check
+on the next one; a replica whose node finds its bytes corrupted (a block that fails
+its checksum) is passed over the same way and healed in the background, copied over
+from the others. A node that does not answer is marked down until its health check
 or any call to it succeeds again. One channel per node is opened on first use and
 reused.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import logging
 import time
 from collections.abc import (
@@ -32,7 +35,7 @@ from collections.abc import (
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -52,11 +55,15 @@ from callfs.errors import (
     CallFSError,
     NodeUnreachable,
     NotFound,
+    ReplicaCorrupted,
 )
-from callfs.placement import rank
+from callfs.metrics import Metrics
+from callfs.placement import rank, spread_over
 from callfs.storage.v1 import storage_pb2, storage_pb2_grpc
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 SECRET_HEADER = "x-callfs-internal-secret"
 DEFAULT_CHUNK_SIZE = 1024 * 1024
@@ -103,6 +110,7 @@ class StorageNodeBackend(Backend):
         probe_interval: float = PROBE_INTERVAL,
         replication: int = 1,
         write_quorum: int | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._discovery = discovery
         self._metadata = ((SECRET_HEADER, secret),)
@@ -124,6 +132,9 @@ class StorageNodeBackend(Backend):
         self._down: set[str] = set()
         self._usage: dict[str, tuple[float, tuple[int, int, int]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._metrics = metrics
+        # (key, instance_id) -> the heal copying good bytes over that corrupted replica.
+        self._heals: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._prober: asyncio.Task[None] | None = None
         discovery.on_change(self._on_change)
 
@@ -135,7 +146,9 @@ class StorageNodeBackend(Backend):
             self._prober = asyncio.create_task(self._probe_down_nodes())
 
     async def close(self) -> None:
-        """Stop probing and close every channel."""
+        """Stop probing and healing, and close every channel."""
+        for heal in list(self._heals.values()):
+            heal.cancel()
         if self._prober is not None:
             self._prober.cancel()
             await asyncio.gather(self._prober, return_exceptions=True)
@@ -144,6 +157,10 @@ class StorageNodeBackend(Backend):
         for node in nodes:
             self._spawn(node.channel.close())
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def address(self, instance_id: str) -> str | None:
+        """Where discovery says the node listens (None when it does not know it)."""
+        return self._endpoints().get(instance_id)
 
     def node_status(self) -> dict[str, bool]:
         """Each known node's state now: ``instance_id -> up``."""
@@ -204,20 +221,31 @@ class StorageNodeBackend(Backend):
         """Copy the object of ``ref`` from its replicas onto ``targets`` (same key).
 
         The copy goes through this process, a chunk at a time; ``pace(bytes)`` is
-        awaited after each chunk (a throttle). The targets that stored it whole are
-        in the result's ``replicas``.
+        awaited after each chunk (a throttle). When ``ref.etag`` is given, the bytes
+        read must have that SHA-256 before any target commits them: a target keeps
+        what it had otherwise (the heal of a corrupted replica relies on it). The
+        targets that stored it whole are in the result's ``replicas``.
 
         Raises:
             NotFound: no replica of ``ref`` has the object.
+            ReplicaCorrupted: the bytes read do not have the SHA-256 ``ref.etag``.
             BackendUnavailable: no replica answers, or no target took the copy.
         """
         source = await self.read(ref)
+        digest = hashlib.sha256() if ref.etag is not None else None
 
         async def paced() -> AsyncIterator[bytes]:
             async for chunk in source:
+                if digest is not None:
+                    digest.update(chunk)
                 yield chunk
                 if pace is not None:
                     await pace(len(chunk))
+            if digest is not None and digest.hexdigest() != ref.etag:
+                raise ReplicaCorrupted(
+                    f"the bytes of {ref.key} read from {', '.join(ref.replicas)}"
+                    " do not match its SHA-256"
+                )
 
         try:
             copy = ObjectRef(self.name, ref.key, tuple(targets))
@@ -229,16 +257,18 @@ class StorageNodeBackend(Backend):
         self, path: str, count: int, *, exclude: AbstractSet[str]
     ) -> tuple[str, ...]:
         """Up to ``count`` nodes for another replica of ``path``: up, with room, not in
-        ``exclude``, best first in ``path``'s ranking (possibly none).
+        ``exclude`` (the nodes that hold it), best first in ``path``'s ranking after
+        spreading away from the failure domains of ``exclude`` (possibly none).
         """
         live = [i for i in self._endpoints() if i not in self._down and i not in exclude]
-        chosen: list[str] = []
-        for instance_id in rank(path, live):
-            if len(chosen) == count:
-                break
-            if await self._has_room(instance_id):
-                chosen.append(instance_id)
-        return tuple(chosen)
+        more = await spread_over(
+            rank(path, live),
+            self._discovery.domains(),
+            count,
+            self._has_room,
+            chosen=sorted(exclude),
+        )
+        return tuple(more)
 
     @property
     def replication(self) -> int:
@@ -295,35 +325,56 @@ class StorageNodeBackend(Backend):
         """Open the object on its first replica that answers (NotFound and
         BackendUnavailable raise here), and go on from the same byte on the next one
         when that node fails mid-stream.
+
+        A replica whose node reports its bytes corrupted (at open or mid-stream) is
+        passed over the same way; once the read went on elsewhere, that replica is
+        healed in the background (see :meth:`_heal_later`).
         """
         order = sorted(ref.replicas, key=lambda instance_id: instance_id in self._down)
-        stream, rest = await self._open_replica(ref.key, order, offset, length)
-        return self._resumed(ref.key, stream, rest, offset, length)
+        rotten: dict[str, bool] = {}
+        stream, current, rest = await self._open_replica(ref, order, offset, length, rotten)
+        return self._resumed(ref, stream, current, rest, offset, length, rotten)
 
     async def _open_replica(
-        self, key: str, order: list[str], offset: int, length: int | None
-    ) -> tuple[AsyncIterator[bytes], list[str]]:
-        """The stream of the first of ``order`` that opens ``key``, and the replicas after it.
+        self,
+        ref: ObjectRef,
+        order: list[str],
+        offset: int,
+        length: int | None,
+        rotten: dict[str, bool],
+    ) -> tuple[AsyncIterator[bytes], str, list[str]]:
+        """The stream of the first of ``order`` that opens the object, its node, and the
+        replicas after it.
+
+        A replica found corrupted is added to ``rotten`` (this read's corrupted
+        replicas, each with whether its heal is scheduled); once one opens, the heals
+        not scheduled yet are.
 
         Raises:
             NotFound: no replica has the object.
-            BackendUnavailable: no replica that might have it answers.
+            BackendUnavailable: no replica that might have it answers (ReplicaCorrupted
+                when the first error was a corrupted replica).
         """
         errors: list[CallFSError] = []
         for index, instance_id in enumerate(order):
             try:
                 node = self._node(instance_id)
                 request = storage_pb2.ReadRequest(
-                    path=key, offset=offset, chunk_size=self._chunk_size
+                    path=ref.key, offset=offset, chunk_size=self._chunk_size
                 )
                 if length is not None:
                     request.length = length
                 call = node.stub.Read(request, metadata=self._metadata)
-                return await prefetched(self._receive(node, call)), order[index + 1 :]
+                stream = await prefetched(self._receive(node, call))
             except CallFSError as exc:
                 errors.append(exc)
+                if isinstance(exc, ReplicaCorrupted):
+                    rotten.setdefault(instance_id, False)
                 if len(order) > 1:
-                    logger.warning("replica %s of %s: %s", instance_id, key, exc.message)
+                    logger.warning("replica %s of %s: %s", instance_id, ref.key, exc.message)
+                continue
+            self._heal_later(ref, rotten)
+            return stream, instance_id, order[index + 1 :]
         if errors and all(isinstance(error, NotFound) for error in errors):
             raise NotFound()
         unavailable = [error for error in errors if not isinstance(error, NotFound)]
@@ -331,13 +382,17 @@ class StorageNodeBackend(Backend):
 
     async def _resumed(
         self,
-        key: str,
+        ref: ObjectRef,
         stream: AsyncIterator[bytes],
+        current: str,
         rest: list[str],
         offset: int,
         length: int | None,
+        rotten: dict[str, bool],
     ) -> AsyncIterator[bytes]:
-        """``stream``, continued on the replicas of ``rest`` when its node fails."""
+        """``stream`` (from ``current``), continued on the replicas of ``rest`` when its
+        node fails or finds its bytes corrupted (then ``current`` joins ``rotten``).
+        """
         sent = 0
         try:
             while True:
@@ -347,19 +402,74 @@ class StorageNodeBackend(Backend):
                         yield chunk
                     return
                 except BackendUnavailable as exc:
+                    if isinstance(exc, ReplicaCorrupted):
+                        rotten.setdefault(current, False)
                     if not rest:
                         raise
                     logger.warning(
                         "%s mid-read of %s; going on from byte %d on another replica",
                         exc.message,
-                        key,
+                        ref.key,
                         offset + sent,
                     )
                 await _close(stream)
                 remaining = None if length is None else length - sent
-                stream, rest = await self._open_replica(key, rest, offset + sent, remaining)
+                stream, current, rest = await self._open_replica(
+                    ref, rest, offset + sent, remaining, rotten
+                )
         finally:
             await _close(stream)
+
+    def _heal_later(self, ref: ObjectRef, rotten: dict[str, bool]) -> None:
+        """Schedule the heal of each replica of ``rotten`` not scheduled yet: a copy of
+        the object from the other replicas over it, under the same key (a node's write
+        replaces an object atomically), checked against ``ref.etag`` when known.
+
+        One heal per corrupted replica runs at a time, whichever reads found it.
+        """
+        sources = tuple(i for i in ref.replicas if i not in rotten)
+        for instance_id, scheduled in rotten.items():
+            rotten[instance_id] = True
+            if scheduled or not sources or (ref.key, instance_id) in self._heals:
+                continue
+            if self._metrics is not None:
+                self._metrics.scrub_mismatches.labels("read").inc()
+            source = ObjectRef(self.name, ref.key, sources, etag=ref.etag)
+            self._heals[(ref.key, instance_id)] = self._spawn(self._heal(source, instance_id))
+
+    async def _heal(self, source: ObjectRef, instance_id: str) -> None:
+        """Copy the object of ``source`` over its corrupted replica on ``instance_id``;
+        say how it went in one WARNING.
+        """
+        where = ", ".join(source.replicas)
+        try:
+            written = await self.replicate(source, [instance_id])
+        except CallFSError as exc:
+            logger.warning(
+                "replica %s of %s is corrupted and could not be healed from %s: %s",
+                instance_id,
+                source.key,
+                where,
+                exc.message,
+            )
+            return
+        except Exception:
+            logger.warning(
+                "replica %s of %s is corrupted and could not be healed from %s",
+                instance_id,
+                source.key,
+                where,
+                exc_info=True,
+            )
+            return
+        finally:
+            self._heals.pop((source.key, instance_id), None)
+        if self._metrics is not None:
+            self._metrics.repaired_objects.inc()
+            self._metrics.repaired_bytes.inc(written.size)
+        logger.warning(
+            "replica %s of %s was corrupted; healed from %s", instance_id, source.key, where
+        )
 
     async def delete(self, ref: ObjectRef) -> None:
         """Remove the object from every replica; a missing one is fine.
@@ -451,18 +561,24 @@ class StorageNodeBackend(Backend):
         self, path: str, skip: AbstractSet[str], prefer: Sequence[str] = ()
     ) -> tuple[str, ...]:
         """Up to ``replication`` nodes for ``path`` that are up, not in ``skip`` and have
-        room: those of ``prefer`` first, then the best others in ``path``'s ranking.
+        room: those of ``prefer`` first, then the best others in ``path``'s ranking,
+        spread across failure domains (:func:`callfs.placement.spread`).
 
         Raises:
             BackendUnavailable: fewer such nodes than the write quorum.
         """
         live = [i for i in self._endpoints() if i not in self._down and i not in skip]
         chosen: list[str] = []
-        for instance_id in [*(i for i in prefer if i in live), *rank(path, live)]:
-            if instance_id not in chosen and await self._has_room(instance_id):
+        for instance_id in dict.fromkeys(i for i in prefer if i in live):
+            if len(chosen) < self._replication and await self._has_room(instance_id):
                 chosen.append(instance_id)
-                if len(chosen) == self._replication:
-                    break
+        chosen += await spread_over(
+            rank(path, live),
+            self._discovery.domains(),
+            self._replication - len(chosen),
+            self._has_room,
+            chosen=chosen,
+        )
         if not chosen or len(chosen) < self._quorum:
             raise BackendUnavailable(
                 "no storage node is available"
@@ -551,6 +667,12 @@ class StorageNodeBackend(Backend):
             logger.error("storage node %s is out of room: %s", instance_id, exc.details())
             self._usage[instance_id] = (time.monotonic(), (0, 0, 0))
             return BackendUnavailable(f"storage node {instance_id} is full")
+        if code == grpc.StatusCode.DATA_LOSS:
+            # The node is well and refused to send a damaged block: another replica serves.
+            logger.warning("storage node %s holds corrupted data: %s", instance_id, exc.details())
+            return ReplicaCorrupted(
+                f"storage node {instance_id} holds a corrupted replica: {exc.details()}"
+            )
         logger.error("storage node %s answered %s: %s", instance_id, code.name, exc.details())
         return unavailable
 
@@ -633,10 +755,11 @@ class StorageNodeBackend(Backend):
         if response.status == health_pb2.HealthCheckResponse.SERVING:
             self._mark_up(instance_id)
 
-    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
 
 async def _half_close(call: Any) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from callfs.discovery.base import Discovery, StaticDiscovery
+from callfs.discovery.base import Discovery, Domain, StaticDiscovery
 from callfs.settings import InstanceDiscoverySettings
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -20,7 +20,11 @@ def build_discovery(settings: InstanceDiscoverySettings) -> Discovery:
             service=settings.kubernetes_service,
             port_name=settings.kubernetes_port_name,
         )
-    return StaticDiscovery(settings.peer_endpoints)
+    domains = {
+        instance_id: Domain(zone=peer.zone, host=peer.host)
+        for instance_id, peer in settings.peer_domains.items()
+    }
+    return StaticDiscovery(settings.peer_endpoints, domains)
 
 
 def pod_namespace(path: Path = SERVICE_ACCOUNT_NAMESPACE) -> str:

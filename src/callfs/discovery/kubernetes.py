@@ -1,7 +1,8 @@
 """Storage nodes from the EndpointSlices of a Kubernetes Service, kept current by list + watch.
 
-The ``kubernetes`` client is synchronous, so one daemon thread lists and watches;
-each change of the merged live map is handed to the event loop with
+Each endpoint's ``zone`` and ``nodeName`` are its node's failure domain. The
+``kubernetes`` client is synchronous, so one daemon thread lists and watches; each
+change of the merged live map is handed to the event loop with
 ``call_soon_threadsafe``, and listeners run there.
 """
 
@@ -14,13 +15,13 @@ import logging
 import random
 import threading
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import kubernetes.client
 import kubernetes.config
 from kubernetes.client.exceptions import ApiException
 
-from callfs.discovery.base import Discovery
+from callfs.discovery.base import Discovery, Domain
 from callfs.errors import BackendUnavailable
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,10 @@ LIST_READ_TIMEOUT = 30.0
 WATCH_READ_GRACE = 30.0
 STOP_TIMEOUT = 10.0
 
+T = TypeVar("T")
+# One slice's live endpoints: ``instance_id -> (host:port, domain)``.
+SliceNodes = dict[str, tuple[str, Domain]]
+
 
 class ResourceVersionExpired(Exception):
     """The watch's resourceVersion is older than the server's history: list again."""
@@ -41,10 +46,15 @@ class ResourceVersionExpired(Exception):
 
 def live_endpoints(endpoint_slice: Mapping[str, Any], port_name: str) -> dict[str, str]:
     """The ready, non-terminating endpoints of one EndpointSlice: ``instance_id -> host:port``."""
+    return {i: address for i, (address, _) in live_nodes(endpoint_slice, port_name).items()}
+
+
+def live_nodes(endpoint_slice: Mapping[str, Any], port_name: str) -> SliceNodes:
+    """:func:`live_endpoints` with each one's domain (its ``zone`` and ``nodeName``)."""
     port = _slice_port(endpoint_slice.get("ports") or [], port_name)
     if port is None:
         return {}
-    live: dict[str, str] = {}
+    live: SliceNodes = {}
     for endpoint in endpoint_slice.get("endpoints") or []:
         conditions = endpoint.get("conditions") or {}
         # The API says a missing ``ready`` means ready.
@@ -55,7 +65,9 @@ def live_endpoints(endpoint_slice: Mapping[str, Any], port_name: str) -> dict[st
         if not addresses or not instance_id:
             continue
         host = addresses[0]
-        live[instance_id] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        domain = Domain(zone=endpoint.get("zone") or "", host=endpoint.get("nodeName") or "")
+        live[instance_id] = (address, domain)
     return live
 
 
@@ -68,12 +80,12 @@ def _slice_port(ports: list[Mapping[str, Any]], port_name: str) -> int | None:
     return None
 
 
-def merge(slices: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
+def merge(slices: Mapping[str, Mapping[str, T]]) -> dict[str, T]:
     """One map from every slice's live endpoints (the first slice by name wins a duplicate)."""
-    merged: dict[str, str] = {}
+    merged: dict[str, T] = {}
     for name in sorted(slices):
-        for instance_id, address in slices[name].items():
-            merged.setdefault(instance_id, address)
+        for instance_id, node in slices[name].items():
+            merged.setdefault(instance_id, node)
     return merged
 
 
@@ -139,16 +151,20 @@ class KubernetesDiscovery(Discovery):
         self._api_client = api_client
         self._owns_client = api_client is None
         self._endpoints: dict[str, str] = {}
+        self._domains: dict[str, Domain] = {}
         self._stopping = threading.Event()
         self._response_lock = threading.Lock()
         self._response: Any = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._synced = asyncio.Event()
-        self._sent: dict[str, str] | None = None
+        self._sent: SliceNodes | None = None
 
     def endpoints(self) -> Mapping[str, str]:
         return self._endpoints
+
+    def domains(self) -> Mapping[str, Domain]:
+        return self._domains
 
     async def start(self) -> None:
         """List the Service's slices, then keep watching them in a background thread.
@@ -205,7 +221,7 @@ class KubernetesDiscovery(Discovery):
     def _run(self) -> None:
         api = kubernetes.client.DiscoveryV1Api(self._api_client)
         backoff = Backoff(cap=self.max_backoff)
-        slices: dict[str, dict[str, str]] = {}
+        slices: dict[str, SliceNodes] = {}
         version: str | None = None
         expired_in_a_row = 0
         while not self._stopping.is_set():
@@ -235,7 +251,7 @@ class KubernetesDiscovery(Discovery):
                 )
                 self._stopping.wait(delay)
 
-    def _list(self, api: Any, slices: dict[str, dict[str, str]]) -> str:
+    def _list(self, api: Any, slices: dict[str, SliceNodes]) -> str:
         response = api.list_namespaced_endpoint_slice(
             self.namespace,
             label_selector=f"{SERVICE_NAME_LABEL}={self.service}",
@@ -248,12 +264,12 @@ class KubernetesDiscovery(Discovery):
             response.release_conn()
         slices.clear()
         for item in body.get("items") or []:
-            slices[item["metadata"]["name"]] = live_endpoints(item, self.port_name)
+            slices[item["metadata"]["name"]] = live_nodes(item, self.port_name)
         version: str = body["metadata"]["resourceVersion"]
         return version
 
     def _watch(
-        self, api: Any, version: str, slices: dict[str, dict[str, str]], backoff: Backoff
+        self, api: Any, version: str, slices: dict[str, SliceNodes], backoff: Backoff
     ) -> str:
         """Apply watch events from ``version`` until the server ends the stream."""
         try:
@@ -291,7 +307,7 @@ class KubernetesDiscovery(Discovery):
         return version
 
     def _apply_event(
-        self, event: Mapping[str, Any], version: str, slices: dict[str, dict[str, str]]
+        self, event: Mapping[str, Any], version: str, slices: dict[str, SliceNodes]
     ) -> str:
         kind = event.get("type")
         item = event.get("object") or {}
@@ -304,7 +320,7 @@ class KubernetesDiscovery(Discovery):
         metadata = item.get("metadata") or {}
         name = metadata.get("name")
         if kind in ("ADDED", "MODIFIED") and name:
-            slices[name] = live_endpoints(item, self.port_name)
+            slices[name] = live_nodes(item, self.port_name)
         elif kind == "DELETED" and name:
             slices.pop(name, None)
         elif kind != "BOOKMARK":
@@ -312,21 +328,25 @@ class KubernetesDiscovery(Discovery):
         new_version: str = metadata.get("resourceVersion") or version
         return new_version
 
-    def _send(self, slices: Mapping[str, Mapping[str, str]], *, synced: bool = False) -> None:
+    def _send(self, slices: Mapping[str, SliceNodes], *, synced: bool = False) -> None:
         merged = merge(slices)
         if merged == self._sent and not synced:
             return
         self._sent = merged
+        endpoints = {i: address for i, (address, _) in merged.items()}
+        domains = {i: domain for i, (_, domain) in merged.items() if domain != Domain()}
         assert self._loop is not None
         try:
-            self._loop.call_soon_threadsafe(self._publish, merged, synced)
+            self._loop.call_soon_threadsafe(self._publish, endpoints, domains, synced)
         except RuntimeError:
             # The loop has closed; nobody is left to tell.
             self._stopping.set()
 
     # --- back on the event loop -------------------------------------------------------
 
-    def _publish(self, endpoints: dict[str, str], synced: bool) -> None:
+    def _publish(self, endpoints: dict[str, str], domains: dict[str, Domain], synced: bool) -> None:
+        # Domains first: a listener told of a new node may place on it at once.
+        self._domains = domains
         previous = self._endpoints
         if endpoints != previous:
             for instance_id in sorted(endpoints.keys() - previous.keys()):

@@ -1,0 +1,58 @@
+"""``GET /v1/admin/cluster``: the storage cluster as this gateway sees it (root only).
+
+The nodes discovery knows, whether each answers and how full its volume is, the
+replication settings, and what the last repair pass on this gateway found.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter
+
+from callfs.backends.storage_node import StorageNodeBackend
+from callfs.errors import CallFSError, PermissionDenied
+from callfs.system import CurrentUser, RuntimeDep
+
+router = APIRouter()
+
+USAGE_TIMEOUT = 2.0
+
+
+@router.get("/v1/admin/cluster")
+async def cluster(user: CurrentUser, runtime: RuntimeDep) -> dict[str, Any]:
+    """Nodes, their usage, the replication factor and the under-replicated count."""
+    if not user.is_root:
+        raise PermissionDenied("only root may see the cluster's health")
+    backend = runtime.backends["localfs"]
+    assert isinstance(backend, StorageNodeBackend)
+    status = backend.node_status()
+    usages = await asyncio.gather(*(_usage(backend, node) for node in status))
+    replication = runtime.settings.replication
+    registry = runtime.metrics.registry
+    last_pass = registry.get_sample_value("callfs_repair_last_pass_timestamp_seconds")
+    return {
+        "replication": {"factor": replication.factor, "write_quorum": replication.quorum},
+        "nodes": [
+            {"instance_id": node, "address": backend.address(node), "up": up, **usage}
+            for (node, up), usage in zip(status.items(), usages, strict=True)
+        ],
+        "repair": {
+            "last_pass": last_pass or None,
+            "under_replicated": (
+                int(registry.get_sample_value("callfs_files_under_replicated") or 0)
+                if last_pass
+                else None
+            ),
+        },
+    }
+
+
+async def _usage(backend: StorageNodeBackend, instance_id: str) -> dict[str, int | None]:
+    try:
+        async with asyncio.timeout(USAGE_TIMEOUT):
+            used, free, total = await backend.usage(instance_id)
+    except (CallFSError, TimeoutError):
+        return {"used_bytes": None, "free_bytes": None, "total_bytes": None}
+    return {"used_bytes": used, "free_bytes": free, "total_bytes": total}
