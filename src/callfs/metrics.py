@@ -122,6 +122,23 @@ class Metrics:
             " as the last repair pass left them",
             registry=r,
         )
+        self.rebalanced_objects = Counter(
+            "callfs_rebalance_objects_total",
+            "Replicas the repairer copied to move a file onto the nodes its placement names",
+            registry=r,
+        )
+        self.rebalanced_bytes = Counter(
+            "callfs_rebalance_bytes_total",
+            "Bytes the repairer copied to move files onto the nodes their placement names",
+            registry=r,
+        )
+        self.node_replicas = Gauge(
+            "callfs_node_replicas",
+            "Replicas each storage node holds, as the metadata recorded them at the last"
+            " repair pass (a draining node is empty at 0)",
+            ["instance"],
+            registry=r,
+        )
         self.repair_last_pass = Gauge(
             "callfs_repair_last_pass_timestamp_seconds",
             "When this gateway last finished a repair pass (Unix time)",

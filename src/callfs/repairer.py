@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -66,6 +67,10 @@ class RepairReport:
     """Files with fewer than R healthy replicas after the pass (waiting ones included)."""
     short: list[str] = field(default_factory=list)
     """Files the pass could not give R replicas (no healthy source, no room, failures)."""
+    moved: int = 0
+    """Files moved onto the nodes their placement names now (rebalancing, draining)."""
+    replicas: Counter[str] = field(default_factory=Counter)
+    """Replicas each node holds after the pass, as the metadata records them."""
     missing: list[str] = field(default_factory=list)
     """Nodes that did not answer."""
 
@@ -106,6 +111,7 @@ class Repairer:
         *,
         repair_after: float,
         rate: float,
+        rebalance: bool = True,
         metrics: Metrics | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
@@ -115,6 +121,7 @@ class Repairer:
         self.backend = backend
         self.repair_after = repair_after
         self.rate = rate
+        self.rebalance = rebalance
         self.metrics = metrics
         self.clock = clock
         self.sleep = sleep
@@ -160,6 +167,7 @@ class Repairer:
                 if entry.is_dir or entry.backend != self.backend.name or not entry.object_key:
                     continue
                 if entry.ctime > began:
+                    report.replicas.update(entry.holders)
                     continue
                 report.checked += 1
                 await self._check(entry, holdings, now, pace, report)
@@ -169,12 +177,16 @@ class Repairer:
         if self.metrics is not None:
             self.metrics.under_replicated.set(report.degraded)
             self.metrics.repair_last_pass.set_to_current_time()
-        if report.repaired or report.short:
+            known = {i for i in self.backend.instances() if i is not None}
+            for instance_id in known | set(report.replicas):
+                self.metrics.node_replicas.labels(instance_id).set(report.replicas[instance_id])
+        if report.repaired or report.short or report.moved:
             logger.info(
-                "repairer: %d files checked, %d repaired, %d still short of replicas",
+                "repairer: %d files checked, %d repaired, %d still short of replicas, %d moved",
                 report.checked,
                 report.repaired,
                 len(report.short),
+                report.moved,
             )
         return report
 
@@ -212,37 +224,96 @@ class Repairer:
                 waiting.append(instance_id)
         kept = [i for i in entry.holders if i in healthy or i in waiting]
         need = self.backend.replication - len(kept)
-        copied = 0
+        final = kept
         if need > 0:
-            copied = await self._repair(entry, healthy, kept, need, pace)
-            if copied:
+            final = await self._repair(entry, healthy, kept, need, pace)
+            if final is not kept:
                 report.repaired += 1
-            if copied < need:
+            if len(final) < self.backend.replication:
                 report.short.append(entry.path)
-        if len(healthy) + copied < self.backend.replication:
+        elif self.rebalance and not waiting:
+            moved = await self._rebalance(entry, healthy, holdings, now, pace)
+            if moved is not None:
+                report.moved += 1
+                final = moved
+        healthy_now = len(healthy) + len(final) - len(kept)
+        if healthy_now < self.backend.replication:
             report.degraded += 1
+        report.replicas.update(final)
 
     async def _repair(
         self, entry: Entry, healthy: list[str], kept: list[str], need: int, pace: Pace
-    ) -> int:
-        """Copy ``entry`` onto up to ``need`` more nodes; return onto how many."""
+    ) -> list[str]:
+        """Copy ``entry`` onto up to ``need`` more nodes; return the replicas it has now."""
         if not healthy:
             logger.warning("repairer: %s has no healthy replica to copy from", entry.path)
-            return 0
+            return kept
         targets = await self.backend.choose_more(entry.path, need, exclude=set(kept))
         if not targets:
-            return 0
-        return await self._copy(entry, healthy, targets, kept, pace)
+            return kept
+        written = await self._copy(entry, healthy, targets, pace)
+        if written is None:
+            return kept
+        replicas = [*kept, *(i for i in written if i not in kept)]
+        if not await self._record(entry, replicas, written):
+            return kept
+        if self.metrics is not None:
+            self.metrics.repaired_objects.inc(len(written))
+            self.metrics.repaired_bytes.inc(entry.size * len(written))
+        logger.info("repairer: %s now on %s", entry.path, ", ".join(replicas))
+        return replicas
 
-    async def _copy(
+    async def _rebalance(
         self,
         entry: Entry,
         healthy: list[str],
-        targets: tuple[str, ...],
-        kept: list[str],
+        holdings: dict[str, set[str]],
+        now: float,
         pace: Pace,
-    ) -> int:
-        """Copy ``entry``'s object onto ``targets`` and record them; return how many took it."""
+    ) -> list[str] | None:
+        """Move ``entry`` onto the nodes its placement names now (a node joined, one is
+        draining); return its new replicas, or None when it stays.
+
+        The copies are made and recorded before the replicas that leave are removed,
+        so the file keeps R copies throughout. A placement naming a node that is not
+        answering waits for a later pass.
+        """
+        present = set(holdings) | {
+            node for node, since in self._missing_since.items() if now - since < self.repair_after
+        }
+        ideal = await self.backend.ideal(entry.path, present=present, holding=set(healthy))
+        if len(ideal) < self.backend.replication or set(ideal) == set(healthy):
+            return None
+        if any(node not in holdings for node in ideal):
+            return None
+        targets = tuple(node for node in ideal if node not in healthy)
+        written = await self._copy(entry, healthy, targets, pace)
+        if written is None or set(written) != set(targets):
+            if written:
+                await self._drop(ObjectRef(self.backend.name, entry.object_key or "", written))
+            return None
+        if not await self._record(entry, list(ideal), written):
+            return None
+        leaving = tuple(node for node in healthy if node not in ideal)
+        if leaving:
+            await self._drop(ObjectRef(self.backend.name, entry.object_key or "", leaving))
+        if self.metrics is not None:
+            self.metrics.rebalanced_objects.inc(len(written))
+            self.metrics.rebalanced_bytes.inc(entry.size * len(written))
+        logger.info(
+            "repairer: %s moved from %s to %s",
+            entry.path,
+            ", ".join(healthy),
+            ", ".join(ideal),
+        )
+        return list(ideal)
+
+    async def _copy(
+        self, entry: Entry, healthy: list[str], targets: tuple[str, ...], pace: Pace
+    ) -> tuple[str, ...] | None:
+        """Copy ``entry``'s object from ``healthy`` onto ``targets``; return the targets
+        that hold it whole and verified (None: none, or the copy did not match).
+        """
         key = entry.object_key
         assert key is not None
         try:
@@ -251,26 +322,26 @@ class Repairer:
             )
         except CallFSError as exc:
             logger.warning("repairer: could not copy %s: %s", entry.path, exc.message)
-            return 0
-        copies = ObjectRef(self.backend.name, key, written.replicas)
+            return None
         if (written.sha256, written.size) != (entry.etag, entry.size):
             logger.error(
                 "repairer: the copy of %s from %s does not match its SHA-256; dropped",
                 entry.path,
                 ", ".join(healthy),
             )
-            await self._drop(copies)
-            return 0
-        replicas = [*kept, *(i for i in written.replicas if i not in kept)]
-        if not await self.store.set_replicas(entry.path, key, replicas):
-            # Replaced or deleted meanwhile: the copies are nobody's.
-            await self._drop(copies)
-            return 0
-        if self.metrics is not None:
-            self.metrics.repaired_objects.inc(len(written.replicas))
-            self.metrics.repaired_bytes.inc(written.size * len(written.replicas))
-        logger.info("repairer: %s now on %s", entry.path, ", ".join(replicas))
-        return len(written.replicas)
+            await self._drop(ObjectRef(self.backend.name, key, written.replicas))
+            return None
+        return written.replicas
+
+    async def _record(self, entry: Entry, replicas: list[str], copies: tuple[str, ...]) -> bool:
+        """Record ``replicas`` while the file still holds its object; else drop ``copies``."""
+        key = entry.object_key
+        assert key is not None
+        if await self.store.set_replicas(entry.path, key, replicas):
+            return True
+        # Replaced or deleted meanwhile: the copies are nobody's.
+        await self._drop(ObjectRef(self.backend.name, key, copies))
+        return False
 
     async def _drop(self, copies: ObjectRef) -> None:
         try:
@@ -289,6 +360,7 @@ def for_runtime(runtime: Runtime) -> Repairer:
         backend,
         repair_after=replication.repair_after,
         rate=replication.repair_rate,
+        rebalance=replication.rebalance,
         metrics=runtime.metrics,
     )
 

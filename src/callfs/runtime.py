@@ -128,6 +128,7 @@ async def open_runtime(
             max_message_bytes=settings.storage_node.max_message_bytes,
             replication=settings.replication.factor,
             write_quorum=settings.replication.quorum,
+            draining=settings.replication.draining,
             metrics=metrics,
         )
     }

@@ -275,6 +275,12 @@ class ReplicationSettings(Section):
     scrub_interval: Duration = 24 * 3600.0
     # Bytes per second one scrub pass reads at most (its heals included).
     scrub_rate: int = Field(default=20 * 1024 * 1024, ge=1024 * 1024)
+    # Move files onto the nodes their placement names now (a node joined, a domain
+    # changed), at repair_rate, as part of each repair pass.
+    rebalance: bool = True
+    # Nodes being emptied before they are removed: they take no new replicas, and each
+    # repair pass moves their files to other nodes (comma-separated instance ids).
+    draining: CommaList = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _quorum_within_factor(self) -> ReplicationSettings:

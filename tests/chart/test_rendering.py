@@ -549,6 +549,19 @@ def test_replication_settings_reach_the_configmap(
     assert config["CALLFS_REPLICATION_WRITE_QUORUM"] == quorum
 
 
+def test_draining_nodes_reach_the_gateways(helm: Helm) -> None:
+    manifests = helm.scenario(
+        "default", "--set", "replication.draining={callfs-storage-node-2,callfs-storage-node-1}"
+    )
+    config = one(manifests, "ConfigMap", "callfs-config")["data"]
+    assert config["CALLFS_REPLICATION_DRAINING"] == "callfs-storage-node-2,callfs-storage-node-1"
+    environ = {"CALLFS_REPLICATION_DRAINING": config["CALLFS_REPLICATION_DRAINING"]}
+    draining = load_settings(environ=environ).replication.draining
+    assert draining == ["callfs-storage-node-2", "callfs-storage-node-1"]
+    default = one(helm.scenario("default"), "ConfigMap", "callfs-config")["data"]
+    assert default["CALLFS_REPLICATION_DRAINING"] == ""
+
+
 def test_rendered_replication_settings_load_as_two_replicas_written_in_full(
     helm: Helm, tmp_path: Path
 ) -> None:

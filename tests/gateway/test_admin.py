@@ -48,6 +48,8 @@ async def test_a_stopped_node_shows_down_and_the_repair_pass_its_files(
     body = (await replicated.client("root").get("/v1/admin/cluster")).json()
     stopped = next(node for node in body["nodes"] if node["instance_id"] == "node-2")
     assert stopped["free_bytes"] is None
+    assert sum(node["replicas"] for node in body["nodes"]) == 12
+    assert all(node["draining"] is False for node in body["nodes"])
     assert body["repair"]["last_pass"] > 0
     assert isinstance(body["repair"]["under_replicated"], int)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from callfs.backends.storage_node import StorageNodeBackend
+from callfs.discovery.base import StaticDiscovery
 from callfs.entry import utcnow
 from callfs.repairer import Pace, Repairer
 from tests.support.harness import Cluster, make_settings, running_cluster
@@ -184,3 +185,62 @@ async def test_the_pace_keeps_copies_to_the_rate() -> None:
     # 2500 bytes at 1000 B/s take 2.5 s, whatever the chunks.
     assert sum(slept) == pytest.approx(2.5)
     assert clock.now - 1000.0 == pytest.approx(2.5)
+
+
+async def test_a_draining_node_is_emptied_without_a_moment_below_two_copies(
+    replicated: Cluster,
+) -> None:
+    files = await upload(replicated, 12)
+    on_node_1 = [url for url in files if "node-1" in await replicas_of(replicated, url)]
+    assert on_node_1
+    backend = replicated.gateway.runtime.backends["localfs"]
+    assert isinstance(backend, StorageNodeBackend)
+    backend.draining = frozenset({"node-1"})
+    clock = Clock()
+
+    report = await repairer(replicated, clock).run_pass()
+    assert (report.moved, report.degraded, report.short) == (len(on_node_1), 0, [])
+    assert report.replicas["node-1"] == 0
+    registry = replicated.gateway.runtime.metrics.registry
+    assert registry.get_sample_value("callfs_node_replicas", {"instance": "node-1"}) == 0
+    alice = replicated.client("alice")
+    for url, data in files.items():
+        replicas = await replicas_of(replicated, url)
+        assert len(replicas) == 2 and "node-1" not in replicas
+        assert holding(replicated, data) == sorted(replicas)
+        assert (await alice.get(url)).content == data
+    assert replicated.stored_objects() == [
+        p for p in replicated.stored_objects() if "node-1" not in p.parts
+    ]
+    # New files keep off it too, and a second pass has nothing left to move.
+    fresh = await alice.post("/v1/files/fresh.bin", content=b"fresh")
+    assert "node-1" not in fresh.json()["replicas"]
+    assert (await repairer(replicated, clock).run_pass()).moved == 0
+
+
+async def test_a_joining_node_takes_its_share(tmp_path: Path) -> None:
+    settings = make_settings(
+        tmp_path,
+        "sqlite",
+        None,
+        replication={"factor": 2, "repair_interval": "0s"},
+    )
+    async with running_cluster(settings, nodes=4) as cluster:
+        discovery = cluster.gateway.runtime.discovery
+        assert isinstance(discovery, StaticDiscovery)
+        everyone = dict(discovery.endpoints())
+        discovery.set({name: address for name, address in everyone.items() if name != "node-3"})
+        files = await upload(cluster, 24)
+        before = [await replicas_of(cluster, url) for url in files]
+        assert all("node-3" not in replicas for replicas in before)
+        discovery.set(everyone)
+        clock = Clock()
+        report = await repairer(cluster, clock).run_pass()
+        assert 0 < report.moved < len(files)
+        assert report.replicas["node-3"] > 0
+        for url, data in files.items():
+            replicas = await replicas_of(cluster, url)
+            assert len(replicas) == 2
+            assert holding(cluster, data) == sorted(replicas)
+            assert (await cluster.client("alice").get(url)).content == data
+        assert (await repairer(cluster, clock).run_pass()).moved == 0

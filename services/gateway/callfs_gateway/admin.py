@@ -1,7 +1,9 @@
 """``GET /v1/admin/cluster``: the storage cluster as this gateway sees it (root only).
 
-The nodes discovery knows, whether each answers and how full its volume is, the
-replication settings, and what the last repair pass on this gateway found.
+The nodes discovery knows, whether each answers, how full its volume is, whether it
+is draining and how many replicas it held at the last repair pass on this gateway
+(a draining node is empty once that reads 0), the replication settings, and the
+under-replicated count of that pass.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter
+from prometheus_client import CollectorRegistry
 
 from callfs.backends.storage_node import StorageNodeBackend
 from callfs.errors import CallFSError, PermissionDenied
@@ -35,7 +38,14 @@ async def cluster(user: CurrentUser, runtime: RuntimeDep) -> dict[str, Any]:
     return {
         "replication": {"factor": replication.factor, "write_quorum": replication.quorum},
         "nodes": [
-            {"instance_id": node, "address": backend.address(node), "up": up, **usage}
+            {
+                "instance_id": node,
+                "address": backend.address(node),
+                "up": up,
+                "draining": node in backend.draining,
+                "replicas": _replicas(registry, node) if last_pass else None,
+                **usage,
+            }
             for (node, up), usage in zip(status.items(), usages, strict=True)
         ],
         "repair": {
@@ -47,6 +57,11 @@ async def cluster(user: CurrentUser, runtime: RuntimeDep) -> dict[str, Any]:
             ),
         },
     }
+
+
+def _replicas(registry: CollectorRegistry, instance_id: str) -> int:
+    """Replicas the last repair pass counted on the node."""
+    return int(registry.get_sample_value("callfs_node_replicas", {"instance": instance_id}) or 0)
 
 
 async def _usage(backend: StorageNodeBackend, instance_id: str) -> dict[str, int | None]:

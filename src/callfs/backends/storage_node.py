@@ -110,6 +110,7 @@ class StorageNodeBackend(Backend):
         probe_interval: float = PROBE_INTERVAL,
         replication: int = 1,
         write_quorum: int | None = None,
+        draining: Sequence[str] = (),
         metrics: Metrics | None = None,
     ) -> None:
         self._discovery = discovery
@@ -121,6 +122,7 @@ class StorageNodeBackend(Backend):
         self._probe_interval = probe_interval
         self._replication = max(1, replication)
         self._quorum = min(write_quorum or self._replication, self._replication)
+        self.draining = frozenset(draining)
         self._options = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
@@ -260,7 +262,11 @@ class StorageNodeBackend(Backend):
         ``exclude`` (the nodes that hold it), best first in ``path``'s ranking after
         spreading away from the failure domains of ``exclude`` (possibly none).
         """
-        live = [i for i in self._endpoints() if i not in self._down and i not in exclude]
+        live = [
+            i
+            for i in self._endpoints()
+            if i not in self._down and i not in exclude and i not in self.draining
+        ]
         more = await spread_over(
             rank(path, live),
             self._discovery.domains(),
@@ -269,6 +275,24 @@ class StorageNodeBackend(Backend):
             chosen=sorted(exclude),
         )
         return tuple(more)
+
+    async def ideal(
+        self, path: str, *, present: AbstractSet[str], holding: AbstractSet[str]
+    ) -> tuple[str, ...]:
+        """The nodes ``path`` belongs on now, among ``present`` (known, not gone): the
+        placement of a new file over them, draining nodes left out. A node in ``holding``
+        (it has the file) needs no room.
+        """
+        candidates = [i for i in present if i not in self.draining]
+
+        async def usable(instance_id: str) -> bool:
+            return instance_id in holding or await self._has_room(instance_id)
+
+        return tuple(
+            await spread_over(
+                rank(path, candidates), self._discovery.domains(), self._replication, usable
+            )
+        )
 
     @property
     def replication(self) -> int:
@@ -567,7 +591,11 @@ class StorageNodeBackend(Backend):
         Raises:
             BackendUnavailable: fewer such nodes than the write quorum.
         """
-        live = [i for i in self._endpoints() if i not in self._down and i not in skip]
+        live = [
+            i
+            for i in self._endpoints()
+            if i not in self._down and i not in skip and i not in self.draining
+        ]
         chosen: list[str] = []
         for instance_id in dict.fromkeys(i for i in prefer if i in live):
             if len(chosen) < self._replication and await self._has_room(instance_id):
