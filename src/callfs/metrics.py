@@ -122,6 +122,12 @@ class Metrics:
             " as the last repair pass left them",
             registry=r,
         )
+        self.replica_write_failures = Counter(
+            "callfs_replica_write_failures_total",
+            "Replicas dropped from a write because their storage node failed mid-write",
+            ["instance"],
+            registry=r,
+        )
         self.rebalanced_objects = Counter(
             "callfs_rebalance_objects_total",
             "Replicas the repairer copied to move a file onto the nodes its placement names",

@@ -92,6 +92,11 @@ async def test_writes_with_one_node_stopped_keep_two_replicas(replicated: Cluste
     fresh = await alice.post("/v1/files/fresh.bin", content=b"fresh")
     assert fresh.status_code == 201
     assert sorted(fresh.json()["replicas"]) == ["node-1", "node-2"]
+    registry = replicated.gateway.runtime.metrics.registry
+    assert (
+        registry.get_sample_value("callfs_replica_write_failures_total", {"instance": "node-0"})
+        >= 1
+    )
     assert replicated.temp_files() == []
 
 

@@ -128,6 +128,10 @@ class StorageNodeBackend(Backend):
             ("grpc.max_send_message_length", max_message_bytes),
             # A restarted node is found within seconds, not after minutes of backoff.
             ("grpc.initial_reconnect_backoff_ms", 250),
+            # A fresh channel gets fresh connections: with gRPC's process-wide subchannel
+            # pool it would inherit the old one's reconnect backoff, and a node that has
+            # just restarted would look down for seconds more.
+            ("grpc.use_local_subchannel_pool", 1),
             ("grpc.max_reconnect_backoff_ms", int(probe_interval * 1000)),
         ]
         self._nodes: dict[str, _Node] = {}
@@ -366,9 +370,15 @@ class StorageNodeBackend(Backend):
         offset: int,
         length: int | None,
         rotten: dict[str, bool],
+        *,
+        again: bool = True,
     ) -> tuple[AsyncIterator[bytes], str, list[str]]:
         """The stream of the first of ``order`` that opens the object, its node, and the
         replicas after it.
+
+        When none opens, the nodes that did not answer at all are asked once more
+        (``again``): their channels were dropped, and a fresh one finds a node that
+        came back since the old one last tried to connect (a rolling restart).
 
         A replica found corrupted is added to ``rotten`` (this read's corrupted
         replicas, each with whether its heal is scheduled); once one opens, the heals
@@ -399,6 +409,20 @@ class StorageNodeBackend(Backend):
                 continue
             self._heal_later(ref, rotten)
             return stream, instance_id, order[index + 1 :]
+        unreachable = [
+            instance_id
+            for instance_id, error in zip(order, errors, strict=True)
+            if isinstance(error, NodeUnreachable)
+        ]
+        if again and unreachable:
+            try:
+                return await self._open_replica(
+                    ref, unreachable, offset, length, rotten, again=False
+                )
+            except NotFound:
+                pass
+            except BackendUnavailable:
+                pass
         if errors and all(isinstance(error, NotFound) for error in errors):
             raise NotFound()
         unavailable = [error for error in errors if not isinstance(error, NotFound)]
@@ -607,6 +631,21 @@ class StorageNodeBackend(Backend):
             self._has_room,
             chosen=chosen,
         )
+        if len(chosen) < self._quorum:
+            # "Down" is what the last call saw: a node may be back before its next
+            # probe (a rolling restart). Ask the ones marked down before refusing.
+            returning = [
+                i
+                for i in self._endpoints()
+                if i in self._down and i not in skip and i not in self.draining
+            ]
+            chosen += await spread_over(
+                rank(path, returning),
+                self._discovery.domains(),
+                self._replication - len(chosen),
+                self._has_room,
+                chosen=chosen,
+            )
         if not chosen or len(chosen) < self._quorum:
             raise BackendUnavailable(
                 "no storage node is available"
@@ -903,6 +942,8 @@ class _Uploads:
             logger.warning(
                 "replica %s dropped from a write: %s", upload.node.instance_id, outcome.message
             )
+            if upload.backend._metrics is not None:
+                upload.backend._metrics.replica_write_failures.labels(upload.node.instance_id).inc()
         self.live = kept
         if len(kept) < self.quorum:
             raise errors[0]
