@@ -10,11 +10,14 @@ MIB = 1024 * 1024
 
 @dataclass(frozen=True)
 class Target:
-    """What CallFS must reach on a row: a ratio to each peer, or a ceiling on its own value."""
+    """What CallFS must reach on a row: a ratio to each peer, a floor or a ceiling on its
+    own value, or nothing (a row for information).
+    """
 
     min_vs_nginx: float | None = None
     min_vs_seaweed: float | None = None
     max_value: float | None = None
+    min_value: float | None = None
 
     def describe(self, unit: str) -> str:
         """The target in words, as the table prints it."""
@@ -25,6 +28,10 @@ class Target:
             parts.append(f">= {self.min_vs_seaweed:.1f}x SeaweedFS")
         if self.max_value is not None:
             parts.append(f"< {self.max_value:g} {unit}")
+        if self.min_value is not None:
+            parts.append(
+                f"> {self.min_value:g}x" if unit == "x" else f"> {self.min_value:g} {unit}"
+            )
         return ", ".join(parts)
 
 
@@ -50,16 +57,38 @@ class Row:
         """CallFS over SeaweedFS (higher is better), when both were measured."""
         return _ratio(self.callfs, self.seaweed)
 
+    @property
+    def judged(self) -> bool:
+        """Whether the row has a target it can be held to (a ratio needs its peer measured)."""
+        target = self.target
+        return (
+            (target.min_vs_nginx is not None and self.nginx is not None)
+            or (target.min_vs_seaweed is not None and self.seaweed is not None)
+            or target.max_value is not None
+            or target.min_value is not None
+            or any(self.errors.values())
+        )
+
     def misses(self) -> list[str]:
-        """Each target the row misses, with the measured gap."""
+        """Each target the row misses, with the measured gap (a peer not measured is not)."""
         missed = []
         target = self.target
-        if target.min_vs_nginx is not None and (self.vs_nginx or 0) < target.min_vs_nginx:
+        if (
+            target.min_vs_nginx is not None
+            and self.nginx is not None
+            and (self.vs_nginx or 0) < target.min_vs_nginx
+        ):
             missed.append(f"{self.vs_nginx or 0:.2f}x nginx < {target.min_vs_nginx:.1f}x")
-        if target.min_vs_seaweed is not None and (self.vs_seaweed or 0) < target.min_vs_seaweed:
+        if (
+            target.min_vs_seaweed is not None
+            and self.seaweed is not None
+            and (self.vs_seaweed or 0) < target.min_vs_seaweed
+        ):
             missed.append(f"{self.vs_seaweed or 0:.2f}x SeaweedFS < {target.min_vs_seaweed:.1f}x")
         if target.max_value is not None and self.callfs >= target.max_value:
             missed.append(f"{self.callfs:.0f} {self.unit} >= {target.max_value:g}")
+        if target.min_value is not None and self.callfs <= target.min_value:
+            missed.append(f"{self.callfs:.2f} {self.unit} <= {target.min_value:g}")
         if any(self.errors.values()):
             failed = ", ".join(f"{name} {count}" for name, count in self.errors.items() if count)
             missed.append(f"failed requests: {failed}")
@@ -68,7 +97,11 @@ class Row:
     def as_dict(self) -> dict[str, Any]:
         """The row for results.json."""
         data = asdict(self)
-        data.update(vs_nginx=self.vs_nginx, vs_seaweed=self.vs_seaweed, met=not self.misses())
+        data.update(
+            vs_nginx=self.vs_nginx,
+            vs_seaweed=self.vs_seaweed,
+            met=not self.misses() if self.judged else None,
+        )
         data["target"] = self.target.describe(self.unit)
         data["misses"] = self.misses()
         return data
@@ -92,6 +125,18 @@ def _times(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
 
+def _value(row: Row) -> str:
+    """CallFS's figure: a ratio (unit ``x``) as ``0.85x``, anything else as a number."""
+    return _times(row.callfs) if row.unit == "x" else _number(row.callfs)
+
+
+def _met(row: Row, no: str) -> str:
+    """``yes``, ``no`` (as the caller spells it), or ``-`` for a row with no target to hold."""
+    if not row.judged:
+        return "-"
+    return "yes" if not row.misses() else no
+
+
 HEADER = ("", "CallFS", "nginx", "SeaweedFS", "CallFS/nginx", "CallFS/SeaweedFS", "target", "met")
 
 
@@ -102,13 +147,13 @@ def table(rows: list[Row]) -> str:
         lines.append(
             (
                 f"{row.label} ({row.unit})",
-                _number(row.callfs),
+                _value(row),
                 _number(row.nginx),
                 _number(row.seaweed),
                 _times(row.vs_nginx),
                 _times(row.vs_seaweed),
                 row.target.describe(row.unit),
-                "yes" if not row.misses() else "NO",
+                _met(row, "NO"),
             )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(HEADER))]
@@ -130,13 +175,13 @@ def markdown(rows: list[Row]) -> str:
     for row in rows:
         cells = (
             f"{row.label} ({row.unit})",
-            _number(row.callfs),
+            _value(row),
             _number(row.nginx),
             _number(row.seaweed),
             _times(row.vs_nginx),
             _times(row.vs_seaweed),
             row.target.describe(row.unit),
-            "yes" if not row.misses() else "**no**",
+            _met(row, "**no**"),
         )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -8,6 +8,10 @@ Knobs (environment):
 - ``CALLFS_BENCH_REPEAT`` — big transfers per server, the fastest counts (default 2)
 - ``CALLFS_BENCH_PROFILE=1`` — afterwards, record py-spy profiles of CallFS during one more
   run of each measurement and print where the time goes
+- ``CALLFS_BENCH_ONLY`` — run only these sections, comma-separated, of ``files`` (``callfs
+  dev`` against nginx and the SeaweedFS filer), ``s3`` (CallFS on S3 against SeaweedFS's S3
+  gateway) and ``cluster`` (the local multi-process cluster at R=1 and R=2, next to
+  ``callfs dev``); default all
 - ``CALLFS_BENCH_OUT`` — where results.json and the profiles go (default ``.callfs-bench``)
 """
 
@@ -37,6 +41,7 @@ from benchmarks.procwatch import ProcessWatch, rss_bytes
 from benchmarks.profiling import Profile, Recording
 from benchmarks.report import MIB, Row, Target, markdown, table
 from benchmarks.servers import CallFSDev, Endpoint, Nginx, Seaweed
+from tests.e2e import cluster
 
 logger = logging.getLogger("benchmarks")
 
@@ -46,7 +51,11 @@ SMALL_PATH = "bench/small.bin"
 PUT_FOLDER = "bench/put"
 CALLFS_BUCKET = "callfs"
 DIRECT_BUCKET = "direct"
-TOOLS = ("curl", "wrk")
+SECTIONS = ("files", "s3", "cluster")
+CLUSTER_FACTORS = (1, 2)
+CLUSTER_GATEWAY = "gateway-1"
+# The cluster's processes whose CPU time is kept per transfer (each is a process group).
+CLUSTER_PROCESSES = (*cluster.GATEWAYS, *cluster.NODES, "nginx", "postgres")
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,7 @@ class Knobs:
     small_bytes: int = 4096
     profile: bool = False
     out: Path = Path(".callfs-bench")
+    only: tuple[str, ...] = SECTIONS
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Knobs:
@@ -78,12 +88,22 @@ class Knobs:
                 repeat=int(environ.get("CALLFS_BENCH_REPEAT", cls.repeat)),
                 profile=environ.get("CALLFS_BENCH_PROFILE", "") not in ("", "0", "false"),
                 out=Path(environ.get("CALLFS_BENCH_OUT", str(cls.out))),
+                only=_sections(environ.get("CALLFS_BENCH_ONLY", "")),
             )
         except ValueError as exc:
             raise SystemExit(f"benchmarks: bad CALLFS_BENCH_* value: {exc}") from None
         if min(knobs.size_mib, knobs.seconds, knobs.connections, knobs.threads, knobs.repeat) <= 0:
             raise SystemExit("benchmarks: CALLFS_BENCH_* values must be positive")
         return knobs
+
+    def runs(self, *sections: str) -> bool:
+        """Whether any of ``sections`` is measured in this run."""
+        return any(section in self.only for section in sections)
+
+    @property
+    def tools(self) -> tuple[str, ...]:
+        """The client programs the chosen sections need (wrk only for the small requests)."""
+        return ("curl", "wrk") if self.runs("files") else ("curl",)
 
     @property
     def size(self) -> int:
@@ -136,30 +156,41 @@ class Bench:
         _random_file(self.source, self.knobs.size)
         self.small.write_bytes(os.urandom(self.knobs.small_bytes))
         with contextlib.ExitStack() as stack:
-            weed = Seaweed(self.scratch / "seaweedfs")
-            stack.callback(weed.stop)
-            nginx = Nginx(self.scratch / "nginx")
-            stack.callback(nginx.stop)
-            callfs = CallFSDev(self.scratch / "callfs")
-            stack.callback(callfs.stop)
+            if self.knobs.runs("files", "s3"):
+                weed = Seaweed(self.scratch / "seaweedfs")
+                stack.callback(weed.stop)
+                logger.info("starting SeaweedFS (weed server -filer -s3)")
+                weed.start()
+                for bucket in (CALLFS_BUCKET, DIRECT_BUCKET):
+                    weed.create_bucket(bucket)
 
-            logger.info("starting SeaweedFS (weed server -filer -s3), nginx and callfs dev")
-            weed.start()
-            for bucket in (CALLFS_BUCKET, DIRECT_BUCKET):
-                weed.create_bucket(bucket)
-            peers = [nginx.start(), weed.filer()]
-            ours = callfs.start()
-            self.files(ours, callfs.pid, peers)
-            if self.knobs.profile:
-                self.profile(ours, callfs.pid, "localfs")
-            callfs.stop()
+            if self.knobs.runs("files"):
+                nginx = Nginx(self.scratch / "nginx")
+                stack.callback(nginx.stop)
+                callfs = CallFSDev(self.scratch / "callfs")
+                stack.callback(callfs.stop)
+                logger.info("starting nginx and callfs dev")
+                peers = [nginx.start(), weed.filer()]
+                ours = callfs.start()
+                self.files(ours, callfs.pid, peers)
+                if self.knobs.profile:
+                    self.profile(ours, callfs.pid, "localfs")
+                callfs.stop()
+                nginx.stop()
 
-            callfs_s3 = CallFSDev(self.scratch / "callfs-s3", _s3_environment(weed))
-            stack.callback(callfs_s3.stop)
-            ours_s3 = callfs_s3.start()
-            self.s3(ours_s3, callfs_s3.pid, weed.s3(DIRECT_BUCKET))
-            if self.knobs.profile:
-                self.profile(ours_s3, callfs_s3.pid, "s3")
+            if self.knobs.runs("s3"):
+                callfs_s3 = CallFSDev(self.scratch / "callfs-s3", _s3_environment(weed))
+                stack.callback(callfs_s3.stop)
+                ours_s3 = callfs_s3.start()
+                self.s3(ours_s3, callfs_s3.pid, weed.s3(DIRECT_BUCKET))
+                if self.knobs.profile:
+                    self.profile(ours_s3, callfs_s3.pid, "s3")
+                callfs_s3.stop()
+
+            if self.knobs.runs("files", "s3"):
+                weed.stop()  # the cluster gets the machine to itself
+            if self.knobs.runs("cluster"):
+                self.local_cluster(stack)
         return self.measured
 
     def files(self, ours: Endpoint, pid: int, peers: list[Endpoint]) -> None:
@@ -192,6 +223,47 @@ class Bench:
         self.transfers(ours, pid, "s3_rss", prefix="s3_")
         self.transfers(direct, None, None, prefix="s3_", as_name="SeaweedFS")
 
+    def local_cluster(self, stack: contextlib.ExitStack) -> None:
+        """The local cluster rows: the big transfers through door 1 at each replication
+        factor, and gateway-1's peak RSS meanwhile; next to them ``callfs dev``'s own
+        transfers, measured here unless the files section has measured them already.
+        """
+        if self.measured.get("upload", "CallFS") is None:
+            callfs = CallFSDev(self.scratch / "callfs")
+            stack.callback(callfs.stop)
+            logger.info("starting callfs dev (for comparison with the local cluster)")
+            ours = callfs.start()
+            self.transfers(ours, callfs.pid, "rss")
+            callfs.stop()
+        # As root, PostgreSQL runs as an unprivileged user, who must reach its data folder.
+        self.scratch.chmod(0o755)
+        environ = dict(os.environ)
+        for factor in CLUSTER_FACTORS:
+            root = self.scratch / f"cluster-r{factor}"
+            stack.callback(cluster.down, root)  # safe to call twice
+            logger.info("starting the local cluster with CALLFS_REPLICATION_FACTOR=%d", factor)
+            handle = cluster.up(
+                root,
+                environ | {"CALLFS_REPLICATION_FACTOR": str(factor)},
+                watch_pid=os.getpid(),
+            )
+            try:
+                pids = _cluster_pids(root)
+                door = Endpoint(
+                    "CallFS",
+                    handle.url + "/v1/files",
+                    ("-H", f"Authorization: Bearer {handle.api_keys[0]}"),
+                )
+                self.transfers(
+                    door,
+                    pids[CLUSTER_GATEWAY],
+                    f"cluster_r{factor}_rss",
+                    prefix=f"cluster_r{factor}_",
+                    groups={name: pids[name] for name in CLUSTER_PROCESSES if name in pids},
+                )
+            finally:
+                cluster.down(root)
+
     def transfers(
         self,
         endpoint: Endpoint,
@@ -200,8 +272,11 @@ class Bench:
         *,
         prefix: str = "",
         as_name: str | None = None,
+        groups: Mapping[str, int] | None = None,
     ) -> None:
-        """Upload then download the big file, best of ``repeat``; watch ``pid`` meanwhile."""
+        """Upload then download the big file, best of ``repeat``; watch ``pid`` meanwhile
+        (and the CPU time of the process ``groups``, name -> process group id, if given).
+        """
         name = as_name or endpoint.name
         if rss_key and pid is not None:
             idle = rss_bytes(pid) / MIB
@@ -211,10 +286,10 @@ class Bench:
         load.put_small(endpoint, SMALL_PATH, self.small, self.scratch)
         runs: dict[str, list[tuple[Transfer, ProcessWatch | None]]] = {"upload": [], "download": []}
         for _ in range(self.knobs.repeat):
-            with _watch(pid) as up:
+            with _watch(pid, groups) as up:
                 uploaded = load.upload(endpoint, BIG_PATH, self.source, self.scratch)
             runs["upload"].append((uploaded, up))
-            with _watch(pid) as down:
+            with _watch(pid, groups) as down:
                 downloaded = load.download(endpoint, BIG_PATH, self.knobs.size)
             runs["download"].append((downloaded, down))
         for direction, results in runs.items():
@@ -242,6 +317,14 @@ class Bench:
         if watches:
             details["cpu_share"] = [round(watch.cpu_share, 2) for watch in watches]
             details["peak_rss_mib"] = [round(watch.peak_rss_bytes / MIB, 1) for watch in watches]
+            if any(watch.groups for watch in watches):
+                details["machine_busy_share"] = [
+                    round(watch.machine_busy_share, 2) for watch in watches
+                ]
+                details["cpu_share_by_process"] = [
+                    {name: round(share, 2) for name, share in watch.group_cpu_shares.items()}
+                    for watch in watches
+                ]
         self.measured.diagnostics.setdefault(measurement, {})[name] = details
         extra = f", CallFS CPU {watch.cpu_share:.0%} of a core" if watch else ""
         runs = ", ".join(f"{transfer.mb_per_s:.0f}" for transfer, _ in results)
@@ -307,11 +390,27 @@ class Bench:
             }
 
 
-def _watch(pid: int | None) -> contextlib.AbstractContextManager[ProcessWatch | None]:
-    """Watch ``pid``, or nothing."""
+def _watch(
+    pid: int | None, groups: Mapping[str, int] | None = None
+) -> contextlib.AbstractContextManager[ProcessWatch | None]:
+    """Watch ``pid`` (and the CPU time of ``groups``), or nothing."""
     if pid is None:
         return contextlib.nullcontext()
-    return ProcessWatch(pid)
+    return ProcessWatch(pid, groups=groups)
+
+
+def _cluster_pids(root: Path) -> dict[str, int]:
+    """The pid of every running process of the local cluster under ``root``, by name.
+
+    Each is the leader of its own process group, so the pid is the group id too.
+
+    Raises:
+        RuntimeError: gateway-1 is not running.
+    """
+    pids = {name: pid for name, pid, running in cluster.status(root) if running}
+    if CLUSTER_GATEWAY not in pids:
+        raise RuntimeError(f"the local cluster in {root} has no running {CLUSTER_GATEWAY}")
+    return pids
 
 
 def _s3_environment(weed: Seaweed) -> dict[str, str]:
@@ -324,6 +423,19 @@ def _s3_environment(weed: Seaweed) -> dict[str, str]:
         "CALLFS_BACKEND_S3_ACCESS_KEY": weed.access_key,
         "CALLFS_BACKEND_S3_SECRET_KEY": weed.secret_key,
     }
+
+
+def _sections(value: str) -> tuple[str, ...]:
+    """The sections named in ``CALLFS_BENCH_ONLY`` (comma-separated), all when empty.
+
+    Raises:
+        ValueError: a name is not one of SECTIONS.
+    """
+    names = [name.strip().lower() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in SECTIONS]
+    if unknown:
+        raise ValueError(f"CALLFS_BENCH_ONLY: unknown {', '.join(unknown)} (of {SECTIONS})")
+    return tuple(section for section in SECTIONS if section in names) if names else SECTIONS
 
 
 def _random_file(path: Path, size: int, block: int = 8 * MIB) -> None:
@@ -364,6 +476,31 @@ def rows(knobs: Knobs, measured: Measured) -> list[Row]:
                 errors=_failures(measured, key),
             )
         )
+    return result + cluster_rows(knobs, measured)
+
+
+def cluster_rows(knobs: Knobs, measured: Measured) -> list[Row]:
+    """The local cluster's rows: MB/s at each replication factor, R=2 over R=1, gateway RSS."""
+    size = knobs.size_label
+    result = []
+    for direction, ratio_target in (("upload", Target(min_value=0.7)), ("download", Target())):
+        figures = {
+            factor: measured.get(f"cluster_r{factor}_{direction}", "CallFS")
+            for factor in CLUSTER_FACTORS
+        }
+        for factor, figure in figures.items():
+            if figure is not None:
+                label = f"{size} {direction}, local cluster R={factor}"
+                result.append(Row(label, "MB/s", figure, None, None, Target()))
+        one, two = figures[1], figures[2]
+        if one and two is not None:
+            label = f"{size} {direction}, local cluster R=2/R=1"
+            result.append(Row(label, "x", two / one, None, None, ratio_target))
+    for factor in CLUSTER_FACTORS:
+        peak = measured.get(f"cluster_r{factor}_rss", "CallFS")
+        if peak is not None:
+            label = f"peak RSS {CLUSTER_GATEWAY}, local cluster R={factor}, {size} transfers"
+            result.append(Row(label, "MiB", peak, None, None, Target(max_value=200)))
     return result
 
 
@@ -422,8 +559,8 @@ def environment() -> dict[str, Any]:
     }
 
 
-def _check_tools() -> None:
-    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+def _check_tools(tools: tuple[str, ...]) -> None:
+    missing = [tool for tool in tools if shutil.which(tool) is None]
     if not shutil.which("nginx") and not Path("/usr/sbin/nginx").exists():
         missing.append("nginx")
     if missing:
@@ -454,7 +591,9 @@ def main() -> int:
     """Run the benchmark; print the table and write ``results.json``."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     knobs = Knobs.from_environment(os.environ)
-    _check_tools()
+    _check_tools(knobs.tools)
+    # One line per process started or stopped is too much here; warnings still show.
+    logging.getLogger(cluster.__name__).setLevel(logging.WARNING)
     load_before = os.getloadavg()[0]
     if load_before > 0.5:
         logger.warning(

@@ -285,35 +285,7 @@ class FileSystem:
                 permissions.require_traverse(user, resolved.ancestors)
                 previous = resolved.entry
                 self._check_write(user, resolved, previous, replace, if_match, if_none_match)
-                now = utcnow()
-                if previous is None:
-                    entry = _created(
-                        user,
-                        path,
-                        "file",
-                        self.default_file_mode if mode is None else mode,
-                        now=now,
-                        size=written.size,
-                        etag=written.etag,
-                        backend=ref.backend,
-                        instance_id=ref.instance_id,
-                        replicas=ref.replicas,
-                        object_key=ref.key,
-                    )
-                    await self.store.create(entry, self._parents(user, resolved))
-                else:
-                    entry = previous.evolve(
-                        mtime=now,
-                        ctime=now,
-                        size=written.size,
-                        etag=written.etag,
-                        backend=ref.backend,
-                        instance_id=ref.instance_id,
-                        replicas=ref.replicas,
-                        object_key=ref.key,
-                    )
-                    # Only while the row still holds `previous`'s object: that one is replaced.
-                    await self.store.update(entry, expected=previous)
+                entry = await self._commit_version(user, resolved, ref, written, mode)
         except BaseException:
             await self._discard(ref)
             raise
@@ -323,6 +295,43 @@ class FileSystem:
             "create" if previous is None else "update", entry.backend
         ).inc()
         return entry, previous is None
+
+    async def _commit_version(
+        self,
+        user: User,
+        resolved: Resolved,
+        ref: ObjectRef,
+        written: Written,
+        mode: int | None,
+    ) -> Entry:
+        """Point the file at ``resolved.path`` to the stored object ``ref``: a new row, or
+        the existing one updated only while it still holds the object it was decided
+        from (so that object, and no other file's, is the one replaced).
+        """
+        previous = resolved.entry
+        now = utcnow()
+        stored = {
+            "size": written.size,
+            "etag": written.etag,
+            "backend": ref.backend,
+            "instance_id": ref.instance_id,
+            "replicas": ref.replicas,
+            "object_key": ref.key,
+        }
+        if previous is None:
+            entry = _created(
+                user,
+                resolved.path,
+                "file",
+                self.default_file_mode if mode is None else mode,
+                now=now,
+                **stored,
+            )
+            await self.store.create(entry, self._parents(user, resolved))
+            return entry
+        entry = previous.evolve(mtime=now, ctime=now, **stored)
+        await self.store.update(entry, expected=previous)
+        return entry
 
     async def _store(
         self,
@@ -460,49 +469,79 @@ class FileSystem:
         async with self._locked(source, destination):
             src = await self._decide_use(user, source)
             entry = src.entry
-            assert entry is not None and src.parent is not None
-            if (source_dir or destination_dir) and not entry.is_dir:
-                raise NotADirectory(f"{source} is not a directory")
-            if backend_name is not None and backend_name != entry.backend:
-                if entry.is_dir:
-                    raise BadRequest("only files can move between backends")
-                self.rt.backend(backend_name)
-            if destination == source and backend_name in (None, entry.backend):
+            assert entry is not None
+            switch = backend_name is not None and backend_name != entry.backend
+            if destination == source and not switch:
+                if (source_dir or destination_dir) and not entry.is_dir:
+                    raise NotADirectory(f"{source} is not a directory")
                 return entry
-            permissions.require_delete(user, src.parent, entry)
-            dst = await self._decide(destination)
-            permissions.require_traverse(user, dst.ancestors)
-            if destination_dir and dst.entry is not None and not dst.entry.is_dir:
-                raise NotADirectory(f"{destination} is not a directory")
-            if dst.missing and not create_parents:
-                raise NotFound(f"parent directory of {destination} does not exist")
-            if dst.entry is not None and destination != source:
-                self._check_replace(user, entry, dst, overwrite=overwrite)
-            else:
-                permissions.require_create(user, dst.ancestors[-1])
-            if entry.is_dir and paths.parent(source) != paths.parent(destination):
-                # Moving a directory rewrites its "..": POSIX asks for w on it.
-                permissions.require(user, entry, WRITE, "move")
-            if backend_name is not None and backend_name != entry.backend:
-                if dst.entry is not None and destination != source and not overwrite:
-                    # Refuse before any byte moves: afterwards the file would stay switched.
-                    raise AlreadyExists(f"{destination} already exists")
-                moved = await self._move_bytes(entry, backend_name)
-                if destination != source:
-                    replaced = await self.store.move(
-                        source, destination, replace=overwrite, parents=self._parents(user, dst)
-                    )
-                    for old in replaced:
-                        await self._discard_entry(old)
-                return moved.evolve(path=destination)
-            replaced = await self.store.move(
-                source, destination, replace=overwrite, parents=self._parents(user, dst)
+            dst = await self._decide_move(
+                user,
+                src,
+                destination,
+                overwrite=overwrite,
+                create_parents=create_parents,
+                backend_name=backend_name if switch else None,
+                source_dir=source_dir,
+                destination_dir=destination_dir,
             )
+            if switch:
+                assert backend_name is not None
+                await self._move_bytes(entry, backend_name)
+            replaced: list[Entry] = []
+            if destination != source:
+                replaced = await self.store.move(
+                    source, destination, replace=overwrite, parents=self._parents(user, dst)
+                )
         for old in replaced:
             await self._discard_entry(old)
-        self.rt.metrics.file_operations.labels("rename", entry.backend).inc()
-        moved_entry = await self.truth.get(destination)
-        return moved_entry or entry.evolve(path=destination)
+        if destination != source:
+            self.rt.metrics.file_operations.labels("rename", entry.backend).inc()
+        moved = await self.truth.get(destination)
+        return moved or entry.evolve(path=destination)
+
+    async def _decide_move(
+        self,
+        user: User,
+        src: Resolved,
+        destination: str,
+        *,
+        overwrite: bool,
+        create_parents: bool,
+        backend_name: str | None,
+        source_dir: bool,
+        destination_dir: bool,
+    ) -> Resolved:
+        """Every check of a move, from the store itself under both paths' locks; return
+        the destination resolved.
+        """
+        entry = src.entry
+        assert entry is not None and src.parent is not None
+        if (source_dir or destination_dir) and not entry.is_dir:
+            raise NotADirectory(f"{src.path} is not a directory")
+        if backend_name is not None:
+            if entry.is_dir:
+                raise BadRequest("only files can move between backends")
+            self.rt.backend(backend_name)
+        permissions.require_delete(user, src.parent, entry)
+        dst = await self._decide(destination)
+        permissions.require_traverse(user, dst.ancestors)
+        if destination_dir and dst.entry is not None and not dst.entry.is_dir:
+            raise NotADirectory(f"{destination} is not a directory")
+        if dst.missing and not create_parents:
+            raise NotFound(f"parent directory of {destination} does not exist")
+        renamed = destination != src.path
+        if dst.entry is not None and renamed:
+            self._check_replace(user, entry, dst, overwrite=overwrite)
+        else:
+            permissions.require_create(user, dst.ancestors[-1])
+        if entry.is_dir and paths.parent(src.path) != paths.parent(destination):
+            # Moving a directory rewrites its "..": POSIX asks for w on it.
+            permissions.require(user, entry, WRITE, "move")
+        if backend_name is not None and dst.entry is not None and renamed and not overwrite:
+            # Refuse before any byte moves: afterwards the file would stay switched.
+            raise AlreadyExists(f"{destination} already exists")
+        return dst
 
     def _check_replace(self, user: User, entry: Entry, dst: Resolved, *, overwrite: bool) -> None:
         target = dst.entry
