@@ -352,8 +352,7 @@ class Repairer:
 
 def for_runtime(runtime: Runtime) -> Repairer:
     """A repairer over the runtime's store and storage nodes, with its settings."""
-    backend = runtime.backends["localfs"]
-    assert isinstance(backend, StorageNodeBackend)
+    backend = runtime.nodes
     replication = runtime.settings.replication
     return Repairer(
         runtime.store,

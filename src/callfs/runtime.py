@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from callfs.auth import Authenticator
 from callfs.backends.base import Backend
@@ -29,6 +31,7 @@ from callfs.metrics import Metrics
 from callfs.settings import Settings
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 NODE_STATUS_INTERVAL = 5.0
 
@@ -47,6 +50,9 @@ class Runtime:
     bus: CacheBus
     discovery: Discovery
     backends: dict[str, Backend]
+    nodes: StorageNodeBackend
+    """The storage-node backend (also ``backends["localfs"]``), for what only storage
+    nodes do: repair, scrubbing, rebalancing, the cluster report."""
     auth: Authenticator
     metrics: Metrics
     self_counted: frozenset[str] = frozenset()
@@ -71,6 +77,21 @@ class Runtime:
             return
         self.metrics.backend_ops.labels(backend, operation).inc()
         self.metrics.backend_duration.labels(backend, operation).observe(seconds)
+
+    async def timed(self, backend: Backend, operation: str, awaitable: Awaitable[T]) -> T:
+        """Await one call of ``backend``, counting and timing it: the one place the
+        gateway and the link-service count backend operations (S3 counts its own
+        requests, so it is counted only there)."""
+        started = time.perf_counter()
+        result = "error"
+        try:
+            value = await awaitable
+            result = "ok"
+            return value
+        finally:
+            self.record_backend_op(backend.name, operation, time.perf_counter() - started)
+            if backend.proxied:
+                self.metrics.proxy_operations.labels(operation, result).inc()
 
     async def ready(self) -> None:
         """Raise BackendUnavailable unless reads can be served: the metadata store answers.
@@ -119,19 +140,18 @@ async def open_runtime(
         on_hit=metrics.cache_hits.inc,
         on_miss=metrics.cache_misses.inc,
     )
-    backends: dict[str, Backend] = {
-        "localfs": StorageNodeBackend(
-            discovery,
-            settings.auth.internal_proxy_secret.get_secret_value(),
-            chunk_size=settings.server.chunk_size,
-            timeout=settings.server.file_op_timeout,
-            max_message_bytes=settings.storage_node.max_message_bytes,
-            replication=settings.replication.factor,
-            write_quorum=settings.replication.quorum,
-            draining=settings.replication.draining,
-            metrics=metrics,
-        )
-    }
+    nodes = StorageNodeBackend(
+        discovery,
+        settings.auth.internal_proxy_secret.get_secret_value(),
+        chunk_size=settings.server.chunk_size,
+        timeout=settings.server.file_op_timeout,
+        max_message_bytes=settings.storage_node.max_message_bytes,
+        replication=settings.replication.factor,
+        write_quorum=settings.replication.quorum,
+        draining=settings.replication.draining,
+        metrics=metrics,
+    )
+    backends: dict[str, Backend] = {"localfs": nodes}
     self_counted: set[str] = set()
     if settings.backend.s3_configured:
         from callfs.backends.s3 import S3Backend
@@ -155,6 +175,7 @@ async def open_runtime(
         bus=bus,
         discovery=discovery,
         backends=backends,
+        nodes=nodes,
         auth=Authenticator(settings.auth),
         metrics=metrics,
         self_counted=frozenset(self_counted),
@@ -183,10 +204,8 @@ def backend_observer(metrics: Metrics, backend_type: str) -> Callable[[str, floa
 
 async def _report_nodes(runtime: Runtime) -> None:
     """Keep ``callfs_storage_node_up`` current."""
-    backend = runtime.backends["localfs"]
-    assert isinstance(backend, StorageNodeBackend)
     while True:
         gauge = runtime.metrics.storage_node_up
-        for instance, up in backend.node_status().items():
+        for instance, up in runtime.nodes.node_status().items():
             gauge.labels(instance).set(1 if up else 0)
         await asyncio.sleep(NODE_STATUS_INTERVAL)

@@ -285,8 +285,7 @@ class Scrubber:
 
 def for_runtime(runtime: Runtime) -> Scrubber:
     """A scrubber over the runtime's store and storage nodes, with its settings."""
-    backend = runtime.backends["localfs"]
-    assert isinstance(backend, StorageNodeBackend)
+    backend = runtime.nodes
     return Scrubber(
         runtime.store,
         backend,

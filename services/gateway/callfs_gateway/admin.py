@@ -28,8 +28,7 @@ async def cluster(user: CurrentUser, runtime: RuntimeDep) -> dict[str, Any]:
     """Nodes, their usage, the replication factor and the under-replicated count."""
     if not user.is_root:
         raise PermissionDenied("only root may see the cluster's health")
-    backend = runtime.backends["localfs"]
-    assert isinstance(backend, StorageNodeBackend)
+    backend = runtime.nodes
     status = backend.node_status()
     usages = await asyncio.gather(*(_usage(backend, node) for node in status))
     replication = runtime.settings.replication

@@ -17,7 +17,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -205,8 +205,8 @@ class FileSystem:
         """Open the stored bytes of ``entry`` (errors raise before the first chunk)."""
         backend = self.rt.backend(entry.backend)
         try:
-            return await self._timed(
-                entry.backend, "read", namespace.open_bytes(backend, entry, start, end)
+            return await self.rt.timed(
+                backend, "read", namespace.open_bytes(backend, entry, start, end)
             )
         except NotFound:
             logger.error(
@@ -347,10 +347,10 @@ class FileSystem:
         """
         if current is None:
             backend = self.rt.backend(backend_name)
-            return await self._timed(backend.name, "write", backend.write_new(path, chunks))
+            return await self.rt.timed(backend, "write", backend.write_new(path, chunks))
         backend = self.rt.backend(current.backend)
         placed = backend.write_new(path, chunks, prefer=current.holders)
-        return await self._timed(backend.name, "write", placed)
+        return await self.rt.timed(backend, "write", placed)
 
     def _check_write(
         self,
@@ -567,7 +567,8 @@ class FileSystem:
         target_backend = self.rt.backend(backend_name)
         target, written, sha256 = await self._copy_out(entry, target_backend)
         try:
-            _verify_copy(entry, written, sha256)
+            source = self.rt.backend(entry.backend)
+            _verify_copy(entry, written, sha256, sha256_etags=source.sha256_etags)
             moved = entry.evolve(
                 backend=target.backend,
                 instance_id=target.instance_id,
@@ -599,8 +600,8 @@ class FileSystem:
                     digest.update(chunk)
                     yield chunk
 
-            target, written = await self._timed(
-                backend.name, "write", backend.write_new(entry.path, hashed())
+            target, written = await self.rt.timed(
+                backend, "write", backend.write_new(entry.path, hashed())
             )
         return target, written, digest.hexdigest()
 
@@ -679,20 +680,6 @@ class FileSystem:
             where = ", ".join(ref.replicas) or ref.backend
             logger.warning("could not remove object %s on %s: %s", ref.key, where, exc)
 
-    async def _timed(self, backend: str, operation: str, awaitable: Awaitable[T]) -> T:
-        """Await a backend call, counting and timing it."""
-        metrics = self.rt.metrics
-        started = time.perf_counter()
-        result = "error"
-        try:
-            value = await awaitable
-            result = "ok"
-            return value
-        finally:
-            self.rt.record_backend_op(backend, operation, time.perf_counter() - started)
-            if backend == "localfs":
-                metrics.proxy_operations.labels(operation, result).inc()
-
 
 def _created(
     user: User,
@@ -723,12 +710,13 @@ def _ref(entry: Entry) -> ObjectRef | None:
     return ObjectRef(entry.backend, entry.object_key, entry.holders)
 
 
-def _verify_copy(entry: Entry, written: Written, read_sha256: str) -> None:
+def _verify_copy(entry: Entry, written: Written, read_sha256: str, *, sha256_etags: bool) -> None:
     """Check a copy against the file it was made from.
 
     The copy must hold as many bytes as the metadata says, the same bytes as were
-    read, and, for a storage-node file (whose ETag is its SHA-256), the bytes the
-    metadata vouches for. S3 ETags are no SHA-256, so for S3 files size is what counts.
+    read, and, where the source backend's ETags are SHA-256 (``sha256_etags``), the
+    bytes the metadata vouches for; other ETags (S3's) say nothing of the bytes, so
+    there size is what counts.
 
     Raises:
         BackendUnavailable: the copy does not match; a backend misbehaved, not the client.
@@ -738,7 +726,7 @@ def _verify_copy(entry: Entry, written: Written, read_sha256: str) -> None:
         problems.append(f"{written.size} bytes copied, {entry.size} expected")
     if written.sha256 != read_sha256:
         problems.append("the copy differs from the bytes read")
-    if entry.backend == "localfs" and read_sha256 != entry.etag:
+    if sha256_etags and read_sha256 != entry.etag:
         problems.append("the stored bytes differ from their recorded SHA-256")
     if problems:
         logger.error(

@@ -191,15 +191,7 @@ class Links:
             backend = self.rt.backend(entry.backend)
         except BadRequest:
             raise BackendUnavailable(f"backend {entry.backend!r} is not configured here") from None
-        started = time.perf_counter()
-        result = "error"
-        try:
-            stream = await namespace.open_bytes(backend, entry)
-            result = "ok"
-        finally:
-            self.rt.record_backend_op(entry.backend, "read", time.perf_counter() - started)
-            if entry.backend == "localfs":
-                self.metrics.proxy_operations.labels("read", result).inc()
+        stream = await self.rt.timed(backend, "read", namespace.open_bytes(backend, entry))
         self.metrics.file_operations.labels("read", entry.backend).inc()
         return stream
 

@@ -79,6 +79,12 @@ class Backend(ABC):
     """Stores opaque objects. Errors are domain errors (NotFound, BackendUnavailable)."""
 
     name: ClassVar[BackendName]
+    sha256_etags: ClassVar[bool] = False
+    """Whether an object's ETag is the SHA-256 of its bytes (so a copy can be checked
+    against what the metadata vouches for)."""
+    proxied: ClassVar[bool] = False
+    """Whether its operations are calls from this process to storage nodes (counted
+    in ``callfs_proxy_operations_total`` too)."""
 
     async def start(self) -> None:
         """Open clients and channels."""

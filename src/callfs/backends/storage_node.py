@@ -97,6 +97,8 @@ class StorageNodeBackend(Backend):
     """Stores objects on storage nodes; errors come back as domain errors."""
 
     name = "localfs"
+    sha256_etags = True
+    proxied = True
 
     def __init__(
         self,
