@@ -20,20 +20,19 @@ adapter lets one replica at a time run one, and the others skip theirs.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal
 
-from callfs import background
+from callfs import passes
 from callfs.backends.base import Backend, ObjectRef, is_object_key
 from callfs.coordination.base import Locks
-from callfs.errors import CallFSError, LockTimeout
+from callfs.errors import CallFSError
 from callfs.metadata.base import MetadataStore
 from callfs.metrics import Metrics
+from callfs.passes import Result
 from callfs.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -41,9 +40,6 @@ logger = logging.getLogger(__name__)
 LOCK_KEY = "reconciler:pass"
 """The coordination lock a pass holds (path locks are ``path:/...``, so never this)."""
 BATCH = 500
-MIN_INTERVAL = 0.1
-
-Result = Literal["ok", "partial", "failed", "skipped"]
 
 
 @dataclass
@@ -89,19 +85,8 @@ class Reconciler:
 
         Never raises: a failure is logged and reported as ``failed``.
         """
-        result: Result
-        try:
-            async with locks.hold([LOCK_KEY], timeout=0):
-                result = (await self.run_pass()).result
-        except LockTimeout:
-            logger.debug("reconciler: another replica is running a pass; skipping")
-            result = "skipped"
-        except Exception:
-            logger.warning("reconciler pass failed", exc_info=True)
-            result = "failed"
-        if self.metrics is not None:
-            self.metrics.reconciler_runs.labels(result).inc()
-        return result
+        runs = self.metrics.reconciler_runs if self.metrics is not None else None
+        return await passes.exclusive(locks, LOCK_KEY, "reconciler", self.run_pass, runs)
 
     async def run_pass(self, *, now: datetime | None = None) -> PassReport:
         """Reconcile every node of every backend once; a place that fails (a node that
@@ -194,27 +179,17 @@ def for_runtime(runtime: Runtime) -> Reconciler:
     )
 
 
-async def run(reconciler: Reconciler, locks: Locks, *, interval: float) -> None:
-    """Try a pass every ``interval`` seconds (the first one interval after start) until
-    cancelled.
-    """
-    while True:
-        await asyncio.sleep(max(interval, MIN_INTERVAL))
-        await reconciler.run_exclusive(locks)
-
-
 @contextlib.asynccontextmanager
 async def running(runtime: Runtime) -> AsyncIterator[None]:
     """Run the reconciler in the background for the duration of the block (not at all
     when ``reconciler.interval`` is 0).
     """
-    interval = runtime.settings.reconciler.interval
-    if interval <= 0:
-        yield
-        return
-    async with background.running(
-        run(for_runtime(runtime), runtime.locks, interval=interval), "reconciler"
-    ):
+    reconciler = for_runtime(runtime)
+
+    async def attempt() -> Result:
+        return await reconciler.run_exclusive(runtime.locks)
+
+    async with passes.running("reconciler", runtime.settings.reconciler.interval, attempt):
         yield
 
 

@@ -32,16 +32,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from callfs import background
+from callfs import passes
 from callfs.backends.base import ObjectRef
 from callfs.backends.storage_node import StorageNodeBackend
 from callfs.coordination.base import Locks
 from callfs.entry import Entry, utcnow
-from callfs.errors import CallFSError, LockTimeout
+from callfs.errors import CallFSError
 from callfs.metadata.base import MetadataStore
 from callfs.metrics import Metrics
+from callfs.passes import Result
 from callfs.paths import ROOT
-from callfs.reconciler import Result
 from callfs.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,6 @@ logger = logging.getLogger(__name__)
 LOCK_KEY = "repairer:pass"
 """The coordination lock a pass holds (path locks are ``path:/...``, so never this)."""
 PAGE = 500
-MIN_INTERVAL = 0.1
 # ctime has whole seconds: a file changed in the second the pass began waits a pass.
 RECENT = timedelta(seconds=2)
 
@@ -133,19 +132,8 @@ class Repairer:
 
         Never raises: a failure is logged and reported as ``failed``.
         """
-        result: Result
-        try:
-            async with locks.hold([LOCK_KEY], timeout=0):
-                result = (await self.run_pass()).result
-        except LockTimeout:
-            logger.debug("repairer: another replica is running a pass; skipping")
-            result = "skipped"
-        except Exception:
-            logger.warning("repair pass failed", exc_info=True)
-            result = "failed"
-        if self.metrics is not None:
-            self.metrics.repair_runs.labels(result).inc()
-        return result
+        runs = self.metrics.repair_runs if self.metrics is not None else None
+        return await passes.exclusive(locks, LOCK_KEY, "repairer", self.run_pass, runs)
 
     async def run_pass(self) -> RepairReport:
         """Check every local-volume file once and repair those short of replicas.
@@ -364,25 +352,15 @@ def for_runtime(runtime: Runtime) -> Repairer:
     )
 
 
-async def run(repairer: Repairer, locks: Locks, *, interval: float) -> None:
-    """Try a pass every ``interval`` seconds (the first one interval after start) until
-    cancelled.
-    """
-    while True:
-        await asyncio.sleep(max(interval, MIN_INTERVAL))
-        await repairer.run_exclusive(locks)
-
-
 @contextlib.asynccontextmanager
 async def running(runtime: Runtime) -> AsyncIterator[None]:
     """Run the repairer in the background for the duration of the block (not at all
     when ``replication.repair_interval`` is 0).
     """
-    interval = runtime.settings.replication.repair_interval
-    if interval <= 0:
-        yield
-        return
-    async with background.running(
-        run(for_runtime(runtime), runtime.locks, interval=interval), "repairer"
-    ):
+    repairer = for_runtime(runtime)
+
+    async def attempt() -> Result:
+        return await repairer.run_exclusive(runtime.locks)
+
+    async with passes.running("repairer", runtime.settings.replication.repair_interval, attempt):
         yield

@@ -31,17 +31,17 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from callfs import background
+from callfs import passes
 from callfs.backends.base import ObjectRef
 from callfs.backends.storage_node import StorageNodeBackend
 from callfs.coordination.base import Locks
 from callfs.entry import Entry, utcnow
-from callfs.errors import CallFSError, LockTimeout, NodeUnreachable, NotFound, ReplicaCorrupted
+from callfs.errors import CallFSError, NodeUnreachable, NotFound, ReplicaCorrupted
 from callfs.metadata.base import MetadataStore
 from callfs.metrics import Metrics
+from callfs.passes import Result
 from callfs.paths import ROOT
-from callfs.reconciler import Result
-from callfs.repairer import MIN_INTERVAL, PAGE, RECENT, Clock, Pace, Sleep
+from callfs.repairer import PAGE, RECENT, Clock, Pace, Sleep
 from callfs.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -101,19 +101,8 @@ class Scrubber:
 
         Never raises: a failure is logged and reported as ``failed``.
         """
-        result: Result
-        try:
-            async with locks.hold([LOCK_KEY], timeout=0):
-                result = (await self.run_pass()).result
-        except LockTimeout:
-            logger.debug("scrubber: another replica is running a pass; skipping")
-            result = "skipped"
-        except Exception:
-            logger.warning("scrub pass failed", exc_info=True)
-            result = "failed"
-        if self.metrics is not None:
-            self.metrics.scrub_runs.labels(result).inc()
-        return result
+        runs = self.metrics.scrub_runs if self.metrics is not None else None
+        return await passes.exclusive(locks, LOCK_KEY, "scrubber", self.run_pass, runs)
 
     async def run_pass(self) -> ScrubReport:
         """Read every replica of every local-volume file once; heal the corrupted ones.
@@ -294,25 +283,15 @@ def for_runtime(runtime: Runtime) -> Scrubber:
     )
 
 
-async def run(scrubber: Scrubber, locks: Locks, *, interval: float) -> None:
-    """Try a pass every ``interval`` seconds (the first one interval after start) until
-    cancelled.
-    """
-    while True:
-        await asyncio.sleep(max(interval, MIN_INTERVAL))
-        await scrubber.run_exclusive(locks)
-
-
 @contextlib.asynccontextmanager
 async def running(runtime: Runtime) -> AsyncIterator[None]:
     """Run the scrubber in the background for the duration of the block (not at all
     when ``replication.scrub_interval`` is 0).
     """
-    interval = runtime.settings.replication.scrub_interval
-    if interval <= 0:
-        yield
-        return
-    async with background.running(
-        run(for_runtime(runtime), runtime.locks, interval=interval), "scrubber"
-    ):
+    scrubber = for_runtime(runtime)
+
+    async def attempt() -> Result:
+        return await scrubber.run_exclusive(runtime.locks)
+
+    async with passes.running("scrubber", runtime.settings.replication.scrub_interval, attempt):
         yield

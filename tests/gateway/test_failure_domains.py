@@ -37,9 +37,7 @@ async def zoned(tmp_path: Path) -> AsyncIterator[Cluster]:
 
 
 def backend(cluster: Cluster) -> StorageNodeBackend:
-    localfs = cluster.gateway.runtime.backends["localfs"]
-    assert isinstance(localfs, StorageNodeBackend)
-    return localfs
+    return cluster.gateway.runtime.nodes
 
 
 async def test_every_new_file_has_its_two_replicas_in_different_zones(zoned: Cluster) -> None:

@@ -6,28 +6,19 @@ real (in-process gRPC nodes, SQLite).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from callfs.backends.storage_node import StorageNodeBackend
 from callfs.discovery.base import StaticDiscovery
 from callfs.entry import utcnow
 from callfs.repairer import Pace, Repairer
 from tests.support.harness import Cluster, make_settings, running_cluster
+from tests.support.replicas import Clock, holding, replicas_of
 
 REPAIR_AFTER = 600.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -44,11 +35,9 @@ async def replicated(tmp_path: Path) -> AsyncIterator[Cluster]:
 
 def repairer(cluster: Cluster, clock: Clock) -> Repairer:
     runtime = cluster.gateway.runtime
-    backend = runtime.backends["localfs"]
-    assert isinstance(backend, StorageNodeBackend)
     return Repairer(
         runtime.store,
-        backend,
+        runtime.nodes,
         repair_after=REPAIR_AFTER,
         rate=1e12,
         metrics=runtime.metrics,
@@ -58,29 +47,12 @@ def repairer(cluster: Cluster, clock: Clock) -> Repairer:
     )
 
 
-def holding(cluster: Cluster, data: bytes) -> list[str]:
-    digest = hashlib.sha256(data).hexdigest()
-    return sorted(
-        name
-        for name, node in cluster.nodes.items()
-        for stored in node.root.rglob("*")
-        if stored.is_file()
-        and not stored.name.startswith(".callfs-tmp-")
-        and hashlib.sha256(stored.read_bytes()).hexdigest() == digest
-    )
-
-
 async def upload(cluster: Cluster, count: int) -> dict[str, bytes]:
     alice = cluster.client("alice")
     files = {f"/v1/files/f{n}.bin": f"content {n} ".encode() * (1000 + n) for n in range(count)}
     for url, data in files.items():
         assert (await alice.post(url, content=data)).status_code == 201
     return files
-
-
-async def replicas_of(cluster: Cluster, url: str) -> list[str]:
-    head = await cluster.client("alice").head(url)
-    return head.headers["x-callfs-replicas"].split(",")
 
 
 async def test_a_wiped_volume_is_filled_again(replicated: Cluster) -> None:
@@ -193,9 +165,7 @@ async def test_a_draining_node_is_emptied_without_a_moment_below_two_copies(
     files = await upload(replicated, 12)
     on_node_1 = [url for url in files if "node-1" in await replicas_of(replicated, url)]
     assert on_node_1
-    backend = replicated.gateway.runtime.backends["localfs"]
-    assert isinstance(backend, StorageNodeBackend)
-    backend.draining = frozenset({"node-1"})
+    replicated.gateway.runtime.nodes.draining = frozenset({"node-1"})
     clock = Clock()
 
     report = await repairer(replicated, clock).run_pass()

@@ -16,6 +16,7 @@ import pytest
 
 from tests.gateway.test_files import error_code
 from tests.support.harness import Cluster, make_settings, running_cluster
+from tests.support.replicas import content, holding
 
 MIB = 1024 * 1024
 
@@ -25,24 +26,6 @@ async def replicated(tmp_path: Path) -> AsyncIterator[Cluster]:
     settings = make_settings(tmp_path, "sqlite", None, replication={"factor": 2})
     async with running_cluster(settings, nodes=3) as cluster:
         yield cluster
-
-
-def content(seed: int, size: int) -> bytes:
-    block = hashlib.sha256(str(seed).encode()).digest()
-    return (block * (size // len(block) + 1))[:size]
-
-
-def holding(cluster: Cluster, data: bytes) -> list[str]:
-    """The nodes whose volume holds an object with exactly ``data``."""
-    digest = hashlib.sha256(data).hexdigest()
-    return sorted(
-        name
-        for name, node in cluster.nodes.items()
-        for stored in node.root.rglob("*")
-        if stored.is_file()
-        and not stored.name.startswith(".callfs-tmp-")
-        and hashlib.sha256(stored.read_bytes()).hexdigest() == digest
-    )
 
 
 async def test_a_file_is_stored_whole_on_two_nodes(replicated: Cluster) -> None:

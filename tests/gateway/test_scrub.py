@@ -38,9 +38,7 @@ async def replicated(tmp_path: Path) -> AsyncIterator[Cluster]:
 
 
 def backend_of(cluster: Cluster) -> StorageNodeBackend:
-    backend = cluster.gateway.runtime.backends["localfs"]
-    assert isinstance(backend, StorageNodeBackend)
-    return backend
+    return cluster.gateway.runtime.nodes
 
 
 def scrubber(cluster: Cluster) -> Scrubber:
