@@ -2,7 +2,8 @@
 
 The reconciler, the repairer and the scrubber each walk the whole store and the
 nodes; every gateway tries a pass every interval, a coordination lock lets one at a
-time run it, and the others skip theirs. This module is that shape, once.
+time run it, and the others skip theirs. This module is that shape, once, and the
+walk over the stored files the repairer and the scrubber share.
 """
 
 from __future__ import annotations
@@ -11,16 +12,23 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from typing import Literal, Protocol
 
 from callfs import background
 from callfs.coordination.base import Locks
+from callfs.entry import Entry
 from callfs.errors import LockTimeout
+from callfs.metadata.base import MetadataStore
+from callfs.paths import ROOT
 
 logger = logging.getLogger(__name__)
 
 Result = Literal["ok", "partial", "failed", "skipped"]
 MIN_INTERVAL = 0.1
+PAGE = 500
+# ctime has whole seconds: a file changed in the second a pass began waits a pass.
+RECENT = timedelta(seconds=2)
 
 
 class Report(Protocol):
@@ -85,3 +93,21 @@ async def running(
         return
     async with background.running(every(interval, attempt), name):
         yield
+
+
+async def stored_files(store: MetadataStore, backend: str) -> AsyncIterator[Entry]:
+    """Every file of ``store`` whose bytes are an object on ``backend``, in path order,
+    read a page at a time.
+
+    Raises:
+        BackendUnavailable: the metadata store does not answer.
+    """
+    after: str | None = None
+    while True:
+        page = await store.list_tree(ROOT, limit=PAGE, after=after)
+        for entry in page:
+            if not entry.is_dir and entry.backend == backend and entry.object_key:
+                yield entry
+        if len(page) < PAGE:
+            return
+        after = page[-1].path

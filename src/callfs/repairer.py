@@ -30,7 +30,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from callfs import passes
 from callfs.backends.base import ObjectRef
@@ -41,16 +41,12 @@ from callfs.errors import CallFSError
 from callfs.metadata.base import MetadataStore
 from callfs.metrics import Metrics
 from callfs.passes import Result
-from callfs.paths import ROOT
 from callfs.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
 LOCK_KEY = "repairer:pass"
 """The coordination lock a pass holds (path locks are ``path:/...``, so never this)."""
-PAGE = 500
-# ctime has whole seconds: a file changed in the second the pass began waits a pass.
-RECENT = timedelta(seconds=2)
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -142,26 +138,18 @@ class Repairer:
             BackendUnavailable: the metadata store does not answer.
         """
         report = RepairReport()
-        began = self.wall() - RECENT
+        began = self.wall() - passes.RECENT
         now = self.clock()
         holdings = await self._holdings(report)
         for instance_id in holdings:
             self._missing_since.pop(instance_id, None)
         pace = Pace(self.rate, clock=self.clock, sleep=self.sleep)
-        after: str | None = None
-        while True:
-            page = await self.store.list_tree(ROOT, limit=PAGE, after=after)
-            for entry in page:
-                if entry.is_dir or entry.backend != self.backend.name or not entry.object_key:
-                    continue
-                if entry.ctime > began:
-                    report.replicas.update(entry.holders)
-                    continue
-                report.checked += 1
-                await self._check(entry, holdings, now, pace, report)
-            if len(page) < PAGE:
-                break
-            after = page[-1].path
+        async for entry in passes.stored_files(self.store, self.backend.name):
+            if entry.ctime > began:
+                report.replicas.update(entry.holders)
+                continue
+            report.checked += 1
+            await self._check(entry, holdings, now, pace, report)
         if self.metrics is not None:
             self.metrics.under_replicated.set(report.degraded)
             self.metrics.repair_last_pass.set_to_current_time()

@@ -40,8 +40,7 @@ from callfs.errors import CallFSError, NodeUnreachable, NotFound, ReplicaCorrupt
 from callfs.metadata.base import MetadataStore
 from callfs.metrics import Metrics
 from callfs.passes import Result
-from callfs.paths import ROOT
-from callfs.repairer import PAGE, RECENT, Clock, Pace, Sleep
+from callfs.repairer import Clock, Pace, Sleep
 from callfs.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -111,22 +110,14 @@ class Scrubber:
             BackendUnavailable: the metadata store does not answer.
         """
         report = ScrubReport()
-        began = self.wall() - RECENT
+        began = self.wall() - passes.RECENT
         known = {i for i in self.backend.instances() if i is not None}
         pace = Pace(self.rate, clock=self.clock, sleep=self.sleep)
-        after: str | None = None
-        while True:
-            page = await self.store.list_tree(ROOT, limit=PAGE, after=after)
-            for entry in page:
-                if entry.is_dir or entry.backend != self.backend.name or not entry.object_key:
-                    continue
-                if entry.ctime > began:
-                    continue
-                report.checked += 1
-                await self._scrub(entry, known, pace, report)
-            if len(page) < PAGE:
-                break
-            after = page[-1].path
+        async for entry in passes.stored_files(self.store, self.backend.name):
+            if entry.ctime > began:
+                continue
+            report.checked += 1
+            await self._scrub(entry, known, pace, report)
         if report.corrupted or report.skipped:
             logger.info(
                 "scrubber: %d files checked, %d corrupted replicas found, %d healed; "

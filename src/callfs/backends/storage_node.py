@@ -268,11 +268,7 @@ class StorageNodeBackend(Backend):
         ``exclude`` (the nodes that hold it), best first in ``path``'s ranking after
         spreading away from the failure domains of ``exclude`` (possibly none).
         """
-        live = [
-            i
-            for i in self._endpoints()
-            if i not in self._down and i not in exclude and i not in self.draining
-        ]
+        live = self._placeable(exclude)
         more = await spread_over(
             rank(path, live),
             self._discovery.domains(),
@@ -617,11 +613,7 @@ class StorageNodeBackend(Backend):
         Raises:
             BackendUnavailable: fewer such nodes than the write quorum.
         """
-        live = [
-            i
-            for i in self._endpoints()
-            if i not in self._down and i not in skip and i not in self.draining
-        ]
+        live = self._placeable(skip)
         chosen: list[str] = []
         for instance_id in dict.fromkeys(i for i in prefer if i in live):
             if len(chosen) < self._replication and await self._has_room(instance_id):
@@ -636,11 +628,7 @@ class StorageNodeBackend(Backend):
         if len(chosen) < self._quorum:
             # "Down" is what the last call saw: a node may be back before its next
             # probe (a rolling restart). Ask the ones marked down before refusing.
-            returning = [
-                i
-                for i in self._endpoints()
-                if i in self._down and i not in skip and i not in self.draining
-            ]
+            returning = self._placeable(skip, down=True)
             chosen += await spread_over(
                 rank(path, returning),
                 self._discovery.domains(),
@@ -655,6 +643,16 @@ class StorageNodeBackend(Backend):
                 else f"only {len(chosen)} storage nodes can take the file; {self._quorum} must"
             )
         return tuple(chosen)
+
+    def _placeable(self, exclude: AbstractSet[str], *, down: bool = False) -> list[str]:
+        """The nodes discovery knows that may take a new replica: not draining, not in
+        ``exclude``, and up (with ``down``: those marked down instead).
+        """
+        return [
+            i
+            for i in self._endpoints()
+            if (i in self._down) == down and i not in exclude and i not in self.draining
+        ]
 
     # --- calls ------------------------------------------------------------------------
 
