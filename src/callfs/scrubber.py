@@ -27,12 +27,12 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from callfs import passes
-from callfs.backends.base import ObjectRef
+from callfs.backends.base import ObjectRef, close_stream
 from callfs.backends.storage_node import StorageNodeBackend
 from callfs.coordination.base import Locks
 from callfs.entry import Entry, utcnow
@@ -219,8 +219,7 @@ class Scrubber:
                     self.metrics.scrub_bytes.inc(len(chunk))
                 await pace(len(chunk))
         finally:
-            if isinstance(stream, AsyncGenerator):
-                await stream.aclose()
+            await close_stream(stream)
         return digest.hexdigest()
 
     async def _heal(

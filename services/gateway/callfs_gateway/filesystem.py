@@ -17,14 +17,14 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
 from callfs import namespace, paths, permissions
-from callfs.backends.base import Backend, ObjectRef, Written
+from callfs.backends.base import Backend, ObjectRef, Written, close_stream
 from callfs.entry import Entry, EntryType, utcnow
 from callfs.errors import (
     AlreadyExists,
@@ -741,13 +741,8 @@ def _verify_copy(entry: Entry, written: Written, read_sha256: str, *, sha256_eta
 
 @asynccontextmanager
 async def _closing(stream: AsyncIterator[bytes]) -> AsyncIterator[None]:
-    """Close ``stream`` when the block ends, however it ends.
-
-    A stream left unread keeps its storage-node call or S3 response open until the
-    garbage collector finds it.
-    """
+    """Close ``stream`` when the block ends, however it ends (see :func:`close_stream`)."""
     try:
         yield
     finally:
-        if isinstance(stream, AsyncGenerator):
-            await stream.aclose()
+        await close_stream(stream)

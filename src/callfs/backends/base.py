@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar
@@ -181,3 +181,11 @@ async def prefetched(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
             yield chunk
 
     return rest()
+
+
+async def close_stream(stream: AsyncIterator[bytes]) -> None:
+    """Close a stream a backend opened, however far it was read: a stream left unread
+    keeps its storage-node call or S3 response open until the garbage collector finds it.
+    """
+    if isinstance(stream, AsyncGenerator):
+        await stream.aclose()

@@ -23,7 +23,6 @@ import hashlib
 import logging
 import time
 from collections.abc import (
-    AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
     Awaitable,
@@ -45,6 +44,7 @@ from callfs.backends.base import (
     ObjectRef,
     StoredObject,
     Written,
+    close_stream,
     new_object_key,
     prefetched,
 )
@@ -259,7 +259,7 @@ class StorageNodeBackend(Backend):
             copy = ObjectRef(self.name, ref.key, tuple(targets))
             return await self._write(copy, paced(), set(), quorum=1)
         finally:
-            await _close(source)
+            await close_stream(source)
 
     async def choose_more(
         self, path: str, count: int, *, exclude: AbstractSet[str]
@@ -458,13 +458,13 @@ class StorageNodeBackend(Backend):
                         ref.key,
                         offset + sent,
                     )
-                await _close(stream)
+                await close_stream(stream)
                 remaining = None if length is None else length - sent
                 stream, current, rest = await self._open_replica(
                     ref, rest, offset + sent, remaining, rotten
                 )
         finally:
-            await _close(stream)
+            await close_stream(stream)
 
     def _heal_later(self, ref: ObjectRef, rotten: dict[str, bool]) -> None:
         """Schedule the heal of each replica of ``rotten`` not scheduled yet: a copy of
@@ -970,12 +970,6 @@ class _Uploads:
     async def _drop(upload: _Upload) -> None:
         with contextlib.suppress(Exception):
             await upload.abandon()
-
-
-async def _close(stream: AsyncIterator[bytes]) -> None:
-    """Close a stream that may be an async generator (its gRPC call with it)."""
-    if isinstance(stream, AsyncGenerator):
-        await stream.aclose()
 
 
 class _Replayable:
