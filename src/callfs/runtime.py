@@ -10,13 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from callfs.auth import Authenticator
 from callfs.backends.base import Backend
+from callfs.backends.instrumented import InstrumentedBackend
 from callfs.backends.storage_node import StorageNodeBackend
 from callfs.coordination import build_coordination
 from callfs.coordination.base import CacheBus, Locks, RateLimiter
@@ -31,7 +29,6 @@ from callfs.metrics import Metrics
 from callfs.settings import Settings
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 NODE_STATUS_INTERVAL = 5.0
 
@@ -50,13 +47,13 @@ class Runtime:
     bus: CacheBus
     discovery: Discovery
     backends: dict[str, Backend]
+    """Every configured backend by name, each wrapped in an :class:`InstrumentedBackend`
+    that counts and times its operations."""
     nodes: StorageNodeBackend
-    """The storage-node backend (also ``backends["localfs"]``), for what only storage
-    nodes do: repair, scrubbing, rebalancing, the cluster report."""
+    """The storage-node backend itself (``backends["localfs"]`` unwrapped), for what
+    only storage nodes do: repair, scrubbing, rebalancing, the cluster report."""
     auth: Authenticator
     metrics: Metrics
-    self_counted: frozenset[str] = frozenset()
-    """Backends that count and time their own operations (see :meth:`record_backend_op`)."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def backend(self, name: str | None = None) -> Backend:
@@ -70,28 +67,6 @@ class Runtime:
             return self.backends[wanted]
         except KeyError:
             raise BadRequest(f"backend {wanted!r} is not configured") from None
-
-    def record_backend_op(self, backend: str, operation: str, seconds: float) -> None:
-        """Count and time a backend call a caller made, unless the backend counts its own."""
-        if backend in self.self_counted:
-            return
-        self.metrics.backend_ops.labels(backend, operation).inc()
-        self.metrics.backend_duration.labels(backend, operation).observe(seconds)
-
-    async def timed(self, backend: Backend, operation: str, awaitable: Awaitable[T]) -> T:
-        """Await one call of ``backend``, counting and timing it: the one place the
-        gateway and the link-service count backend operations (S3 counts its own
-        requests, so it is counted only there)."""
-        started = time.perf_counter()
-        result = "error"
-        try:
-            value = await awaitable
-            result = "ok"
-            return value
-        finally:
-            self.record_backend_op(backend.name, operation, time.perf_counter() - started)
-            if backend.proxied:
-                self.metrics.proxy_operations.labels(operation, result).inc()
 
     async def ready(self) -> None:
         """Raise BackendUnavailable unless reads can be served: the metadata store answers.
@@ -152,18 +127,10 @@ async def open_runtime(
         metrics=metrics,
     )
     backends: dict[str, Backend] = {"localfs": nodes}
-    self_counted: set[str] = set()
     if settings.backend.s3_configured:
         from callfs.backends.s3 import S3Backend
 
-        # S3 reports every request it makes (deletes and copies too), so it is the one
-        # place its operations are counted.
-        backends["s3"] = S3Backend(
-            settings.backend,
-            chunk_size=settings.server.chunk_size,
-            observe=backend_observer(metrics, "s3"),
-        )
-        self_counted.add("s3")
+        backends["s3"] = S3Backend(settings.backend, chunk_size=settings.server.chunk_size)
     elif settings.backend.default_backend == "s3":
         raise BackendUnavailable("default backend is s3 but backend.s3_bucket_name is not set")
     runtime = Runtime(
@@ -174,32 +141,23 @@ async def open_runtime(
         limiter=limiter,
         bus=bus,
         discovery=discovery,
-        backends=backends,
+        backends={
+            name: InstrumentedBackend(backend, metrics) for name, backend in backends.items()
+        },
         nodes=nodes,
         auth=Authenticator(settings.auth),
         metrics=metrics,
-        self_counted=frozenset(self_counted),
     )
     try:
         await discovery.start()
         await store.open()
-        for backend in backends.values():
+        for backend in runtime.backends.values():
             await backend.start()
     except BaseException:
         await runtime.close()
         raise
     runtime._tasks.append(asyncio.create_task(_report_nodes(runtime)))
     return runtime
-
-
-def backend_observer(metrics: Metrics, backend_type: str) -> Callable[[str, float, bool], None]:
-    """An ``observe(operation, seconds, ok)`` hook feeding the backend operation metrics."""
-
-    def observe(operation: str, seconds: float, ok: bool) -> None:
-        metrics.backend_ops.labels(backend_type, operation).inc()
-        metrics.backend_duration.labels(backend_type, operation).observe(seconds)
-
-    return observe
 
 
 async def _report_nodes(runtime: Runtime) -> None:

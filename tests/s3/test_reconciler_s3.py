@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from callfs import reconciler
-from callfs.backends.base import ObjectRef
+from callfs.backends.base import Backend, ObjectRef
 from callfs.backends.s3 import S3Backend
 from callfs.settings import BackendSettings
 from tests.support.harness import Cluster, make_settings, running_cluster
@@ -37,7 +37,7 @@ async def cluster(tmp_path: Path, s3_settings: BackendSettings) -> AsyncIterator
         yield running
 
 
-async def put_orphan(backend: S3Backend) -> str:
+async def put_orphan(backend: Backend) -> str:
     ref = ObjectRef("s3", (await backend.new_object("/orphan")).key)
 
     async def body() -> AsyncIterator[bytes]:
@@ -48,11 +48,11 @@ async def put_orphan(backend: S3Backend) -> str:
 
 
 async def test_s3_orphans_are_removed_and_the_rest_stays(
-    cluster: Cluster, s3_server: S3Server
+    cluster: Cluster, s3_server: S3Server, s3_settings: BackendSettings
 ) -> None:
     runtime = cluster.gateway.runtime
     backend = runtime.backends["s3"]
-    assert isinstance(backend, S3Backend)
+    bucket = s3_settings.s3_bucket_name
     client = cluster.client("alice")
     for index in range(3):
         response = await client.post(f"/v1/files/s3/{index}.txt", content=f"{index}".encode())
@@ -60,17 +60,17 @@ async def test_s3_orphans_are_removed_and_the_rest_stays(
         assert response.json()["backend"] == "s3"
     orphans = {await put_orphan(backend) for _ in range(2)}
     foreign = f"someone-else/{uuid.uuid4().hex}"
-    s3_server.admin.put_object(Bucket=backend.bucket, Key=foreign, Body=b"not ours")
-    before = set(s3_server.keys(backend.bucket))
+    s3_server.admin.put_object(Bucket=bucket, Key=foreign, Body=b"not ours")
+    before = set(s3_server.keys(bucket))
 
     young = await reconciler.for_runtime(runtime).run_pass()
     assert young.removed == {"localfs/node-0": 0, "s3": 0}
-    assert set(s3_server.keys(backend.bucket)) == before
+    assert set(s3_server.keys(bucket)) == before
 
     report = await reconciler.for_runtime(runtime).run_pass(now=later())
 
     assert report.removed == {"localfs/node-0": 0, "s3": 2}
-    assert set(s3_server.keys(backend.bucket)) == before - orphans
+    assert set(s3_server.keys(bucket)) == before - orphans
     for index in range(3):
         assert (await client.get(f"/v1/files/s3/{index}.txt")).content == f"{index}".encode()
     removed = runtime.metrics.registry.get_sample_value(

@@ -205,9 +205,7 @@ class FileSystem:
         """Open the stored bytes of ``entry`` (errors raise before the first chunk)."""
         backend = self.rt.backend(entry.backend)
         try:
-            return await self.rt.timed(
-                backend, "read", namespace.open_bytes(backend, entry, start, end)
-            )
+            return await namespace.open_bytes(backend, entry, start, end)
         except NotFound:
             logger.error(
                 "the bytes of %s are missing: object %s on %s",
@@ -347,10 +345,9 @@ class FileSystem:
         """
         if current is None:
             backend = self.rt.backend(backend_name)
-            return await self.rt.timed(backend, "write", backend.write_new(path, chunks))
+            return await backend.write_new(path, chunks)
         backend = self.rt.backend(current.backend)
-        placed = backend.write_new(path, chunks, prefer=current.holders)
-        return await self.rt.timed(backend, "write", placed)
+        return await backend.write_new(path, chunks, prefer=current.holders)
 
     def _check_write(
         self,
@@ -600,9 +597,7 @@ class FileSystem:
                     digest.update(chunk)
                     yield chunk
 
-            target, written = await self.rt.timed(
-                backend, "write", backend.write_new(entry.path, hashed())
-            )
+            target, written = await backend.write_new(entry.path, hashed())
         return target, written, digest.hexdigest()
 
     # Deleting

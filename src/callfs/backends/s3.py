@@ -7,7 +7,6 @@ import contextlib
 import functools
 import hashlib
 import logging
-import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import AsyncExitStack
 from typing import Any
@@ -41,9 +40,6 @@ from callfs.errors import (
 from callfs.settings import BackendSettings
 
 logger = logging.getLogger(__name__)
-
-Observer = Callable[[str, float, bool], None]
-"""``observe(operation, seconds, ok)``: called once per backend operation (metrics)."""
 
 MAX_PARTS = 10_000
 MAX_COPY_OBJECT_SIZE = 5 * 1024**3
@@ -157,7 +153,6 @@ class S3Backend(Backend):
         settings: BackendSettings,
         *,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
-        observe: Observer | None = None,
         max_attempts: int = 3,
         max_copy_size: int = MAX_COPY_OBJECT_SIZE,
         list_page_size: int = MAX_LIST_PAGE,
@@ -168,7 +163,6 @@ class S3Backend(Backend):
         self._bucket = settings.s3_bucket_name
         self._part_size = settings.s3_part_size
         self._chunk_size = chunk_size
-        self._observe = observe
         self._max_attempts = max_attempts
         self._max_copy_size = max_copy_size
         self._list_page_size = list_page_size
@@ -232,17 +226,6 @@ class S3Backend(Backend):
         if stack is not None:
             await stack.aclose()
 
-    @contextlib.asynccontextmanager
-    async def _observed(self, operation: str) -> AsyncIterator[None]:
-        started = time.perf_counter()
-        ok = False
-        try:
-            yield
-            ok = True
-        finally:
-            if self._observe is not None:
-                self._observe(operation, time.perf_counter() - started, ok)
-
     @contextlib.contextmanager
     def _translated(self, key: str | None) -> Iterator[None]:
         try:
@@ -280,51 +263,50 @@ class S3Backend(Backend):
             PayloadTooLarge: the body needs more than 10,000 parts of ``s3_part_size``.
             BackendUnavailable: S3 does not answer or refuses.
         """
-        async with self._observed("write"):
-            digest = hashlib.sha256()
-            size = 0
-            filling: list[bytes] = []
-            filled = 0
-            upload: _MultipartUpload | None = None
-            try:
-                async for chunk in chunks:
-                    digest.update(chunk)
-                    size += len(chunk)
-                    filling.append(chunk)
-                    filled += len(chunk)
-                    while filled >= self._part_size:
-                        if upload is None:
-                            upload = await self._start_upload(ref.key)
-                        filling = await upload.send(filling)
-                        filled -= self._part_size
-                if upload is None:
-                    with self._translated(ref.key):
-                        response = await self._client.put_object(
-                            Bucket=self._bucket,
-                            Key=ref.key,
-                            Body=b"".join(filling),
-                            **self._put_arguments(),
-                        )
-                    etag = _etag(response["ETag"])
-                else:
-                    if filling:
-                        await upload.send(filling)
-                    filling = []
-                    parts = await upload.finish()
-                    with self._translated(ref.key):
-                        response = await self._client.complete_multipart_upload(
-                            Bucket=self._bucket,
-                            Key=ref.key,
-                            UploadId=upload.upload_id,
-                            MultipartUpload={"Parts": parts},
-                        )
-                    etag = _etag(response["ETag"])
-            except BaseException:
-                if upload is not None:
-                    await upload.stop()
-                    await self._abort(ref.key, upload.upload_id)
-                raise
-            return Written(size=size, sha256=digest.hexdigest(), etag=etag)
+        digest = hashlib.sha256()
+        size = 0
+        filling: list[bytes] = []
+        filled = 0
+        upload: _MultipartUpload | None = None
+        try:
+            async for chunk in chunks:
+                digest.update(chunk)
+                size += len(chunk)
+                filling.append(chunk)
+                filled += len(chunk)
+                while filled >= self._part_size:
+                    if upload is None:
+                        upload = await self._start_upload(ref.key)
+                    filling = await upload.send(filling)
+                    filled -= self._part_size
+            if upload is None:
+                with self._translated(ref.key):
+                    response = await self._client.put_object(
+                        Bucket=self._bucket,
+                        Key=ref.key,
+                        Body=b"".join(filling),
+                        **self._put_arguments(),
+                    )
+                etag = _etag(response["ETag"])
+            else:
+                if filling:
+                    await upload.send(filling)
+                filling = []
+                parts = await upload.finish()
+                with self._translated(ref.key):
+                    response = await self._client.complete_multipart_upload(
+                        Bucket=self._bucket,
+                        Key=ref.key,
+                        UploadId=upload.upload_id,
+                        MultipartUpload={"Parts": parts},
+                    )
+                etag = _etag(response["ETag"])
+        except BaseException:
+            if upload is not None:
+                await upload.stop()
+                await self._abort(ref.key, upload.upload_id)
+            raise
+        return Written(size=size, sha256=digest.hexdigest(), etag=etag)
 
     async def _create_upload(self, key: str) -> str:
         with self._translated(key):
@@ -379,20 +361,17 @@ class S3Backend(Backend):
             RangeNotSatisfiable: ``offset`` lies beyond the object.
             BackendUnavailable: S3 does not answer or refuses.
         """
-        async with self._observed("read"):
-            if length == 0:
-                with self._translated(ref.key):
-                    await self._client.head_object(Bucket=self._bucket, Key=ref.key)
-                return _nothing()
-            arguments: dict[str, str] = {}
-            byte_range = _range(offset, length)
-            if byte_range is not None:
-                arguments["Range"] = byte_range
+        if length == 0:
             with self._translated(ref.key):
-                response = await self._client.get_object(
-                    Bucket=self._bucket, Key=ref.key, **arguments
-                )
-            return await prefetched(self._stream(response["Body"], ref.key))
+                await self._client.head_object(Bucket=self._bucket, Key=ref.key)
+            return _nothing()
+        arguments: dict[str, str] = {}
+        byte_range = _range(offset, length)
+        if byte_range is not None:
+            arguments["Range"] = byte_range
+        with self._translated(ref.key):
+            response = await self._client.get_object(Bucket=self._bucket, Key=ref.key, **arguments)
+        return await prefetched(self._stream(response["Body"], ref.key))
 
     async def _stream(self, body: Any, key: str) -> AsyncIterator[bytes]:
         try:
@@ -416,25 +395,22 @@ class S3Backend(Backend):
 
     async def delete(self, ref: ObjectRef) -> None:
         """DeleteObject; S3 answers success for a missing key too."""
-        async with self._observed("delete"):
-            with self._translated(ref.key):
-                await self._client.delete_object(Bucket=self._bucket, Key=ref.key)
+        with self._translated(ref.key):
+            await self._client.delete_object(Bucket=self._bucket, Key=ref.key)
 
     async def list_objects(self, instance_id: str | None = None) -> AsyncIterator[StoredObject]:
         """Every object in the bucket, one ListObjectsV2 page (``list_page_size`` keys,
         at most 1000) at a time.
 
         A multipart upload in progress is not an object yet, so it is never listed.
-        Each page request counts as one ``list`` operation.
 
         Raises:
             BackendUnavailable: S3 does not answer or refuses (also mid-listing).
         """
         arguments: dict[str, Any] = {"Bucket": self._bucket, "MaxKeys": self._list_page_size}
         while True:
-            async with self._observed("list"):
-                with self._translated(None):
-                    page = await self._client.list_objects_v2(**arguments)
+            with self._translated(None):
+                page = await self._client.list_objects_v2(**arguments)
             for item in page.get("Contents", ()):
                 yield StoredObject(item["Key"], int(item["Size"]), item["LastModified"])
             token = page.get("NextContinuationToken")
@@ -455,21 +431,20 @@ class S3Backend(Backend):
             NotFound: the source object is missing.
             BackendUnavailable: S3 does not answer or refuses.
         """
-        async with self._observed("copy"):
+        with self._translated(source.key):
+            head = await self._client.head_object(Bucket=self._bucket, Key=source.key)
+        size = int(head["ContentLength"])
+        if size > self._max_copy_size:
+            etag = await self._copy_in_parts(source.key, target.key, size)
+        else:
             with self._translated(source.key):
-                head = await self._client.head_object(Bucket=self._bucket, Key=source.key)
-            size = int(head["ContentLength"])
-            if size > self._max_copy_size:
-                etag = await self._copy_in_parts(source.key, target.key, size)
-            else:
-                with self._translated(source.key):
-                    response = await self._client.copy_object(
-                        Bucket=self._bucket,
-                        Key=target.key,
-                        CopySource={"Bucket": self._bucket, "Key": source.key},
-                        **self._put_arguments(),
-                    )
-                etag = _etag(response["CopyObjectResult"]["ETag"])
+                response = await self._client.copy_object(
+                    Bucket=self._bucket,
+                    Key=target.key,
+                    CopySource={"Bucket": self._bucket, "Key": source.key},
+                    **self._put_arguments(),
+                )
+            etag = _etag(response["CopyObjectResult"]["ETag"])
         if sha256 is None:
             digest = hashlib.sha256()
             async for chunk in await self.read(target):
@@ -510,9 +485,8 @@ class S3Backend(Backend):
 
     async def ping(self) -> None:
         """HeadBucket: the bucket exists and these credentials may use it."""
-        async with self._observed("ping"):
-            with self._translated(None):
-                await self._client.head_bucket(Bucket=self._bucket)
+        with self._translated(None):
+            await self._client.head_bucket(Bucket=self._bucket)
 
 
 class _MultipartUpload:
