@@ -213,6 +213,9 @@ class InstanceDiscoverySettings(Section):
     instance_id: str = "callfs-instance-1"
     peer_endpoints: dict[str, str] = Field(default_factory=dict)
     peer_domains: dict[str, PeerDomain] = Field(default_factory=dict)
+    # A JSON file holding the static map instead, re-read when it changes.
+    peers_file: str = ""
+    peers_file_interval: Duration = Field(default=5.0, gt=0)
     kubernetes_namespace: str = ""
     kubernetes_service: str = "callfs-storage-node"
     kubernetes_port_name: str = "grpc"
@@ -223,6 +226,12 @@ class InstanceDiscoverySettings(Section):
         if isinstance(value, str):
             return json.loads(value) if value.strip() else {}
         return value
+
+    @model_validator(mode="after")
+    def _one_static_map(self) -> InstanceDiscoverySettings:
+        if self.peers_file and self.peer_endpoints:
+            raise ValueError("set peer_endpoints or peers_file, not both")
+        return self
 
 
 class StorageNodeSettings(Section):

@@ -39,6 +39,7 @@ DEFAULT_DIR = REPO / ".callfs-cluster"
 NODES = ("storage-node-0", "storage-node-1", "storage-node-2")
 GATEWAYS = ("gateway-1", "gateway-2")
 LINK_SERVICE = "link-service"
+PEERS_FILE = "peers.json"
 API_KEY_COUNT = 3
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 15.0
@@ -58,6 +59,8 @@ OWNED = {
     ("instance_discovery", "mode"),
     ("instance_discovery", "instance_id"),
     ("instance_discovery", "peer_endpoints"),
+    ("instance_discovery", "peers_file"),
+    ("instance_discovery", "peers_file_interval"),
     ("metadata_store", "type"),
     ("metadata_store", "dsn"),
     ("dlm", "type"),
@@ -182,6 +185,34 @@ class Cluster:
         """Stop every process of this cluster."""
         down(self.root)
 
+    def add_node(self, name: str) -> None:
+        """Start one more storage node over a fresh volume, then name it in the peers file:
+        the running gateways see it join within ``peers_file_interval``.
+        """
+        if name in self.components:
+            raise ClusterError(f"{name} is already part of this cluster")
+        grpc_port, metrics_port = free_ports(2)
+        model = self.components[self.nodes[0]]
+        node = _node_component(self.root, model.env, name, grpc_port, metrics_port)
+        launch(self.root, node)
+        wait_healthy(self.root, [node], START_TIMEOUT)
+        self.nodes.append(name)
+        self.components[name] = node
+        self.save()
+        _write_peers(self.root, {**_read_peers(self.root), name: f"127.0.0.1:{grpc_port}"})
+
+    def save(self) -> None:
+        """Write ``cluster.json``, from which :func:`load` rebuilds this handle."""
+        state = {
+            "url": self.url,
+            "url2": self.url2,
+            "metrics": self.metrics,
+            "api_keys": self.api_keys,
+            "nodes": self.nodes,
+            "components": [asdict(c) for c in self.components.values()],
+        }
+        _write_private(self.root / "cluster.json", json.dumps(state, indent=2))
+
     def _check_node(self, name: str) -> None:
         if name not in self.nodes:
             raise ClusterError(f"{name} is not a storage node of this cluster ({self.nodes})")
@@ -253,7 +284,7 @@ def prepare(root: Path) -> None:
         )
     for name in ("run", "logs", "postgres", "redis", "volumes", "nginx"):
         shutil.rmtree(root / name, ignore_errors=True)
-    for name in ("cluster.env", "cluster.json"):
+    for name in ("cluster.env", "cluster.json", PEERS_FILE):
         (root / name).unlink(missing_ok=True)
     for name in ("run", "logs", "redis", "volumes", "nginx"):
         (root / name).mkdir(parents=True)
@@ -281,9 +312,9 @@ def _start(root: Path, environ: dict[str, str], watch_pid: int | None) -> Cluste
         "CALLFS_SERVER_PROTOCOL": "http",
         "CALLFS_METRICS_ENABLED": "true",
         "CALLFS_INSTANCE_DISCOVERY_MODE": "static",
-        "CALLFS_INSTANCE_DISCOVERY_PEER_ENDPOINTS": json.dumps(
-            {name: f"127.0.0.1:{grpc_port}" for name, (grpc_port, _) in node_ports.items()}
-        ),
+        # Every role reads the nodes from one file, so a node can join (Cluster.add_node).
+        "CALLFS_INSTANCE_DISCOVERY_PEERS_FILE": str(root / PEERS_FILE),
+        "CALLFS_INSTANCE_DISCOVERY_PEERS_FILE_INTERVAL": "0.5s",
         "CALLFS_METADATA_STORE_TYPE": "postgres",
         "CALLFS_METADATA_STORE_DSN": f"postgres://callfs@127.0.0.1:{pg_port}/callfs?sslmode=disable",
         "CALLFS_DLM_TYPE": "redis",
@@ -293,27 +324,11 @@ def _start(root: Path, environ: dict[str, str], watch_pid: int | None) -> Cluste
     }
     callfs = _callfs_binary()
 
-    nodes = []
-    for name, (grpc_port, metrics_port) in node_ports.items():
-        volume = root / "volumes" / name
-        volume.mkdir(parents=True)
-        node_env = env | {
-            "CALLFS_INSTANCE_DISCOVERY_INSTANCE_ID": name,
-            "CALLFS_STORAGE_NODE_LISTEN_ADDR": f"127.0.0.1:{grpc_port}",
-            "CALLFS_BACKEND_LOCALFS_ROOT_PATH": str(volume),
-            "CALLFS_METRICS_LISTEN_ADDR": f"127.0.0.1:{metrics_port}",
-            "CALLFS_SERVER_LISTEN_ADDR": "127.0.0.1:0",
-        }
-        nodes.append(
-            _component(
-                root,
-                name,
-                [callfs, "storage-node"],
-                node_env,
-                [f"grpc://127.0.0.1:{grpc_port}"],
-                PHASE_NODES,
-            )
-        )
+    _write_peers(root, {name: f"127.0.0.1:{grpc}" for name, (grpc, _) in node_ports.items()})
+    nodes = [
+        _node_component(root, env, name, grpc_port, metrics_port)
+        for name, (grpc_port, metrics_port) in node_ports.items()
+    ]
     for node in nodes:
         launch(root, node)
 
@@ -363,26 +378,41 @@ def _start(root: Path, environ: dict[str, str], watch_pid: int | None) -> Cluste
         nodes=list(NODES),
         components={c.name: c for c in components},
     )
-    _write_private(
-        root / "cluster.json",
-        json.dumps(
-            {
-                "url": cluster.url,
-                "url2": cluster.url2,
-                "metrics": cluster.metrics,
-                "api_keys": cluster.api_keys,
-                "nodes": cluster.nodes,
-                "components": [asdict(c) for c in components],
-            },
-            indent=2,
-        ),
-    )
+    cluster.save()
     _write_private(
         root / "cluster.env",
         f"# The local CallFS cluster; load it with: set -a; . {root}/cluster.env; set +a\n"
         + "".join(f"{key}={shlex.quote(value)}\n" for key, value in cluster.env().items()),
     )
     return cluster
+
+
+def _node_component(
+    root: Path, env: dict[str, str], name: str, grpc_port: int, metrics_port: int
+) -> Component:
+    volume = root / "volumes" / name
+    volume.mkdir(parents=True)
+    node_env = env | {
+        "CALLFS_INSTANCE_DISCOVERY_INSTANCE_ID": name,
+        "CALLFS_STORAGE_NODE_LISTEN_ADDR": f"127.0.0.1:{grpc_port}",
+        "CALLFS_BACKEND_LOCALFS_ROOT_PATH": str(volume),
+        "CALLFS_METRICS_LISTEN_ADDR": f"127.0.0.1:{metrics_port}",
+        "CALLFS_SERVER_LISTEN_ADDR": "127.0.0.1:0",
+    }
+    checks = [f"grpc://127.0.0.1:{grpc_port}"]
+    return _component(root, name, [_callfs_binary(), "storage-node"], node_env, checks, PHASE_NODES)
+
+
+def _read_peers(root: Path) -> dict[str, str]:
+    peers: dict[str, str] = json.loads((root / PEERS_FILE).read_text())
+    return peers
+
+
+def _write_peers(root: Path, peers: Mapping[str, str]) -> None:
+    """Replace the peers file whole (a rename), as the roles polling it expect."""
+    staged = root / f"{PEERS_FILE}.new"
+    staged.write_text(json.dumps(peers, indent=2) + "\n")
+    os.replace(staged, root / PEERS_FILE)
 
 
 def role_environment(environ: dict[str, str], url: str) -> tuple[dict[str, str], list[str]]:

@@ -22,11 +22,18 @@ from tests.e2e import cluster as local
 from tests.e2e.target import Target
 
 LOCAL_CLUSTER = "local_cluster"
+GROWS_CLUSTER = "grows_cluster"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the tests that kill processes last, so a failure there cannot spoil the others."""
-    items.sort(key=lambda item: item.get_closest_marker(LOCAL_CLUSTER) is not None)
+    """Run the tests that kill processes last, so a failure there cannot spoil the others,
+    and those that add processes after them, so every other test sees three nodes."""
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker(LOCAL_CLUSTER) is not None,
+            item.get_closest_marker(GROWS_CLUSTER) is not None,
+        )
+    )
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -20,13 +20,20 @@ VICTIM = "storage-node-2"
 
 
 def nodes_holding(cluster: Cluster, data: bytes) -> set[str]:
+    """The nodes whose volume holds an object with exactly ``data`` (files that vanish
+    while they are looked at, under concurrent traffic, hold nothing)."""
     digest = hashlib.sha256(data).hexdigest()
     found = set()
     for node in cluster.nodes:
         for stored in (cluster.root / "volumes" / node).rglob("*"):
-            stored_file = stored.is_file() and not stored.name.startswith(".callfs-tmp-")
-            if stored_file and hashlib.sha256(stored.read_bytes()).hexdigest() == digest:
-                found.add(node)
+            if stored.name.startswith(".callfs-tmp-") or stored.suffix == ".sums":
+                continue
+            try:
+                held = stored.is_file() and stored.stat().st_size == len(data)
+                if held and hashlib.sha256(stored.read_bytes()).hexdigest() == digest:
+                    found.add(node)
+            except FileNotFoundError:
+                continue
     return found
 
 

@@ -1,4 +1,5 @@
-"""Which storage nodes are live, and where: a static map or Kubernetes EndpointSlices."""
+"""Which storage nodes are live, and where: a static map (from settings or a file that
+may change) or Kubernetes EndpointSlices."""
 
 from __future__ import annotations
 
@@ -24,6 +25,12 @@ def build_discovery(settings: InstanceDiscoverySettings) -> Discovery:
         instance_id: Domain(zone=peer.zone, host=peer.host)
         for instance_id, peer in settings.peer_domains.items()
     }
+    if settings.peers_file:
+        from callfs.discovery.peers_file import PeersFileDiscovery
+
+        return PeersFileDiscovery(
+            Path(settings.peers_file), interval=settings.peers_file_interval, domains=domains
+        )
     return StaticDiscovery(settings.peer_endpoints, domains)
 
 
