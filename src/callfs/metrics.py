@@ -110,6 +110,15 @@ class Metrics:
         self.cache_misses = Counter(
             "callfs_metadata_cache_misses_total", "Metadata cache misses", registry=r
         )
+        self.object_cache_hits = Counter(
+            "callfs_object_cache_hits_total", "Small-object cache hits", registry=r
+        )
+        self.object_cache_misses = Counter(
+            "callfs_object_cache_misses_total", "Small-object cache misses", registry=r
+        )
+        self.object_cache_bytes = Gauge(
+            "callfs_object_cache_bytes", "Bytes held by the small-object cache", registry=r
+        )
         self.rate_limited = Counter(
             "callfs_rate_limited_total",
             "Requests refused by a rate limit",

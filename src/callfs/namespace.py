@@ -10,6 +10,7 @@ from callfs.backends.base import Backend, ObjectRef
 from callfs.entry import Entry
 from callfs.errors import NotADirectory, NotFound
 from callfs.metadata.base import MetadataStore
+from callfs.objectcache import ObjectCache, one_chunk
 from callfs.permissions import User
 
 
@@ -67,16 +68,23 @@ async def lookup(store: MetadataStore, user: User, path: str) -> Resolved:
 
 
 async def open_bytes(
-    backend: Backend, entry: Entry, start: int = 0, end: int | None = None
+    backend: Backend,
+    entry: Entry,
+    start: int = 0,
+    end: int | None = None,
+    *,
+    cache: ObjectCache | None = None,
 ) -> AsyncIterator[bytes]:
-    """Open a file's bytes ``start..end`` (inclusive); errors raise before the first chunk."""
+    """Open a file's bytes ``start..end`` (inclusive); errors raise before the first chunk.
+
+    A small file is served from ``cache`` (and read whole into it on a miss).
+    """
     last = entry.size - 1 if end is None else end
     if entry.size == 0 or entry.object_key is None or last < start:
-
-        async def empty() -> AsyncIterator[bytes]:
-            return
-            yield b""
-
-        return empty()
+        return one_chunk(b"")
     ref = ObjectRef(entry.backend, entry.object_key, entry.holders, etag=entry.etag)
+    if cache is not None and cache.holds(entry.size):
+        sha256 = entry.etag if backend.sha256_etags else None
+        data = await cache.read(backend, ref, entry.size, sha256)
+        return one_chunk(data[start : last + 1])
     return await backend.read(ref, offset=start, length=last - start + 1)

@@ -26,6 +26,7 @@ from callfs.metadata.base import MetadataStore
 from callfs.metadata.cache import CachedMetadataStore
 from callfs.metadata.instrumented import InstrumentedMetadataStore
 from callfs.metrics import Metrics
+from callfs.objectcache import ObjectCache
 from callfs.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ class Runtime:
     only storage nodes do: repair, scrubbing, rebalancing, the cluster report."""
     auth: Authenticator
     metrics: Metrics
+    objects: ObjectCache | None = None
+    """Small objects' bytes (None: the cache is off)."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def backend(self, name: str | None = None) -> Backend:
@@ -147,6 +150,7 @@ async def open_runtime(
         nodes=nodes,
         auth=Authenticator(settings.auth),
         metrics=metrics,
+        objects=_object_cache(settings, metrics),
     )
     try:
         await discovery.start()
@@ -167,3 +171,10 @@ async def _report_nodes(runtime: Runtime) -> None:
         for instance, up in runtime.nodes.node_status().items():
             gauge.labels(instance).set(1 if up else 0)
         await asyncio.sleep(NODE_STATUS_INTERVAL)
+
+
+def _object_cache(settings: Settings, metrics: Metrics) -> ObjectCache | None:
+    capacity = settings.server.object_cache_bytes
+    if capacity == 0:
+        return None
+    return ObjectCache(capacity, settings.server.object_cache_max_object, metrics)

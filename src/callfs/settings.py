@@ -100,6 +100,9 @@ class ServerSettings(Section):
     metadata_op_timeout: Duration = 5.0
     max_upload_bytes: int = Field(default=10 * 1024**3, ge=0)
     chunk_size: int = Field(default=1024 * 1024, ge=4096, le=64 * 1024 * 1024)
+    # Whole small objects kept in memory (callfs.objectcache); 0 turns the cache off.
+    object_cache_bytes: int = Field(default=32 * 1024 * 1024, ge=0)
+    object_cache_max_object: int = Field(default=64 * 1024, ge=1)
     trusted_proxies: CommaList = Field(default_factory=list)
 
     @field_validator("listen_addr")

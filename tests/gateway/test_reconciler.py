@@ -7,6 +7,7 @@ Ages are set without waiting: a pass takes ``now``, and volume files get old mti
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -147,7 +148,7 @@ async def test_a_key_committed_between_listing_and_deletion_survives(cluster: Cl
         owner="alice",
         group="alice",
         size=first.stat().st_size,
-        etag="late",
+        etag=hashlib.sha256(first.read_bytes()).hexdigest(),
         backend="localfs",
         instance_id="node-0",
         object_key=committed,

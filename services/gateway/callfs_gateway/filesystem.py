@@ -205,7 +205,7 @@ class FileSystem:
         """Open the stored bytes of ``entry`` (errors raise before the first chunk)."""
         backend = self.rt.backend(entry.backend)
         try:
-            return await namespace.open_bytes(backend, entry, start, end)
+            return await namespace.open_bytes(backend, entry, start, end, cache=self.rt.objects)
         except NotFound:
             logger.error(
                 "the bytes of %s are missing: object %s on %s",

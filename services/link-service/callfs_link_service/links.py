@@ -191,7 +191,7 @@ class Links:
             backend = self.rt.backend(entry.backend)
         except BadRequest:
             raise BackendUnavailable(f"backend {entry.backend!r} is not configured here") from None
-        stream = await namespace.open_bytes(backend, entry)
+        stream = await namespace.open_bytes(backend, entry, cache=self.rt.objects)
         self.metrics.file_operations.labels("read", entry.backend).inc()
         return stream
 
