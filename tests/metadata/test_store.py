@@ -804,3 +804,28 @@ async def test_referenced_keys_answers_many_keys_at_once(store: MetadataStore) -
     asked = [f"k{index}" for index in range(1200)]
     expected = {f"k{index}" for index in range(0, 1200, 100)}
     assert await store.referenced_keys("localfs", "node-0", asked) == expected
+
+
+async def test_a_read_after_a_committed_update_sees_it_while_other_reads_run(
+    store: MetadataStore,
+) -> None:
+    """Reads overlapping each other never pin an older snapshot: what a mutation decides
+    from, right after another one committed, is that commit."""
+    await store.create(file("/hot", etag="v0", object_key="k0"))
+    done = asyncio.Event()
+
+    async def reader() -> None:
+        while not done.is_set():
+            await store.get_many(["/", "/hot"])
+            await store.get("/hot")
+
+    readers = [asyncio.create_task(reader()) for _ in range(8)]
+    try:
+        for version in range(1, 150):
+            current = await store.get("/hot")
+            assert current is not None and current.etag == f"v{version - 1}"
+            changed = current.evolve(etag=f"v{version}", object_key=f"k{version}")
+            await store.update(changed, expected=current)
+    finally:
+        done.set()
+        await asyncio.gather(*readers)

@@ -245,17 +245,22 @@ class SQLiteMetadataStore(MetadataStore):
             await writer.close()
 
     async def ping(self) -> None:
-        async with self._read() as db, db.execute("SELECT 1") as cursor:
-            await cursor.fetchone()
+        await self._rows("SELECT 1")
 
     # Connections
 
-    @asynccontextmanager
-    async def _read(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Every row of one query on the reader connection, run to its end in one call.
+
+        Never a cursor left open across awaits: the reader connection is shared, and
+        while one of its statements is unfinished SQLite keeps its read transaction
+        open, so every other query on it would read that older snapshot (a mutation
+        deciding from it would decide from the past).
+        """
         if self._reader is None:
             raise BackendUnavailable("metadata store unavailable")
         try:
-            yield self._reader
+            return list(await self._reader.execute_fetchall(sql, params))
         except (sqlite3.OperationalError, sqlite3.InterfaceError, ValueError) as exc:
             # ValueError: aiosqlite's "no active connection" after close.
             logger.error("SQLite metadata store failed: %s", exc)
@@ -310,23 +315,17 @@ class SQLiteMetadataStore(MetadataStore):
     # Reads
 
     async def get(self, path: str) -> Entry | None:
-        async with (
-            self._read() as db,
-            db.execute(f"SELECT {_COLUMNS} FROM entries WHERE path = ?", (path,)) as cursor,
-        ):
-            row = await cursor.fetchone()
-        return None if row is None else _entry(row)
+        rows = await self._rows(f"SELECT {_COLUMNS} FROM entries WHERE path = ?", (path,))
+        return _entry(rows[0]) if rows else None
 
     async def get_many(self, paths: Sequence[str]) -> dict[str, Entry]:
         wanted = sorted(set(paths))
         found: dict[str, Entry] = {}
-        async with self._read() as db:
-            for chunk in _chunks(wanted):
-                marks = ", ".join("?" * len(chunk))
-                sql = f"SELECT {_COLUMNS} FROM entries WHERE path IN ({marks})"
-                async with db.execute(sql, tuple(chunk)) as cursor:
-                    for row in await cursor.fetchall():
-                        found[row[0]] = _entry(row)
+        for chunk in _chunks(wanted):
+            marks = ", ".join("?" * len(chunk))
+            sql = f"SELECT {_COLUMNS} FROM entries WHERE path IN ({marks})"
+            for row in await self._rows(sql, tuple(chunk)):
+                found[row[0]] = _entry(row)
         return found
 
     async def list_children(
@@ -334,8 +333,7 @@ class SQLiteMetadataStore(MetadataStore):
     ) -> list[Entry]:
         sql = f"SELECT {_COLUMNS} FROM entries WHERE parent = ? AND path > ? ORDER BY path LIMIT ?"
         params = (path, after or "", -1 if limit is None else limit)
-        async with self._read() as db, db.execute(sql, params) as cursor:
-            return [_entry(row) for row in await cursor.fetchall()]
+        return [_entry(row) for row in await self._rows(sql, params)]
 
     async def list_tree(
         self,
@@ -353,38 +351,27 @@ class SQLiteMetadataStore(MetadataStore):
             params.append(deepest)
         sql += " ORDER BY path LIMIT ?"
         params.append(-1 if limit is None else limit)
-        async with self._read() as db, db.execute(sql, params) as cursor:
-            return [_entry(row) for row in await cursor.fetchall()]
+        return [_entry(row) for row in await self._rows(sql, params)]
 
     async def has_children(self, path: str) -> bool:
-        async with (
-            self._read() as db,
-            db.execute("SELECT 1 FROM entries WHERE parent = ? LIMIT 1", (path,)) as cursor,
-        ):
-            return await cursor.fetchone() is not None
+        return bool(await self._rows("SELECT 1 FROM entries WHERE parent = ? LIMIT 1", (path,)))
 
     async def object_keys(self, backend: str, instance_id: str | None) -> set[str]:
         on_node, params = _on_node(backend, instance_id)
         sql = f"SELECT object_key FROM entries WHERE {on_node} AND object_key IS NOT NULL"
-        keys: set[str] = set()
-        async with self._read() as db, db.execute(sql, params) as cursor:
-            async for row in cursor:
-                keys.add(row[0])
-        return keys
+        return {row[0] for row in await self._rows(sql, params)}
 
     async def referenced_keys(
         self, backend: str, instance_id: str | None, keys: Sequence[str]
     ) -> set[str]:
         on_node, params = _on_node(backend, instance_id)
         found: set[str] = set()
-        async with self._read() as db:
-            for chunk in _chunks(list(set(keys))):
-                sql = (
-                    f"SELECT object_key FROM entries WHERE {on_node}"
-                    f" AND object_key IN ({', '.join('?' * len(chunk))})"
-                )
-                async with db.execute(sql, (*params, *chunk)) as cursor:
-                    found.update(row[0] for row in await cursor.fetchall())
+        for chunk in _chunks(list(set(keys))):
+            sql = (
+                f"SELECT object_key FROM entries WHERE {on_node}"
+                f" AND object_key IN ({', '.join('?' * len(chunk))})"
+            )
+            found.update(row[0] for row in await self._rows(sql, (*params, *chunk)))
         return found
 
     # Mutations
