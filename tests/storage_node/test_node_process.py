@@ -11,6 +11,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from callfs_storage_node.volume import SMALL_WRITE_BYTES
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from callfs.storage.v1 import storage_pb2, storage_pb2_grpc
@@ -94,7 +95,8 @@ async def test_a_node_killed_mid_upload_removes_the_temp_file_when_it_starts_aga
                 header=storage_pb2.WriteHeader(path="ab/object", create_parents=True)
             )
         )
-        await call.write(storage_pb2.WriteRequest(chunk=b"x" * 1024 * 1024))
+        # Past the bound of a small write, which would be held in memory, not on disk.
+        await call.write(storage_pb2.WriteRequest(chunk=b"x" * (SMALL_WRITE_BYTES + 1)))
         await wait_until(
             lambda: bool(first.temp_files()), timeout=START_TIMEOUT, what="the upload began"
         )

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from callfs_storage_node import sweeper
-from callfs_storage_node.volume import TEMP_PREFIX, Volume
+from callfs_storage_node.volume import SMALL_WRITE_BYTES, TEMP_PREFIX, Volume
 
 from tests.support.polling import wait_until
 
@@ -57,15 +57,19 @@ def leftover(volume: Volume, name: str, *, untouched_for: float, clock: Clock) -
     return path
 
 
+# A first chunk past the bound of a small write (held in memory, never in a temp file).
+FIRST = b"first " * (SMALL_WRITE_BYTES // 6 + 1)
+
+
 class PausedUpload:
-    """A write whose client sent a first chunk and then waits for ``resume``."""
+    """A write whose client sent a first chunk (``FIRST``) and then waits for ``resume``."""
 
     def __init__(self, volume: Volume, path: str) -> None:
         self.resume = asyncio.Event()
         self.task = asyncio.create_task(volume.write(path, self._chunks()))
 
     async def _chunks(self) -> AsyncIterator[bytes]:
-        yield b"first "
+        yield FIRST
         await self.resume.wait()
         yield b"last"
 
@@ -90,7 +94,7 @@ async def test_a_sweep_removes_an_old_leftover_but_not_the_temp_file_of_a_write_
     assert not old.exists()
     assert fresh.exists()
     await upload.finish()
-    assert (Path(volume.root) / "f").read_bytes() == b"first last"
+    assert (Path(volume.root) / "f").read_bytes() == FIRST + b"last"
 
 
 async def test_a_leftover_is_kept_until_it_is_untouched_for_longer_than_the_grace(
@@ -114,7 +118,7 @@ async def test_a_write_paused_longer_than_the_grace_keeps_its_temp_file(
     assert await volume.sweep_temp_files(GRACE) == 0
     assert temp.exists()
     await upload.finish()
-    assert (Path(volume.root) / "f").read_bytes() == b"first last"
+    assert (Path(volume.root) / "f").read_bytes() == FIRST + b"last"
     assert temp_files(volume) == set()
 
 
@@ -148,8 +152,9 @@ async def test_the_background_sweeper_removes_leftovers_once_past_the_grace(
         await wait_until(lambda: not young.exists(), what="the young leftover was swept")
 
 
+@pytest.mark.parametrize("size", [1, SMALL_WRITE_BYTES + 1], ids=["small", "streamed"])
 async def test_a_write_cancelled_while_its_temp_file_is_made_leaves_none(
-    volume: Volume, monkeypatch: pytest.MonkeyPatch
+    volume: Volume, monkeypatch: pytest.MonkeyPatch, size: int
 ) -> None:
     entered, release, made = threading.Event(), threading.Event(), threading.Event()
     create = volume._create_temp
@@ -163,7 +168,7 @@ async def test_a_write_cancelled_while_its_temp_file_is_made_leaves_none(
             made.set()
 
     async def one_chunk() -> AsyncIterator[bytes]:
-        yield b"x"
+        yield b"x" * size
 
     monkeypatch.setattr(volume, "_create_temp", slow_create)
     writing = asyncio.create_task(volume.write("f", one_chunk()))

@@ -1,9 +1,11 @@
 """One volume directory: confined paths, atomic streamed writes, ranged streamed reads.
 
 Every path is relative to the root and can never leave it, not even through a
-symlink. Blocking file I/O runs in worker threads, a few chunks per hop. Each file
-written has its block checksums in a sidecar (:mod:`callfs_storage_node.checksums`),
-and a read checks every block before it hands out any byte of it.
+symlink. Blocking file I/O runs in worker threads, a few chunks per hop; a small
+write (a body of at most ``SMALL_WRITE_BYTES``) or read takes a single hop. Each
+file written has its block checksums in a sidecar
+(:mod:`callfs_storage_node.checksums`), and a read checks every block before it
+hands out any byte of it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -48,6 +50,9 @@ DEFAULT_DIR_MODE = 0o755
 # Bytes moved per hop to a worker thread: large enough that the hop is cheap
 # next to the I/O, small enough to keep memory per stream bounded.
 BATCH_BYTES = 4 * 1024 * 1024
+# A write whose whole body is at most this many bytes is held in memory until its
+# stream ends and then done in one hop to a worker thread; a longer one streams.
+SMALL_WRITE_BYTES = 1024 * 1024
 # A long write syncs as it goes, so the final fsync (the caller waits on it) stays short.
 SYNC_BYTES = 64 * 1024 * 1024
 _LINK_UNSUPPORTED = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV})
@@ -122,6 +127,10 @@ class _OpenFile:
                     os.unlink(self.temp)
 
 
+class _Abandoned(Exception):
+    """A small write whose caller was cancelled before it was committed: it publishes nothing."""
+
+
 def _forget(pending: asyncio.Future[Any] | None) -> None:
     """Retrieve a worker future's outcome later, so an abandoned one logs nothing."""
     if pending is not None:
@@ -138,6 +147,57 @@ class _Digest:
     def update(self, data: bytes) -> None:
         self.sha256.update(data)
         self.blocks.update(data)
+
+
+def _check_size(size: int, expected: int | None, *, ended: bool) -> None:
+    """Raise unless ``size`` bytes fit ``expected`` (matching it once the stream ``ended``).
+
+    Raises:
+        PreconditionFailed: more bytes than expected, or (``ended``) other than expected.
+    """
+    if expected is None:
+        return
+    if size > expected:
+        raise PreconditionFailed(f"more than the expected {expected} bytes")
+    if ended and size != expected:
+        raise PreconditionFailed(f"{size} bytes arrived, {expected} were expected")
+
+
+async def _head(
+    source: AsyncIterator[bytes], bound: int
+) -> tuple[list[bytes], bool, Exception | None]:
+    """The first non-empty chunks of ``source``, taken until it ends or they pass ``bound``
+    bytes; whether it ended, and the error it raised meanwhile (kept, so that the write
+    raises it where a streamed one would, after the path's own errors).
+    """
+    head: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in source:
+            if chunk:
+                head.append(chunk)
+                size += len(chunk)
+                if size > bound:
+                    return head, False, None
+    except Exception as exc:
+        return head, False, exc
+    return head, True, None
+
+
+async def _replayed(
+    head: list[bytes], rest: AsyncIterator[bytes], error: Exception | None
+) -> AsyncGenerator[bytes, None]:
+    """``head`` again, then ``error`` if the source raised it, else the rest of the source.
+
+    Each chunk of ``head`` is let go of once handed out.
+    """
+    head.reverse()
+    while head:
+        yield head.pop()
+    if error is not None:
+        raise error
+    async for chunk in rest:
+        yield chunk
 
 
 def _write_all(fd: int, chunks: list[bytes], digest: _Digest) -> None:
@@ -409,8 +469,10 @@ class Volume:
         *,
         usage_max_age: float = 0.0,
         clock: Callable[[], float] = time.time,
+        small_write_bytes: int = SMALL_WRITE_BYTES,
     ) -> None:
         self.root = os.path.realpath(root)
+        self._small_write_bytes = small_write_bytes
         self._usage_max_age = usage_max_age
         self._usage: tuple[float, VolumeUsage] | None = None
         self._usage_walk: asyncio.Future[VolumeUsage] | None = None
@@ -478,11 +540,21 @@ class Volume:
         in the file's sidecar (see :meth:`_publish`). On any failure or cancellation
         the temp files are removed and an existing file keeps its old content.
 
+        A body that ends within ``small_write_bytes`` is written whole in one worker
+        thread call (:meth:`_store`) once its stream ends; a longer one is streamed,
+        the first chunks taken then written first. Both take the same blocking steps.
+
         Raises:
             InvalidPath, NotFound (parent missing), NotADirectory, IsADirectory,
             AlreadyExists (``overwrite`` false), PreconditionFailed (size differs
             from ``expected_size``), OSError (disk full).
         """
+        source = aiter(chunks)
+        head, ended, error = await _head(source, self._small_write_bytes)
+        if ended:
+            return await self._write_small(
+                path, head, mode, overwrite, create_parents, expected_size
+            )
         creating = asyncio.ensure_future(
             asyncio.to_thread(self._create_temp, path, mode, overwrite, create_parents)
         )
@@ -493,9 +565,65 @@ class Volume:
             creating.add_done_callback(self._abandon)
             raise
         try:
-            return await self._fill(target, handle, chunks, overwrite, expected_size)
+            async with contextlib.aclosing(_replayed(head, source, error)) as rest:
+                return await self._fill(target, handle, rest, overwrite, expected_size)
         finally:
             self._release_temp(handle)
+
+    async def _write_small(
+        self,
+        path: str,
+        body: list[bytes],
+        mode: int,
+        overwrite: bool,
+        create_parents: bool,
+        expected_size: int | None,
+    ) -> Stored:
+        """Write ``body``, the whole of a small write, in one hop (see :meth:`_store`)."""
+        abandoned = threading.Event()
+        try:
+            return await asyncio.to_thread(
+                self._store, path, body, mode, overwrite, create_parents, expected_size, abandoned
+            )
+        except asyncio.CancelledError:
+            # Its thread runs on: it publishes nothing unless it is committing already
+            # (as a streamed write cancelled during its commit), and removes its temp file.
+            abandoned.set()
+            raise
+
+    def _store(
+        self,
+        path: str,
+        body: list[bytes],
+        mode: int,
+        overwrite: bool,
+        create_parents: bool,
+        expected_size: int | None,
+        abandoned: threading.Event,
+    ) -> Stored:
+        """A whole write of ``body`` (blocking): the steps of a streamed write, in order.
+
+        The temp file is made (the path's errors first, as in a streamed write), the
+        size checked, then :meth:`_commit` writes, syncs and publishes; on failure the
+        temp file is removed. Once ``abandoned`` is set, nothing more is done.
+        """
+        if abandoned.is_set():
+            raise _Abandoned()
+        size = sum(len(chunk) for chunk in body)
+        target, handle = self._create_temp(path, mode, overwrite, create_parents)
+        digest = _Digest()
+        try:
+            try:
+                _check_size(size, expected_size, ended=True)
+                if abandoned.is_set():
+                    raise _Abandoned()
+                self._commit(handle, target, body, digest, overwrite)
+            except BaseException:
+                handle.close(discard=True)
+                raise
+        finally:
+            self._release_temp(handle)
+        return Stored(size, digest.sha256.hexdigest())
 
     async def _fill(
         self,
@@ -517,8 +645,7 @@ class Volume:
                 batch.append(chunk)
                 batched += len(chunk)
                 size += len(chunk)
-                if expected_size is not None and size > expected_size:
-                    raise PreconditionFailed(f"more than the expected {expected_size} bytes")
+                _check_size(size, expected_size, ended=False)
                 if batched >= BATCH_BYTES:
                     if pending is not None:
                         await pending
@@ -533,8 +660,7 @@ class Volume:
             if pending is not None:
                 await pending
                 pending = None
-            if expected_size is not None and size != expected_size:
-                raise PreconditionFailed(f"{size} bytes arrived, {expected_size} were expected")
+            _check_size(size, expected_size, ended=True)
             await asyncio.to_thread(self._commit, handle, target, batch, digest, overwrite)
         except BaseException:
             _forget(pending)
