@@ -92,9 +92,16 @@ class EdgeApp(FastAPI):
     and security headers too, and counts it like any other answer.
     """
 
+    front: Callable[[ASGIApp, FastAPI], ASGIApp] | None = None
+    """A layer in front of the framework, inside the edge middleware (the gateway's
+    fast path for file reads)."""
+
     def build_middleware_stack(self) -> ASGIApp:
         metrics: Metrics = self.state.metrics
-        return EdgeMiddleware(super().build_middleware_stack(), metrics=metrics)
+        inner = super().build_middleware_stack()
+        if self.front is not None:
+            inner = self.front(inner, self)
+        return EdgeMiddleware(inner, metrics=metrics)
 
 
 def build_app(
@@ -106,6 +113,7 @@ def build_app(
     description: str,
     routes: APIRouter,
     serving: Callable[[FastAPI, Runtime], AbstractAsyncContextManager[None]],
+    front: Callable[[ASGIApp, FastAPI], ASGIApp] | None = None,
 ) -> FastAPI:
     """A web role: ``routes`` plus the system routes, the edge middleware and the error
     handlers; ``serving(app, runtime)`` runs for the app's lifespan.
@@ -137,6 +145,7 @@ def build_app(
         redoc_url=None,
     )
     app.state.metrics = metrics
+    app.front = front
     install_error_handlers(app, metrics, component)
     app.include_router(routes)
     app.include_router(router)

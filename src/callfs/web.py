@@ -104,18 +104,43 @@ def response_for(exc: CallFSError) -> JSONResponse:
     return error_response(exc.status_code, exc.code, exc.message, **headers)
 
 
+def domain_error_response(
+    exc: CallFSError, metrics: Metrics, component: str, method: str, path: str
+) -> JSONResponse:
+    """The answer to a domain error, counted and (when it is the server's) logged."""
+    metrics.errors.labels(component, exc.code).inc()
+    if isinstance(exc, BackendUnavailable):
+        # What failed logs its outage once; a line per refused request would bury it.
+        logger.debug("%s %s: %s", method, path, exc.message)
+    elif exc.status_code >= 500:
+        logger.warning("%s %s: %s", method, path, exc.message)
+    return response_for(exc)
+
+
+def http_error_response(exc: StarletteHTTPException) -> JSONResponse:
+    """The answer to an HTTP-level refusal (routing's 404 is "no such endpoint")."""
+    code = _HTTP_CODES.get(exc.status_code, "BAD_REQUEST")
+    message = exc.detail if isinstance(exc.detail, str) else "request failed"
+    if exc.status_code == 404:
+        message = "no such endpoint"
+    return error_response(exc.status_code, code, message, **(exc.headers or {}))
+
+
+def internal_error_response(
+    exc: BaseException, metrics: Metrics, component: str, method: str, path: str
+) -> JSONResponse:
+    """The 500 for an unexpected exception: counted and logged, internals kept out."""
+    metrics.errors.labels(component, "INTERNAL_ERROR").inc()
+    logger.error("unhandled error in %s %s", method, path, exc_info=exc)
+    return error_response(500, "INTERNAL_ERROR", "internal error")
+
+
 def install_error_handlers(app: FastAPI, metrics: Metrics, component: str) -> None:
     """Map every exception to API.md's JSON error; a 500 never carries internals."""
 
     async def domain_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, CallFSError)
-        metrics.errors.labels(component, exc.code).inc()
-        if isinstance(exc, BackendUnavailable):
-            # What failed logs its outage once; a line per refused request would bury it.
-            logger.debug("%s %s: %s", request.method, request.url.path, exc.message)
-        elif exc.status_code >= 500:
-            logger.warning("%s %s: %s", request.method, request.url.path, exc.message)
-        return response_for(exc)
+        return domain_error_response(exc, metrics, component, request.method, request.url.path)
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -128,20 +153,14 @@ def install_error_handlers(app: FastAPI, metrics: Metrics, component: str) -> No
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        code = _HTTP_CODES.get(exc.status_code, "BAD_REQUEST")
-        message = exc.detail if isinstance(exc.detail, str) else "request failed"
-        if exc.status_code == 404:
-            message = "no such endpoint"
-        return error_response(exc.status_code, code, message, **(exc.headers or {}))
+        return http_error_response(exc)
 
     async def disconnected(request: Request, exc: Exception) -> Response:
         logger.info("client disconnected during %s %s", request.method, request.url.path)
         return Response(status_code=499)
 
     async def unexpected(request: Request, exc: Exception) -> Response:
-        metrics.errors.labels(component, "INTERNAL_ERROR").inc()
-        logger.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
-        return error_response(500, "INTERNAL_ERROR", "internal error")
+        return internal_error_response(exc, metrics, component, request.method, request.url.path)
 
     app.add_exception_handler(CallFSError, domain_error)
     app.add_exception_handler(RequestValidationError, validation_error)

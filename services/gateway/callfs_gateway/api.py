@@ -22,10 +22,11 @@ from callfs import paths, permissions
 from callfs.entry import Entry, format_mode, format_time, parse_mode
 from callfs.errors import BadRequest, CallFSError, IsADirectory, NotADirectory, PayloadTooLarge
 from callfs.paths import RequestPath
+from callfs.permissions import User
 from callfs.web import json_object
 from callfs_gateway import admin
 from callfs_gateway.deps import CurrentUser, FileSystemDep, RuntimeDep
-from callfs_gateway.filesystem import etag_matches
+from callfs_gateway.filesystem import FileSystem, etag_matches
 from callfs_gateway.ranges import parse_range
 
 FILES_PREFIX = b"/v1/files"
@@ -139,9 +140,30 @@ async def read_entry(
     range_header: Annotated[str | None, Header(alias="range")] = None,
 ) -> Response:
     """Download a file (ranges, conditional GET), or list a directory's children."""
-    target = request_path(request, FILES_PREFIX)
+    return await answer_read(
+        fs,
+        user,
+        request_path(request, FILES_PREFIX),
+        head=request.method == "HEAD",
+        if_none_match=if_none_match,
+        range_header=range_header,
+    )
+
+
+async def answer_read(
+    fs: FileSystem,
+    user: User,
+    target: RequestPath,
+    *,
+    head: bool,
+    if_none_match: str | None,
+    range_header: str | None,
+) -> Response:
+    """The answer to GET or HEAD of ``target``: the file's bytes (a range of them, or
+    304), or the directory's children. Shared by the route and the fast path
+    (:mod:`callfs_gateway.fastpath`).
+    """
     entry = await fs.stat(user, target.path)
-    head = request.method == "HEAD"
     headers = entry_headers(entry)
     if entry.is_dir:
         items = await fs.list_directory(user, target.path)

@@ -11,6 +11,7 @@ from callfs import reconciler, repairer, scrubber, system
 from callfs.runtime import Runtime
 from callfs.settings import Settings
 from callfs_gateway.api import router
+from callfs_gateway.fastpath import FilesFastPath
 from callfs_gateway.filesystem import FileSystem
 
 
@@ -29,6 +30,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         description="A REST API filesystem with Linux semantics.",
         routes=router,
         serving=_serving,
+        front=FilesFastPath,
     )
 
 
