@@ -3,6 +3,11 @@
 Writes go through one connection, one transaction at a time (``BEGIN IMMEDIATE``,
 so other processes on the same file wait on ``busy_timeout`` rather than fail);
 reads use a second connection and see the last committed state.
+
+Each connection has a thread of its own (:class:`_Connection`), and every store
+operation is one plain function over the ``sqlite3.Connection``, run there in one
+call: a create with its parent checks and its ``COMMIT`` is one hand-off to the
+thread and one back, not one per statement.
 """
 
 from __future__ import annotations
@@ -11,12 +16,11 @@ import asyncio
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-import aiosqlite
+from typing import Any, TypeVar
 
 from callfs import paths
 from callfs.entry import Entry, utcnow
@@ -38,6 +42,8 @@ from callfs.metadata.base import (
 )
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 10_000
 BUSY_RETRY_DELAY = 0.01
@@ -139,25 +145,133 @@ _INSERT = (
 )
 
 
-async def _when_free(db: aiosqlite.Connection, sql: str) -> None:
+def _when_free(db: sqlite3.Connection, sql: str) -> None:
     """Run ``sql``, tried again while SQLite answers busy without waiting.
 
     SQLite skips the busy handler where waiting could deadlock (for instance while
     another connection turns a fresh file to WAL, or when two connections switch it
     at once), so ``busy_timeout`` alone is not enough for ``BEGIN IMMEDIATE`` and
-    ``PRAGMA journal_mode``.
+    ``PRAGMA journal_mode``. Runs in the connection's thread, which it keeps while
+    it waits: no other call on this connection could go ahead meanwhile anyway.
     """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + BUSY_TIMEOUT_MS / 1000
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
     while True:
         try:
-            await db.execute(sql)
+            db.execute(sql)
             return
         except sqlite3.OperationalError as exc:
             busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
-            if not busy or loop.time() > deadline:
+            if not busy or time.monotonic() > deadline:
                 raise
-        await asyncio.sleep(BUSY_RETRY_DELAY)
+        time.sleep(BUSY_RETRY_DELAY)
+
+
+def _all(db: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    """Every row of one statement, run to its end (the statement finished, not pending)."""
+    cursor = db.execute(sql, params)
+    try:
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
+def _count(db: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> int:
+    """Run one statement that returns no rows; the number of rows it changed."""
+    cursor = db.execute(sql, params)
+    try:
+        return cursor.rowcount
+    finally:
+        cursor.close()
+
+
+def _transaction(work: Callable[[sqlite3.Connection], T], db: sqlite3.Connection) -> T:
+    """Run ``work`` as one ``BEGIN IMMEDIATE`` transaction, in the connection's thread.
+
+    Committed if ``work`` returns; rolled back if anything raises, ``COMMIT`` included,
+    so the connection never stays inside a transaction after the call.
+    """
+    _when_free(db, "BEGIN IMMEDIATE")
+    try:
+        result = work(db)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    return result
+
+
+def _connect(path: str, prepare: Callable[[sqlite3.Connection], None]) -> sqlite3.Connection:
+    """A new connection to ``path``, set up and then handed to ``prepare``."""
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.execute("PRAGMA synchronous = FULL")
+        prepare(db)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _prepare_writer(db: sqlite3.Connection) -> None:
+    _when_free(db, "PRAGMA journal_mode = WAL")
+    _transaction(_migrate, db)
+
+
+def _prepare_reader(db: sqlite3.Connection) -> None:
+    db.execute("PRAGMA query_only = ON")
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+    )
+    applied = {row[0] for row in _all(db, "SELECT version FROM schema_migrations")}
+    for step in migration.load("sqlite"):
+        if step.version in applied:
+            continue
+        logger.info("applying SQLite migration %04d_%s", step.version, step.name)
+        for statement in migration.statements(step.sql):
+            db.execute(statement)
+        db.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+            (step.version, utcnow().isoformat()),
+        )
+    now = utcnow()
+    root = Entry(
+        path=paths.ROOT, type="directory", mode=0o1777, owner="root", group="root",
+        mtime=now, ctime=now,
+    )  # fmt: skip
+    db.execute(_INSERT, _insert_params(root))
+
+
+def _fetch(db: sqlite3.Connection, path: str) -> Entry | None:
+    rows = _all(db, f"SELECT {_COLUMNS} FROM entries WHERE path = ?", (path,))
+    return _entry(rows[0]) if rows else None
+
+
+def _has_children(db: sqlite3.Connection, path: str) -> bool:
+    return bool(_all(db, "SELECT 1 FROM entries WHERE parent = ? LIMIT 1", (path,)))
+
+
+def _ensure_parents(db: sqlite3.Connection, path: str, parents: Sequence[Entry]) -> None:
+    """Insert the missing ``parents``, then check every directory a new row hangs off."""
+    for parent in sorted(parents, key=lambda e: e.path):
+        db.execute(_INSERT, _insert_params(parent))
+    wanted = subtree.anchors(path, parents)
+    types: dict[str, str] = {}
+    for chunk in _chunks(wanted):
+        marks = ", ".join("?" * len(chunk))
+        sql = f"SELECT path, type FROM entries WHERE path IN ({marks})"
+        types.update({row[0]: row[1] for row in _all(db, sql, tuple(chunk))})
+    for directory in wanted:
+        kind = types.get(directory)
+        if kind is None:
+            raise NotFound(f"parent directory {directory} does not exist")
+        if kind != "directory":
+            raise NotADirectory(f"{directory} is not a directory")
 
 
 def _make_folder(path: str) -> None:
@@ -169,14 +283,87 @@ def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
         yield items[start : start + MAX_PARAMS]
 
 
+class _Connection:
+    """One ``sqlite3.Connection`` and the one thread that opens, uses and closes it.
+
+    :meth:`call` runs a plain function over the connection in that thread: one hop
+    there and back per call, whatever the function does. Calls run one at a time, in
+    the order they were made. A caller cancelled while its function runs only stops
+    waiting: the function still runs to its end in the thread (a transaction to its
+    ``COMMIT`` or ``ROLLBACK``, never half of one); a function whose caller is
+    cancelled before its turn does not run at all.
+    """
+
+    def __init__(self) -> None:
+        self.hops = 0  # calls into the thread, for tests
+        self._db: sqlite3.Connection | None = None
+        self._closed = False
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="callfs-sqlite")
+
+    async def open(self, connect: Callable[[], sqlite3.Connection]) -> None:
+        """Make the connection with ``connect``, in the thread.
+
+        Kept there as soon as it is made, so that :meth:`close` closes it even if this
+        call's caller was cancelled meanwhile.
+        """
+
+        def keep() -> None:
+            self._db = connect()
+
+        await self._hop(keep)
+
+    async def call(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work(connection)``, run in the connection's thread."""
+        return await self._hop(lambda: work(self._connection()))
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise sqlite3.InterfaceError("the connection is not open")
+        return self._db
+
+    async def _hop(self, work: Callable[[], T]) -> T:
+        if self._closed:
+            raise BackendUnavailable("metadata store unavailable")
+        self.hops += 1
+        return await asyncio.get_running_loop().run_in_executor(self._thread, work)
+
+    async def close(self) -> None:
+        """Close the connection once every call made before has run, then end the thread."""
+        if self._closed:
+            return
+        self._closed = True
+        closed = asyncio.get_running_loop().run_in_executor(self._thread, self._disconnect)
+        self._thread.shutdown(wait=False)
+        await closed
+
+    def _disconnect(self) -> None:
+        db, self._db = self._db, None
+        if db is not None:
+            db.close()
+
+
 class SQLiteMetadataStore(MetadataStore):
-    """The namespace in one SQLite file at ``path`` (created with its folder if missing)."""
+    """The namespace in one SQLite file at ``path`` (created with its folder if missing).
+
+    Every operation is one call into a connection's thread (see :class:`_Connection`).
+    The writer's one thread is what serializes writes: each mutation is a whole
+    ``BEGIN IMMEDIATE ... COMMIT`` function run there, so no asyncio lock is needed,
+    and a cancelled caller cannot leave a transaction open.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._writer: aiosqlite.Connection | None = None
-        self._reader: aiosqlite.Connection | None = None
-        self._write_lock = asyncio.Lock()
+        self._writer: _Connection | None = None
+        self._reader: _Connection | None = None
+
+    @property
+    def hops(self) -> int:
+        """How many calls went into the connections' threads so far (for tests)."""
+        writer, reader = self._writer, self._reader
+        hops = 0 if writer is None else writer.hops
+        if reader is not None and reader is not writer:
+            hops += reader.hops
+        return hops
 
     # Lifecycle
 
@@ -185,56 +372,20 @@ class SQLiteMetadataStore(MetadataStore):
         try:
             if not memory:
                 await asyncio.to_thread(_make_folder, self.path)
-            self._writer = await self._connect()
-            await _when_free(self._writer, "PRAGMA journal_mode = WAL")
-            await self._migrate()
+            self._writer = _Connection()
+            await self._writer.open(lambda: _connect(self.path, _prepare_writer))
             # An in-memory database exists only on its one connection.
             if memory:
                 self._reader = self._writer
             else:
-                self._reader = await self._connect()
-                await self._reader.execute("PRAGMA query_only = ON")
+                self._reader = _Connection()
+                await self._reader.open(lambda: _connect(self.path, _prepare_reader))
         except BaseException as exc:
             await self.close()
             if not isinstance(exc, OSError | sqlite3.Error):
                 raise
             logger.error("cannot open the SQLite metadata store at %s: %s", self.path, exc)
             raise BackendUnavailable("metadata store unavailable") from None
-
-    async def _connect(self) -> aiosqlite.Connection:
-        connection = await aiosqlite.connect(self.path, isolation_level=None)
-        try:
-            await connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            await connection.execute("PRAGMA synchronous = FULL")
-        except BaseException:
-            await connection.close()
-            raise
-        return connection
-
-    async def _migrate(self) -> None:
-        async with self._write() as db:
-            await db.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                " version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
-            )
-            async with db.execute("SELECT version FROM schema_migrations") as cursor:
-                applied = {row[0] for row in await cursor.fetchall()}
-            for step in migration.load("sqlite"):
-                if step.version in applied:
-                    continue
-                logger.info("applying SQLite migration %04d_%s", step.version, step.name)
-                for statement in migration.statements(step.sql):
-                    await db.execute(statement)
-                await db.execute(
-                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
-                    (step.version, utcnow().isoformat()),
-                )
-            now = utcnow()
-            root = Entry(
-                path=paths.ROOT, type="directory", mode=0o1777, owner="root", group="root",
-                mtime=now, ctime=now,
-            )  # fmt: skip
-            await db.execute(_INSERT, _insert_params(root))
 
     async def close(self) -> None:
         writer, reader = self._writer, self._reader
@@ -249,68 +400,36 @@ class SQLiteMetadataStore(MetadataStore):
 
     # Connections
 
-    async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        """Every row of one query on the reader connection, run to its end in one call.
-
-        Never a cursor left open across awaits: the reader connection is shared, and
-        while one of its statements is unfinished SQLite keeps its read transaction
-        open, so every other query on it would read that older snapshot (a mutation
-        deciding from it would decide from the past).
-        """
-        if self._reader is None:
+    async def _call(
+        self, connection: _Connection | None, work: Callable[[sqlite3.Connection], T]
+    ) -> T:
+        """``work`` run in ``connection``'s thread, SQLite's failures answered as unavailable."""
+        if connection is None:
             raise BackendUnavailable("metadata store unavailable")
         try:
-            return list(await self._reader.execute_fetchall(sql, params))
-        except (sqlite3.OperationalError, sqlite3.InterfaceError, ValueError) as exc:
-            # ValueError: aiosqlite's "no active connection" after close.
+            return await connection.call(work)
+        except (sqlite3.OperationalError, sqlite3.InterfaceError) as exc:
             logger.error("SQLite metadata store failed: %s", exc)
             raise BackendUnavailable("metadata store unavailable") from None
 
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One ``BEGIN IMMEDIATE`` transaction, committed unless the block raises."""
-        async with self._write_lock:
-            db = self._writer
-            if db is None:
-                raise BackendUnavailable("metadata store unavailable")
-            try:
-                await _when_free(db, "BEGIN IMMEDIATE")
-                try:
-                    yield db
-                except BaseException:
-                    if db.in_transaction:
-                        await db.execute("ROLLBACK")
-                    raise
-                await db.execute("COMMIT")
-            except (sqlite3.OperationalError, sqlite3.InterfaceError, ValueError) as exc:
-                logger.error("SQLite metadata store failed: %s", exc)
-                raise BackendUnavailable("metadata store unavailable") from None
+    async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Every row of one query on the reader connection, run to its end in one call.
 
-    async def _write_one(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        """Run one statement as its own transaction and return its rows.
-
-        SQLite commits a lone statement by itself, as atomically and durably as
-        ``BEGIN IMMEDIATE ... COMMIT``, in one round trip to the connection's thread
-        instead of three: the write lock is held that much shorter.
+        Never a statement left unfinished across awaits: the reader connection is
+        shared, and while one of its statements is unfinished SQLite keeps its read
+        transaction open, so every other query on it would read that older snapshot
+        (a mutation deciding from it would decide from the past).
         """
-        async with self._write_lock:
-            db = self._writer
-            if db is None:
-                raise BackendUnavailable("metadata store unavailable")
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + BUSY_TIMEOUT_MS / 1000
-            while True:
-                try:
-                    return list(await db.execute_fetchall(sql, params))
-                except sqlite3.OperationalError as exc:
-                    busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
-                    if not busy or loop.time() > deadline:
-                        logger.error("SQLite metadata store failed: %s", exc)
-                        raise BackendUnavailable("metadata store unavailable") from None
-                except (sqlite3.InterfaceError, ValueError) as exc:
-                    logger.error("SQLite metadata store failed: %s", exc)
-                    raise BackendUnavailable("metadata store unavailable") from None
-                await asyncio.sleep(BUSY_RETRY_DELAY)
+        return await self._call(self._reader, lambda db: _all(db, sql, params))
+
+    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work`` as one ``BEGIN IMMEDIATE`` transaction in the writer's thread, one call.
+
+        Committed if ``work`` returns, rolled back if it raises (its exception goes on
+        to the caller). ``BEGIN IMMEDIATE`` is tried again while SQLite answers busy,
+        up to ``BUSY_TIMEOUT_MS``.
+        """
+        return await self._call(self._writer, lambda db: _transaction(work, db))
 
     # Reads
 
@@ -377,33 +496,12 @@ class SQLiteMetadataStore(MetadataStore):
     # Mutations
 
     async def create(self, entry: Entry, parents: Sequence[Entry] = ()) -> None:
-        async with self._write() as db:
-            await self._ensure_parents(db, entry.path, parents)
-            cursor = await db.execute(_INSERT, _insert_params(entry))
-            inserted = cursor.rowcount
-            await cursor.close()
-            if inserted == 0:
+        def create(db: sqlite3.Connection) -> None:
+            _ensure_parents(db, entry.path, parents)
+            if _count(db, _INSERT, _insert_params(entry)) == 0:
                 raise AlreadyExists(f"{entry.path} already exists")
 
-    async def _ensure_parents(
-        self, db: aiosqlite.Connection, path: str, parents: Sequence[Entry]
-    ) -> None:
-        """Insert the missing ``parents``, then check every directory a new row hangs off."""
-        for parent in sorted(parents, key=lambda e: e.path):
-            await db.execute(_INSERT, _insert_params(parent))
-        wanted = subtree.anchors(path, parents)
-        types: dict[str, str] = {}
-        for chunk in _chunks(wanted):
-            marks = ", ".join("?" * len(chunk))
-            sql = f"SELECT path, type FROM entries WHERE path IN ({marks})"
-            async with db.execute(sql, tuple(chunk)) as cursor:
-                types.update({row[0]: row[1] for row in await cursor.fetchall()})
-        for directory in wanted:
-            kind = types.get(directory)
-            if kind is None:
-                raise NotFound(f"parent directory {directory} does not exist")
-            if kind != "directory":
-                raise NotADirectory(f"{directory} is not a directory")
+        await self._write(create)
 
     async def update(self, entry: Entry, *, expected: Entry | None = None) -> None:
         sql = (
@@ -414,86 +512,81 @@ class SQLiteMetadataStore(MetadataStore):
         if expected is not None:
             sql += " AND object_key IS ? AND etag IS ?"
             params += [expected.object_key, expected.etag]
-        if await self._write_one(sql + " RETURNING path", params):
-            return
-        if await self.get(entry.path) is None:
-            raise NotFound(f"{entry.path} does not exist")
-        raise EntryChanged(f"{entry.path} changed since it was read")
+
+        def update(db: sqlite3.Connection) -> None:
+            if _all(db, sql + " RETURNING path", params):
+                return
+            if not _all(db, "SELECT 1 FROM entries WHERE path = ?", (entry.path,)):
+                raise NotFound(f"{entry.path} does not exist")
+            raise EntryChanged(f"{entry.path} changed since it was read")
+
+        await self._write(update)
 
     async def set_replicas(self, path: str, object_key: str, replicas: Sequence[str]) -> bool:
         holders = placement(replicas)
-        rows = await self._write_one(
+        sql = (
             "UPDATE entries SET instance_id = ?, replicas = ?"
-            " WHERE path = ? AND object_key = ? RETURNING path",
-            (holders[0], ",".join(holders), path, object_key),
+            " WHERE path = ? AND object_key = ? RETURNING path"
         )
-        return bool(rows)
+        params = (holders[0], ",".join(holders), path, object_key)
+        return await self._write(lambda db: bool(_all(db, sql, params)))
 
     async def delete(self, path: str) -> Entry:
         subtree.check_delete(path)
-        async with self._write() as db:
-            entry = await self._fetch(db, path)
+
+        def delete(db: sqlite3.Connection) -> Entry:
+            entry = _fetch(db, path)
             if entry is None:
                 raise NotFound(f"{path} does not exist")
-            if entry.is_dir:
-                async with db.execute(
-                    "SELECT 1 FROM entries WHERE parent = ? LIMIT 1", (path,)
-                ) as cursor:
-                    if await cursor.fetchone() is not None:
-                        raise DirectoryNotEmpty(f"{path} is not empty")
-            await db.execute("DELETE FROM entries WHERE path = ?", (path,))
-        return entry
+            if entry.is_dir and _has_children(db, path):
+                raise DirectoryNotEmpty(f"{path} is not empty")
+            db.execute("DELETE FROM entries WHERE path = ?", (path,))
+            return entry
+
+        return await self._write(delete)
 
     async def delete_tree(self, path: str) -> list[Entry]:
         subtree.check_delete(path)
         low, high = subtree.bounds(path)
         where = "path = ? OR (path > ? AND path < ?)"
-        async with self._write() as db:
-            sql = f"DELETE FROM entries WHERE {where} RETURNING {_COLUMNS}"
-            async with db.execute(sql, (path, low, high)) as cursor:
-                removed = [_entry(row) for row in await cursor.fetchall()]
-        return sorted(removed, key=lambda e: e.path)
+        sql = f"DELETE FROM entries WHERE {where} RETURNING {_COLUMNS}"
+        rows = await self._write(lambda db: _all(db, sql, (path, low, high)))
+        return sorted((_entry(row) for row in rows), key=lambda e: e.path)
 
     async def move(
         self, source: str, destination: str, *, replace: bool = False, parents: Sequence[Entry] = ()
     ) -> list[Entry]:
         subtree.check_move(source, destination)
-        async with self._write() as db:
-            moving = await self._fetch(db, source)
+
+        def move(db: sqlite3.Connection) -> list[Entry]:
+            moving = _fetch(db, source)
             if moving is None:
                 raise NotFound(f"{source} does not exist")
             if destination == source:
                 return []
-            await self._ensure_parents(db, destination, parents)
+            _ensure_parents(db, destination, parents)
             replaced: list[Entry] = []
-            target = await self._fetch(db, destination)
+            target = _fetch(db, destination)
             if target is not None:
                 subtree.check_replace(moving, target, replace=replace)
-                if target.is_dir:
-                    async with db.execute(
-                        "SELECT 1 FROM entries WHERE parent = ? LIMIT 1", (destination,)
-                    ) as cursor:
-                        if await cursor.fetchone() is not None:
-                            raise DirectoryNotEmpty(f"{destination} is not empty")
-                await db.execute("DELETE FROM entries WHERE path = ?", (destination,))
+                if target.is_dir and _has_children(db, destination):
+                    raise DirectoryNotEmpty(f"{destination} is not empty")
+                db.execute("DELETE FROM entries WHERE path = ?", (destination,))
                 replaced.append(target)
             low, high = subtree.bounds(source)
             cut = len(source) + 1
-            await db.execute(
+            db.execute(
                 "UPDATE entries SET path = ?, parent = ?, name = ? WHERE path = ?",
                 (destination, subtree.row_parent(destination), paths.name(destination), source),
             )
-            await db.execute(
+            db.execute(
                 "UPDATE entries SET path = ? || substr(path, ?), parent = ? || substr(parent, ?)"
                 " WHERE path > ? AND path < ?",
                 (destination, cut, destination, cut, low, high),
             )
-        return replaced
+            return replaced
 
-    async def _fetch(self, db: aiosqlite.Connection, path: str) -> Entry | None:
-        async with db.execute(f"SELECT {_COLUMNS} FROM entries WHERE path = ?", (path,)) as cursor:
-            row = await cursor.fetchone()
-        return None if row is None else _entry(row)
+        return await self._write(move)
 
     # Links
 
@@ -509,8 +602,7 @@ class SQLiteMetadataStore(MetadataStore):
             link.entry_id,
         )
         try:
-            async with self._write() as db:
-                await db.execute(sql, params)
+            await self._write(lambda db: _count(db, sql, params))
         except sqlite3.IntegrityError:
             raise AlreadyExists(f"link {link.token_id} already exists") from None
 
@@ -518,36 +610,33 @@ class SQLiteMetadataStore(MetadataStore):
         self, token_id: str, now: datetime
     ) -> tuple[ConsumeOutcome, LinkRecord | None]:
         moment = _to_db(now)
-        async with self._write() as db:
-            async with db.execute(
+
+        def consume(db: sqlite3.Connection) -> tuple[ConsumeOutcome, LinkRecord | None]:
+            rows = _all(
+                db,
                 "UPDATE links SET used_at = ?"
                 " WHERE token_id = ? AND used_at IS NULL AND expires_at > ?"
                 f" RETURNING {_LINK_COLUMNS}",
                 (moment, token_id, moment),
-            ) as cursor:
-                row = await cursor.fetchone()
-            if row is not None:
-                return "consumed", _link(row)
-            async with db.execute(
-                f"SELECT {_LINK_COLUMNS} FROM links WHERE token_id = ?", (token_id,)
-            ) as cursor:
-                row = await cursor.fetchone()
-        if row is None:
-            return "not_found", None
-        link = _link(row)
-        return ("used" if link.used_at is not None else "expired"), link
+            )
+            if rows:
+                return "consumed", _link(rows[0])
+            rows = _all(db, f"SELECT {_LINK_COLUMNS} FROM links WHERE token_id = ?", (token_id,))
+            if not rows:
+                return "not_found", None
+            link = _link(rows[0])
+            return ("used" if link.used_at is not None else "expired"), link
+
+        return await self._write(consume)
 
     async def release_link(self, token_id: str) -> None:
-        async with self._write() as db:
-            await db.execute("UPDATE links SET used_at = NULL WHERE token_id = ?", (token_id,))
+        sql = "UPDATE links SET used_at = NULL WHERE token_id = ?"
+        await self._write(lambda db: _count(db, sql, (token_id,)))
 
     async def purge_links(self, now: datetime, batch: int) -> int:
-        async with self._write() as db:
-            cursor = await db.execute(
-                "DELETE FROM links WHERE token_id IN (SELECT token_id FROM links"
-                " WHERE expires_at <= ? LIMIT ?)",
-                (_to_db(now), batch),
-            )
-            removed = cursor.rowcount
-            await cursor.close()
-        return removed
+        sql = (
+            "DELETE FROM links WHERE token_id IN (SELECT token_id FROM links"
+            " WHERE expires_at <= ? LIMIT ?)"
+        )
+        params = (_to_db(now), batch)
+        return await self._write(lambda db: _count(db, sql, params))
