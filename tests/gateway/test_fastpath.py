@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from callfs_gateway.fastpath import FilesFastPath
 from starlette.types import Receive, Scope, Send
 
-from callfs_gateway.fastpath import FilesFastPath
 from tests.support.harness import USERS, Cluster
 
 TOKEN = {"Authorization": f"Bearer {USERS['alice'][0]}"}
