@@ -126,6 +126,12 @@ def http_error_response(exc: StarletteHTTPException) -> JSONResponse:
     return error_response(exc.status_code, code, message, **(exc.headers or {}))
 
 
+def disconnected_response(method: str, path: str) -> Response:
+    """What a request whose client went away mid-body gets (nobody reads it)."""
+    logger.info("client disconnected during %s %s", method, path)
+    return Response(status_code=499)
+
+
 def internal_error_response(
     exc: BaseException, metrics: Metrics, component: str, method: str, path: str
 ) -> JSONResponse:
@@ -156,8 +162,7 @@ def install_error_handlers(app: FastAPI, metrics: Metrics, component: str) -> No
         return http_error_response(exc)
 
     async def disconnected(request: Request, exc: Exception) -> Response:
-        logger.info("client disconnected during %s %s", request.method, request.url.path)
-        return Response(status_code=499)
+        return disconnected_response(request.method, request.url.path)
 
     async def unexpected(request: Request, exc: Exception) -> Response:
         return internal_error_response(exc, metrics, component, request.method, request.url.path)

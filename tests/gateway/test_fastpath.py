@@ -1,5 +1,5 @@
-"""The fast path answers GET and HEAD of files itself, with the route's answers and
-errors, and hands every other request to the framework."""
+"""The fast path answers GET, HEAD, PUT and POST of files itself, with the routes'
+answers and errors, and hands every other request to the framework."""
 
 from __future__ import annotations
 
@@ -51,11 +51,39 @@ async def test_file_reads_never_reach_the_framework(
     assert downstream.seen == []
 
 
+async def test_file_writes_never_reach_the_framework(
+    cluster: Cluster, fast: tuple[httpx.AsyncClient, Downstream]
+) -> None:
+    client, downstream = fast
+
+    created = await client.post("/v1/files/n.txt?mode=0600", headers=TOKEN, content=b"new")
+    folder = await client.post("/v1/files/d/", headers=TOKEN)
+    replaced = await client.put("/v1/files/f.txt", headers=TOKEN, content=b"replaced")
+    stale = await client.put(
+        "/v1/files/f.txt", headers={**TOKEN, "If-Match": '"stale"'}, content=b"x"
+    )
+    again = await client.post("/v1/files/n.txt", headers=TOKEN, content=b"again")
+
+    assert (created.status_code, created.json()["mode"]) == (201, "0600")
+    assert (folder.status_code, folder.json()["type"]) == (201, "directory")
+    assert replaced.status_code == 200
+    assert (stale.status_code, stale.json()["code"]) == (412, "PRECONDITION_FAILED")
+    assert (again.status_code, again.json()["code"]) == (409, "FILE_ALREADY_EXISTS")
+    assert (await cluster.client().get("/v1/files/f.txt")).content == b"replaced"
+    assert downstream.seen == []
+
+
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("PUT", "/v1/files/f.txt"), ("GET", "/v1/files"), ("GET", "/v1/directories/"),
-     ("DELETE", "/v1/files/f.txt"), ("GET", "/health")],
-)  # fmt: skip
+    [
+        ("PATCH", "/v1/files/f.txt"),
+        ("GET", "/v1/files"),
+        ("PUT", "/v1/files"),
+        ("GET", "/v1/directories/"),
+        ("DELETE", "/v1/files/f.txt"),
+        ("GET", "/health"),
+    ],
+)
 async def test_everything_else_goes_to_the_framework(
     fast: tuple[httpx.AsyncClient, Downstream], method: str, path: str
 ) -> None:

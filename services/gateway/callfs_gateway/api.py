@@ -25,7 +25,7 @@ from callfs.paths import RequestPath
 from callfs.permissions import User
 from callfs.web import json_object
 from callfs_gateway import admin
-from callfs_gateway.deps import CurrentUser, FileSystemDep, RuntimeDep
+from callfs_gateway.deps import CurrentUser, FileSystemDep
 from callfs_gateway.filesystem import FileSystem, etag_matches
 from callfs_gateway.ranges import parse_range
 
@@ -212,17 +212,31 @@ async def create_entry(
     request: Request,
     user: CurrentUser,
     fs: FileSystemDep,
-    runtime: RuntimeDep,
     mode: Annotated[str | None, Query(description="octal mode, e.g. 0750")] = None,
     backend: Annotated[str | None, Header(alias="x-callfs-backend")] = None,
 ) -> JSONResponse:
     """Create a file from the body, or a directory when the path ends in ``/``."""
-    target = request_path(request, FILES_PREFIX)
+    return await answer_create(
+        fs, user, request_path(request, FILES_PREFIX), request, mode=mode, backend=backend
+    )
+
+
+async def answer_create(
+    fs: FileSystem,
+    user: User,
+    target: RequestPath,
+    request: Request,
+    *,
+    mode: str | None,
+    backend: str | None,
+) -> JSONResponse:
+    """The answer to POST of ``target`` (the body read from ``request``). Shared by the
+    route and the fast path (:mod:`callfs_gateway.fastpath`)."""
     chosen_mode = _mode(mode)
     if target.trailing_slash:
         entry, created = await fs.create_directory(user, target.path, chosen_mode)
         return JSONResponse(entry.to_json(), status_code=201 if created else 200)
-    _check_length(request, runtime.settings.server.max_upload_bytes)
+    _check_length(request, fs.settings.server.max_upload_bytes)
     entry, _ = await fs.write_file(
         user,
         target.path,
@@ -240,18 +254,39 @@ async def replace_file(
     request: Request,
     user: CurrentUser,
     fs: FileSystemDep,
-    runtime: RuntimeDep,
     if_match: Annotated[str | None, Header()] = None,
     if_none_match: Annotated[str | None, Header()] = None,
     backend: Annotated[str | None, Header(alias="x-callfs-backend")] = None,
 ) -> JSONResponse:
     """Replace a file's content atomically (200), or create it (201)."""
-    target = request_path(request, FILES_PREFIX)
+    return await answer_replace(
+        fs,
+        user,
+        request_path(request, FILES_PREFIX),
+        request,
+        if_match=if_match,
+        if_none_match=if_none_match,
+        backend=backend,
+    )
+
+
+async def answer_replace(
+    fs: FileSystem,
+    user: User,
+    target: RequestPath,
+    request: Request,
+    *,
+    if_match: str | None,
+    if_none_match: str | None,
+    backend: str | None,
+) -> JSONResponse:
+    """The answer to PUT of ``target`` (the body read from ``request``). Shared by the
+    route and the fast path (:mod:`callfs_gateway.fastpath`)."""
     if target.is_root:
         raise IsADirectory("/ is a directory")
     if target.trailing_slash:
         raise BadRequest("PUT takes a file path; a trailing '/' names a directory")
-    _check_length(request, runtime.settings.server.max_upload_bytes)
+    _check_length(request, fs.settings.server.max_upload_bytes)
     entry, created = await fs.write_file(
         user,
         target.path,
