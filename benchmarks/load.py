@@ -6,9 +6,11 @@ same whoever answers and is never the Python harness.
 
 from __future__ import annotations
 
+import itertools
 import re
 import subprocess
 import urllib.parse
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +19,9 @@ from benchmarks.servers import Endpoint
 WRK_TIMEOUT = "30s"
 
 _PUT_SCRIPT = """\
--- PUT a fixed body; each thread cycles over its own FILES paths, so the requests in
--- flight at one moment name distinct files.
+-- PUT a fixed body, every request to a path never used before: the prefix (unique to
+-- this wrk run), the thread's number (from setup, so no two threads share it), then the
+-- thread's own request counter. No math.random: every thread would draw the same names.
 local threads = 0
 function setup(thread)
   threads = threads + 1
@@ -31,9 +34,13 @@ wrk.body = string.rep("x", {size})
 
 function request()
   counter = counter + 1
-  return wrk.format(nil, "{prefix}" .. id .. "-" .. (counter % {files}))
+  return wrk.format(nil, "{prefix}" .. id .. "-" .. counter)
 end
 """
+
+# Numbers the PUT runs of this process, so no two of them (the warm-up and the measured
+# run, two doors side by side) name the same files.
+_put_runs = itertools.count(1)
 
 
 class LoadError(RuntimeError):
@@ -62,6 +69,25 @@ class Rate:
     errors: int
     p50_ms: float | None = None
     p99_ms: float | None = None
+    parts: tuple[Rate, ...] = ()
+
+    @classmethod
+    def combined(cls, rates: Sequence[Rate]) -> Rate:
+        """wrk runs side by side as one: rates, requests and failures summed, the worse
+        run's latency; the runs themselves kept as ``parts`` (none for a single run).
+        """
+        if len(rates) == 1:
+            return rates[0]
+        p50s = [rate.p50_ms for rate in rates if rate.p50_ms is not None]
+        p99s = [rate.p99_ms for rate in rates if rate.p99_ms is not None]
+        return cls(
+            sum(rate.requests_per_s for rate in rates),
+            sum(rate.requests for rate in rates),
+            sum(rate.errors for rate in rates),
+            max(p50s) if p50s else None,
+            max(p99s) if p99s else None,
+            tuple(rates),
+        )
 
 
 def _curl(endpoint: Endpoint, path: str, args: list[str], body_out: Path) -> tuple[int, float]:
@@ -149,15 +175,37 @@ def _percentile_ms(output: str, percent: int) -> float | None:
     return round(float(found.group(1)) * scale, 3)
 
 
-def _wrk(url: str, endpoint: Endpoint, options: list[str]) -> Rate:
+def _wrk_command(url: str, endpoint: Endpoint, options: list[str]) -> list[str]:
     command = ["wrk", *options, "--timeout", WRK_TIMEOUT, "--latency"]
     for header in endpoint.headers:
         command += ["--header", header]
     command.append(url)
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise LoadError(f"wrk against {endpoint.name} failed:\n{result.stdout}{result.stderr}")
-    return _parse_wrk(result.stdout)
+    return command
+
+
+def _wrk(runs: Sequence[tuple[Endpoint, list[str]]]) -> Rate:
+    """Run the wrk ``runs`` (endpoint, command) side by side; their rates combined.
+
+    Raises:
+        LoadError: a wrk run failed or printed no request rate.
+    """
+    processes = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _, command in runs
+    ]
+    try:
+        outputs = [process.communicate() for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    rates = []
+    for (endpoint, _), process, (stdout, stderr) in zip(runs, processes, outputs, strict=True):
+        if process.returncode != 0:
+            raise LoadError(f"wrk against {endpoint.name} failed:\n{stdout}{stderr}")
+        rates.append(_parse_wrk(stdout))
+    return Rate.combined(rates)
 
 
 @dataclass(frozen=True)
@@ -177,18 +225,52 @@ class Concurrency:
         """wrk's command-line options for a run of ``seconds``."""
         return [f"-t{self.threads}", f"-c{self.connections}", f"-d{max(1, round(seconds))}s"]
 
+    def with_connections(self, connections: int) -> Concurrency:
+        """The same load with ``connections`` connections."""
+        return Concurrency(connections, self.threads, self.seconds)
 
-def get_rate(endpoint: Endpoint, path: str, load: Concurrency, seconds: float) -> Rate:
-    """GET ``path`` over and over for ``seconds`` from ``load.connections`` connections."""
-    return _wrk(endpoint.url(path), endpoint, load.options(seconds))
+    def split(self, parts: int) -> list[Concurrency]:
+        """This load shared by ``parts`` wrk runs side by side: the connections divided
+        among them (the first take one more where they do not divide), the threads too.
+        """
+        threads = max(1, self.threads // parts)
+        share, extra = divmod(self.connections, parts)
+        return [
+            Concurrency(max(threads, share + (index < extra)), threads, self.seconds)
+            for index in range(parts)
+        ]
+
+
+def get_rate(endpoints: Sequence[Endpoint], path: str, load: Concurrency, seconds: float) -> Rate:
+    """GET ``path`` over and over for ``seconds`` from ``load.connections`` connections,
+    spread over ``endpoints`` (one wrk each, side by side; the rates summed).
+    """
+    shares = load.split(len(endpoints))
+    return _wrk(
+        [
+            (endpoint, _wrk_command(endpoint.url(path), endpoint, share.options(seconds)))
+            for endpoint, share in zip(endpoints, shares, strict=True)
+        ]
+    )
 
 
 def put_rate(
-    endpoint: Endpoint, folder: str, size: int, load: Concurrency, seconds: float, scratch: Path
+    endpoints: Sequence[Endpoint],
+    folder: str,
+    size: int,
+    load: Concurrency,
+    seconds: float,
+    scratch: Path,
 ) -> Rate:
-    """PUT ``size``-byte bodies to a few paths under ``folder`` for ``seconds`` (PUT replaces)."""
-    prefix = urllib.parse.urlsplit(endpoint.url(f"{folder}/put-")).path
-    files = max(4 * load.connections, 64)
-    script = scratch / "put.lua"
-    script.write_text(_PUT_SCRIPT.format(size=size, prefix=prefix, files=files))
-    return _wrk(endpoint.url(folder), endpoint, [*load.options(seconds), "--script", str(script)])
+    """PUT ``size``-byte bodies for ``seconds``, each to a new file in ``folder``, from
+    ``load.connections`` connections spread over ``endpoints`` (as :func:`get_rate`).
+    """
+    runs = []
+    for endpoint, share in zip(endpoints, load.split(len(endpoints)), strict=True):
+        run = next(_put_runs)
+        prefix = urllib.parse.urlsplit(endpoint.url(f"{folder}/w{run}-")).path
+        script = scratch / f"put-{run}.lua"
+        script.write_text(_PUT_SCRIPT.format(size=size, prefix=prefix))
+        options = [*share.options(seconds), "--script", str(script)]
+        runs.append((endpoint, _wrk_command(endpoint.url(folder), endpoint, options)))
+    return _wrk(runs)

@@ -37,7 +37,11 @@ class Target:
 
 @dataclass
 class Row:
-    """One measurement for CallFS and the peers that offer it; None where a peer does not."""
+    """One measurement for CallFS and the peers that offer it; None where a peer does not.
+
+    A rate row also carries the CPU seconds CallFS spent per request; a local cluster row
+    the CPU share of each gateway meanwhile (1.0: one core busy).
+    """
 
     label: str
     unit: str
@@ -46,6 +50,8 @@ class Row:
     seaweed: float | None
     target: Target
     errors: dict[str, int] = field(default_factory=dict)
+    cpu_seconds_per_request: float | None = None
+    cpu_shares: dict[str, float] = field(default_factory=dict)
 
     @property
     def vs_nginx(self) -> float | None:
@@ -130,6 +136,16 @@ def _value(row: Row) -> str:
     return _times(row.callfs) if row.unit == "x" else _number(row.callfs)
 
 
+def _cpu(row: Row) -> str:
+    """CallFS's CPU during the row: ``1.52 ms/req`` and/or each gateway's share of a core."""
+    parts = []
+    if row.cpu_seconds_per_request is not None:
+        parts.append(f"{row.cpu_seconds_per_request * 1000:.2f} ms/req")
+    if row.cpu_shares:
+        parts.append(", ".join(f"{name} {share:.0%}" for name, share in row.cpu_shares.items()))
+    return "; ".join(parts) or "-"
+
+
 def _met(row: Row, no: str) -> str:
     """``yes``, ``no`` (as the caller spells it), or ``-`` for a row with no target to hold."""
     if not row.judged:
@@ -137,7 +153,17 @@ def _met(row: Row, no: str) -> str:
     return "yes" if not row.misses() else no
 
 
-HEADER = ("", "CallFS", "nginx", "SeaweedFS", "CallFS/nginx", "CallFS/SeaweedFS", "target", "met")
+HEADER = (
+    "",
+    "CallFS",
+    "nginx",
+    "SeaweedFS",
+    "CallFS/nginx",
+    "CallFS/SeaweedFS",
+    "target",
+    "met",
+    "CallFS CPU",
+)
 
 
 def table(rows: list[Row]) -> str:
@@ -154,13 +180,14 @@ def table(rows: list[Row]) -> str:
                 _times(row.vs_seaweed),
                 row.target.describe(row.unit),
                 _met(row, "NO"),
+                _cpu(row),
             )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(HEADER))]
     text = []
     for number, line in enumerate(lines):
         cells = [
-            cell.ljust(width) if i in (0, 6) else cell.rjust(width)
+            cell.ljust(width) if i in (0, 6, 8) else cell.rjust(width)
             for i, (cell, width) in enumerate(zip(line, widths, strict=True))
         ]
         text.append("  ".join(cells).rstrip())
@@ -182,6 +209,7 @@ def markdown(rows: list[Row]) -> str:
             _times(row.vs_seaweed),
             row.target.describe(row.unit),
             _met(row, "**no**"),
+            _cpu(row),
         )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -5,13 +5,14 @@ Knobs (environment):
 - ``CALLFS_BENCH_SIZE_MIB`` — size of the big transfer (default 1024, the 1 GiB of the targets)
 - ``CALLFS_BENCH_SECONDS`` — length of each measured wrk run (default 10)
 - ``CALLFS_BENCH_CONNECTIONS`` — wrk connections (default 32); ``CALLFS_BENCH_THREADS`` (default 2)
+- ``CALLFS_BENCH_WIDE_CONNECTIONS`` — wrk connections of the wide 4 KiB GET row (default 256)
 - ``CALLFS_BENCH_REPEAT`` — big transfers per server, the fastest counts (default 2)
 - ``CALLFS_BENCH_PROFILE=1`` — afterwards, record py-spy profiles of CallFS during one more
   run of each measurement and print where the time goes
 - ``CALLFS_BENCH_ONLY`` — run only these sections, comma-separated, of ``files`` (``callfs
   dev`` against nginx and the SeaweedFS filer), ``s3`` (CallFS on S3 against SeaweedFS's S3
   gateway) and ``cluster`` (the local multi-process cluster at R=1 and R=2, next to
-  ``callfs dev``); default all
+  ``callfs dev``; its 4 KiB rates at R=2 through both doors); default all
 - ``CALLFS_BENCH_OUT`` — where results.json and the profiles go (default ``.callfs-bench``)
 """
 
@@ -28,7 +29,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -48,14 +49,34 @@ logger = logging.getLogger("benchmarks")
 BIG_PATH = "bench/big.bin"
 PROFILED_PATH = "bench/profiled.bin"
 SMALL_PATH = "bench/small.bin"
+MEDIUM_PATH = "bench/medium.bin"
 PUT_FOLDER = "bench/put"
 CALLFS_BUCKET = "callfs"
 DIRECT_BUCKET = "direct"
 SECTIONS = ("files", "s3", "cluster")
 CLUSTER_FACTORS = (1, 2)
+# The replication factors at which the cluster's 4 KiB GET and PUT rates are measured.
+CLUSTER_RATE_FACTORS = (2,)
 CLUSTER_GATEWAY = "gateway-1"
-# The cluster's processes whose CPU time is kept per transfer (each is a process group).
+# The cluster's processes whose CPU time is kept per measurement (each is a process group).
 CLUSTER_PROCESSES = (*cluster.GATEWAYS, *cluster.NODES, "nginx", "postgres")
+# Those that are CallFS and on a file request's path: their CPU is CallFS's CPU per request.
+CLUSTER_CALLFS = (*cluster.GATEWAYS, *cluster.NODES)
+
+
+@dataclass(frozen=True)
+class RateSpec:
+    """One wrk measurement: its key in the results, GET or PUT, body size, connections."""
+
+    key: str
+    method: str
+    size: int
+    connections: int
+
+    @property
+    def label(self) -> str:
+        """``4 KiB GET, 32 conns``."""
+        return f"{_bytes_label(self.size)} {self.method.upper()}, {self.connections} conns"
 
 
 @dataclass(frozen=True)
@@ -65,9 +86,11 @@ class Knobs:
     size_mib: int = 1024
     seconds: float = 10.0
     connections: int = 32
+    wide_connections: int = 256
     threads: int = 2
     repeat: int = 2
     small_bytes: int = 4096
+    medium_bytes: int = 64 * 1024
     profile: bool = False
     out: Path = Path(".callfs-bench")
     only: tuple[str, ...] = SECTIONS
@@ -84,6 +107,9 @@ class Knobs:
                 size_mib=int(environ.get("CALLFS_BENCH_SIZE_MIB", cls.size_mib)),
                 seconds=float(environ.get("CALLFS_BENCH_SECONDS", cls.seconds)),
                 connections=int(environ.get("CALLFS_BENCH_CONNECTIONS", cls.connections)),
+                wide_connections=int(
+                    environ.get("CALLFS_BENCH_WIDE_CONNECTIONS", cls.wide_connections)
+                ),
                 threads=int(environ.get("CALLFS_BENCH_THREADS", cls.threads)),
                 repeat=int(environ.get("CALLFS_BENCH_REPEAT", cls.repeat)),
                 profile=environ.get("CALLFS_BENCH_PROFILE", "") not in ("", "0", "false"),
@@ -92,7 +118,8 @@ class Knobs:
             )
         except ValueError as exc:
             raise SystemExit(f"benchmarks: bad CALLFS_BENCH_* value: {exc}") from None
-        if min(knobs.size_mib, knobs.seconds, knobs.connections, knobs.threads, knobs.repeat) <= 0:
+        values = (knobs.size_mib, knobs.seconds, knobs.connections, knobs.wide_connections)
+        if min(*values, knobs.threads, knobs.repeat) <= 0:
             raise SystemExit("benchmarks: CALLFS_BENCH_* values must be positive")
         return knobs
 
@@ -103,7 +130,7 @@ class Knobs:
     @property
     def tools(self) -> tuple[str, ...]:
         """The client programs the chosen sections need (wrk only for the small requests)."""
-        return ("curl", "wrk") if self.runs("files") else ("curl",)
+        return ("curl", "wrk") if self.runs("files", "cluster") else ("curl",)
 
     @property
     def size(self) -> int:
@@ -121,6 +148,26 @@ class Knobs:
     def concurrency(self) -> Concurrency:
         """How hard wrk pushes."""
         return Concurrency(self.connections, self.threads, self.seconds)
+
+    @property
+    def small_rates(self) -> tuple[RateSpec, ...]:
+        """4 KiB GET and PUT: the rate rows measured everywhere, the local cluster too."""
+        return (
+            RateSpec("get", "get", self.small_bytes, self.connections),
+            RateSpec("put", "put", self.small_bytes, self.connections),
+        )
+
+    @property
+    def rates(self) -> tuple[RateSpec, ...]:
+        """Every rate row of the files section: 4 KiB and 64 KiB GET and PUT, then
+        4 KiB GET over ``wide_connections``.
+        """
+        return (
+            *self.small_rates,
+            RateSpec("get_64k", "get", self.medium_bytes, self.connections),
+            RateSpec("put_64k", "put", self.medium_bytes, self.connections),
+            RateSpec("get_wide", "get", self.small_bytes, self.wide_connections),
+        )
 
 
 @dataclass
@@ -148,6 +195,7 @@ class Bench:
         self.scratch = scratch
         self.source = scratch / "big.bin"
         self.small = scratch / "small.bin"
+        self.medium = scratch / "medium.bin"
         self.measured = Measured()
 
     def run(self) -> Measured:
@@ -155,6 +203,7 @@ class Bench:
         logger.info("writing a %s file of random bytes", self.knobs.size_label)
         _random_file(self.source, self.knobs.size)
         self.small.write_bytes(os.urandom(self.knobs.small_bytes))
+        self.medium.write_bytes(os.urandom(self.knobs.medium_bytes))
         with contextlib.ExitStack() as stack:
             if self.knobs.runs("files", "s3"):
                 weed = Seaweed(self.scratch / "seaweedfs")
@@ -194,29 +243,43 @@ class Bench:
         return self.measured
 
     def files(self, ours: Endpoint, pid: int, peers: list[Endpoint]) -> None:
-        """The file rows: big upload and download, small GET and PUT rates, CallFS's RSS."""
+        """The file rows: big upload and download, GET and PUT rates, CallFS's RSS and CPU."""
         self.transfers(ours, pid, "rss")
         for peer in peers:
             self.transfers(peer, None, None)
         for endpoint in (ours, *peers):
-            logger.info("%s: %d-byte GET and PUT with wrk", endpoint.name, self.knobs.small_bytes)
-            self.rates(endpoint, pid if endpoint is ours else None)
+            self.rates([endpoint], self.knobs.rates, pid if endpoint is ours else None)
 
-    def rates(self, endpoint: Endpoint, pid: int | None) -> None:
-        """The small GET and PUT rates, each after a short warm-up (which creates the files)."""
-        load_ = self.knobs.concurrency
-        small = self.knobs.small_bytes
-        runs: dict[str, Callable[[float], Rate]] = {
-            "get": lambda seconds: load.get_rate(endpoint, SMALL_PATH, load_, seconds),
-            "put": lambda seconds: load.put_rate(
-                endpoint, PUT_FOLDER, small, load_, seconds, self.scratch
-            ),
-        }
-        for measurement, run in runs.items():
-            run(load_.warm_up_seconds)
-            with _watch(pid) as watch:
-                rate = run(load_.seconds)
-            self.rate(measurement, endpoint, rate, watch)
+    def rates(
+        self,
+        endpoints: Sequence[Endpoint],
+        specs: Sequence[RateSpec],
+        pid: int | None,
+        *,
+        prefix: str = "",
+        groups: Mapping[str, int] | None = None,
+    ) -> None:
+        """The wrk rates of ``specs``, each after a short warm-up, spread over ``endpoints``
+        (several: one wrk each, side by side); CallFS's CPU meanwhile if ``pid`` is given
+        (and the CPU time of the process ``groups``, name -> process group id).
+        """
+        files = {self.knobs.small_bytes: self.small, self.knobs.medium_bytes: self.medium}
+        for size in sorted({spec.size for spec in specs if spec.method == "get"}):
+            load.put_small(endpoints[0], _get_path(self.knobs, size), files[size], self.scratch)
+        for spec in specs:
+            logger.info("%s: %s with wrk", endpoints[0].name, spec.label)
+            self._wrk(endpoints, spec, self.knobs.concurrency.warm_up_seconds)
+            with _watch(pid, groups) as watch:
+                rate = self._wrk(endpoints, spec, self.knobs.seconds)
+            self.rate(prefix + spec.key, endpoints[0], rate, watch)
+
+    def _wrk(self, endpoints: Sequence[Endpoint], spec: RateSpec, seconds: float) -> Rate:
+        """One wrk run of ``spec`` for ``seconds``; a PUT names files never used before."""
+        concurrency = self.knobs.concurrency.with_connections(spec.connections)
+        if spec.method == "get":
+            path = _get_path(self.knobs, spec.size)
+            return load.get_rate(endpoints, path, concurrency, seconds)
+        return load.put_rate(endpoints, PUT_FOLDER, spec.size, concurrency, seconds, self.scratch)
 
     def s3(self, ours: Endpoint, pid: int, direct: Endpoint) -> None:
         """The S3 rows: CallFS on its S3 backend against SeaweedFS's S3 gateway."""
@@ -225,8 +288,10 @@ class Bench:
 
     def local_cluster(self, stack: contextlib.ExitStack) -> None:
         """The local cluster rows: the big transfers through door 1 at each replication
-        factor, and gateway-1's peak RSS meanwhile; next to them ``callfs dev``'s own
-        transfers, measured here unless the files section has measured them already.
+        factor, and gateway-1's peak RSS meanwhile; the 4 KiB GET and PUT rates through
+        both doors (nginx, then gateway-1 and gateway-2) at CLUSTER_RATE_FACTORS. Next to
+        them ``callfs dev``'s own transfers and 4 KiB rates, measured here unless the files
+        section has measured them already.
         """
         if self.measured.get("upload", "CallFS") is None:
             callfs = CallFSDev(self.scratch / "callfs")
@@ -234,6 +299,7 @@ class Bench:
             logger.info("starting callfs dev (for comparison with the local cluster)")
             ours = callfs.start()
             self.transfers(ours, callfs.pid, "rss")
+            self.rates([ours], self.knobs.small_rates, callfs.pid)
             callfs.stop()
         # As root, PostgreSQL runs as an unprivileged user, who must reach its data folder.
         self.scratch.chmod(0o755)
@@ -249,18 +315,17 @@ class Bench:
             )
             try:
                 pids = _cluster_pids(root)
-                door = Endpoint(
-                    "CallFS",
-                    handle.url + "/v1/files",
-                    ("-H", f"Authorization: Bearer {handle.api_keys[0]}"),
-                )
-                self.transfers(
-                    door,
-                    pids[CLUSTER_GATEWAY],
-                    f"cluster_r{factor}_rss",
-                    prefix=f"cluster_r{factor}_",
-                    groups={name: pids[name] for name in CLUSTER_PROCESSES if name in pids},
-                )
+                auth = ("-H", f"Authorization: Bearer {handle.api_keys[0]}")
+                doors = [
+                    Endpoint("CallFS", url + "/v1/files", auth) for url in (handle.url, handle.url2)
+                ]
+                groups = {name: pids[name] for name in CLUSTER_PROCESSES if name in pids}
+                prefix = f"cluster_r{factor}_"
+                gateway = pids[CLUSTER_GATEWAY]
+                self.transfers(doors[0], gateway, prefix + "rss", prefix=prefix, groups=groups)
+                if factor in CLUSTER_RATE_FACTORS:
+                    specs = self.knobs.small_rates
+                    self.rates(doors, specs, gateway, prefix=prefix, groups=groups)
             finally:
                 cluster.down(root)
 
@@ -341,13 +406,30 @@ class Bench:
     def rate(
         self, measurement: str, endpoint: Endpoint, rate: Rate, watch: ProcessWatch | None
     ) -> None:
-        """Keep a wrk result, with its request count and failures."""
+        """Keep a wrk result, with its request count and failures, and CallFS's CPU."""
         self.measured.record(measurement, endpoint.name, rate.requests_per_s)
         details: dict[str, Any] = asdict(rate)
+        extra = ""
         if watch is not None:
+            cpu = _callfs_cpu_seconds(watch)
+            per_request = cpu / rate.requests if rate.requests else None
             details["cpu_share"] = round(watch.cpu_share, 2)
+            details["cpu_seconds"] = round(cpu, 3)
+            details["cpu_seconds_per_request"] = (
+                round(per_request, 7) if per_request is not None else None
+            )
+            extra = f", CallFS CPU {watch.cpu_share:.0%} of a core"
+            if per_request is not None:
+                extra += f", {per_request * 1000:.2f} ms per request"
+            if watch.groups:
+                shares = watch.group_cpu_shares
+                details["machine_busy_share"] = round(watch.machine_busy_share, 2)
+                details["cpu_share_by_process"] = {
+                    name: round(share, 2) for name, share in shares.items()
+                }
+                gateways = [f"{name} {shares[name]:.0%}" for name in cluster.GATEWAYS]
+                extra += f" ({', '.join(gateways)})"
         self.measured.diagnostics.setdefault(measurement, {})[endpoint.name] = details
-        extra = f", CallFS CPU {watch.cpu_share:.0%} of a core" if watch else ""
         logger.info(
             "%s: %s %.0f req/s (%d requests, %d failed, p50 %s ms, p99 %s ms)%s",
             endpoint.name,
@@ -363,17 +445,15 @@ class Bench:
     def profile(self, ours: Endpoint, pid: int, backend: str) -> None:
         """py-spy CallFS during one more run of each measurement; keep the hot functions."""
         self.knobs.out.mkdir(parents=True, exist_ok=True)
-        load_ = self.knobs.concurrency
-        small = self.knobs.small_bytes
+        seconds = self.knobs.seconds
         runs: dict[str, Callable[[], object]] = {
             "upload": lambda: load.upload(ours, PROFILED_PATH, self.source, self.scratch),
             "download": lambda: load.download(ours, PROFILED_PATH, self.knobs.size),
         }
         if backend == "localfs":
-            runs["get"] = lambda: load.get_rate(ours, SMALL_PATH, load_, load_.seconds)
-            runs["put"] = lambda: load.put_rate(
-                ours, PUT_FOLDER, small, load_, load_.seconds, self.scratch
-            )
+            get, put = self.knobs.small_rates
+            runs[get.key] = lambda: self._wrk([ours], get, seconds)
+            runs[put.key] = lambda: self._wrk([ours], put, seconds)
         for name, run in runs.items():
             output = (self.knobs.out / f"profile-{backend}-{name}.txt").resolve()
             logger.info("profiling CallFS (%s) during %s", backend, name)
@@ -399,18 +479,40 @@ def _watch(
     return ProcessWatch(pid, groups=groups)
 
 
+def _callfs_cpu_seconds(watch: ProcessWatch) -> float:
+    """The CPU seconds CallFS used under ``watch``: the watched process (``callfs dev``),
+    or on the local cluster its gateways and storage nodes together.
+    """
+    if not watch.groups:
+        return watch.cpu_seconds
+    return sum(
+        seconds for name, seconds in watch.group_cpu_seconds.items() if name in CLUSTER_CALLFS
+    )
+
+
 def _cluster_pids(root: Path) -> dict[str, int]:
     """The pid of every running process of the local cluster under ``root``, by name.
 
     Each is the leader of its own process group, so the pid is the group id too.
 
     Raises:
-        RuntimeError: gateway-1 is not running.
+        RuntimeError: a gateway (each is behind one of the doors) is not running.
     """
     pids = {name: pid for name, pid, running in cluster.status(root) if running}
-    if CLUSTER_GATEWAY not in pids:
-        raise RuntimeError(f"the local cluster in {root} has no running {CLUSTER_GATEWAY}")
+    missing = [name for name in cluster.GATEWAYS if name not in pids]
+    if missing:
+        raise RuntimeError(f"the local cluster in {root} has no running {', '.join(missing)}")
     return pids
+
+
+def _bytes_label(size: int) -> str:
+    """``4 KiB``, ``64 KiB``, or bytes when not whole KiB."""
+    return f"{size // 1024} KiB" if size % 1024 == 0 else f"{size} bytes"
+
+
+def _get_path(knobs: Knobs, size: int) -> str:
+    """The file a GET row of ``size`` bytes fetches."""
+    return SMALL_PATH if size == knobs.small_bytes else MEDIUM_PATH
 
 
 def _s3_environment(weed: Seaweed) -> dict[str, str]:
@@ -448,13 +550,14 @@ def _random_file(path: Path, size: int, block: int = 8 * MIB) -> None:
 def rows(knobs: Knobs, measured: Measured) -> list[Row]:
     """The table: each measurement with its targets from the benchmark issue."""
     size = knobs.size_label
-    small = f"{knobs.small_bytes // 1024} KiB"
-    conns = f"{knobs.connections} conns"
+    rate_targets = {"get": Target(None, 0.5), "put": Target(None, 0.5)}
     specs = (
-        (f"{size} download", "MB/s", "download", Target(0.4, 1.0)),
-        (f"{size} upload", "MB/s", "upload", Target(0.8, 1.0)),
-        (f"{small} GET, {conns}", "req/s", "get", Target(None, 1.0)),
-        (f"{small} PUT, {conns}", "req/s", "put", Target(None, 1.0)),
+        (f"{size} download", "MB/s", "download", Target(None, 1.0)),
+        (f"{size} upload", "MB/s", "upload", Target(0.8)),
+        *(
+            (spec.label, "req/s", spec.key, rate_targets.get(spec.key, Target()))
+            for spec in knobs.rates
+        ),
         (f"S3 {size} download", "MB/s", "s3_download", Target(None, 1.0)),
         (f"S3 {size} upload", "MB/s", "s3_upload", Target(None, 1.0)),
         (f"peak RSS, {size} transfers", "MiB", "rss", Target(max_value=200)),
@@ -474,34 +577,74 @@ def rows(knobs: Knobs, measured: Measured) -> list[Row]:
                 measured.get(key, "SeaweedFS") if target.max_value is None else None,
                 target,
                 errors=_failures(measured, key),
+                cpu_seconds_per_request=_cpu_per_request(measured, key),
             )
         )
     return result + cluster_rows(knobs, measured)
 
 
 def cluster_rows(knobs: Knobs, measured: Measured) -> list[Row]:
-    """The local cluster's rows: MB/s at each replication factor, R=2 over R=1, gateway RSS."""
+    """The local cluster's rows: MB/s at each replication factor, R=2 over R=1, the 4 KiB
+    rates through both doors, gateway RSS; each gateway's CPU share beside them.
+    """
     size = knobs.size_label
     result = []
     for direction, ratio_target in (("upload", Target(min_value=0.7)), ("download", Target())):
-        figures = {
-            factor: measured.get(f"cluster_r{factor}_{direction}", "CallFS")
-            for factor in CLUSTER_FACTORS
-        }
+        keys = {factor: f"cluster_r{factor}_{direction}" for factor in CLUSTER_FACTORS}
+        figures = {factor: measured.get(key, "CallFS") for factor, key in keys.items()}
         for factor, figure in figures.items():
             if figure is not None:
                 label = f"{size} {direction}, local cluster R={factor}"
-                result.append(Row(label, "MB/s", figure, None, None, Target()))
+                shares = _gateway_shares(measured, keys[factor])
+                result.append(Row(label, "MB/s", figure, None, None, Target(), cpu_shares=shares))
         one, two = figures[1], figures[2]
         if one and two is not None:
             label = f"{size} {direction}, local cluster R=2/R=1"
             result.append(Row(label, "x", two / one, None, None, ratio_target))
+    for factor in CLUSTER_RATE_FACTORS:
+        for spec in knobs.small_rates:
+            key = f"cluster_r{factor}_{spec.key}"
+            figure = measured.get(key, "CallFS")
+            if figure is not None:
+                result.append(
+                    Row(
+                        f"{spec.label}, local cluster R={factor}, both doors",
+                        "req/s",
+                        figure,
+                        None,
+                        None,
+                        Target(),
+                        errors=_failures(measured, key),
+                        cpu_seconds_per_request=_cpu_per_request(measured, key),
+                        cpu_shares=_gateway_shares(measured, key),
+                    )
+                )
     for factor in CLUSTER_FACTORS:
         peak = measured.get(f"cluster_r{factor}_rss", "CallFS")
         if peak is not None:
             label = f"peak RSS {CLUSTER_GATEWAY}, local cluster R={factor}, {size} transfers"
             result.append(Row(label, "MiB", peak, None, None, Target(max_value=200)))
     return result
+
+
+def _cpu_per_request(measured: Measured, key: str) -> float | None:
+    """CallFS's CPU seconds per request during ``key``'s wrk run (None for curl rows)."""
+    value = measured.diagnostics.get(key, {}).get("CallFS", {}).get("cpu_seconds_per_request")
+    return float(value) if value is not None else None
+
+
+def _gateway_shares(measured: Measured, key: str) -> dict[str, float]:
+    """Each cluster gateway's CPU share (1.0: one core) during ``key``: its wrk run, or the
+    fastest of its big transfers.
+    """
+    details = measured.diagnostics.get(key, {}).get("CallFS", {})
+    by_process = details.get("cpu_share_by_process")
+    if isinstance(by_process, list):  # a transfer: one entry per run
+        speeds = details["mb_per_s"]
+        by_process = by_process[speeds.index(max(speeds))]
+    if not by_process:
+        return {}
+    return {name: by_process[name] for name in cluster.GATEWAYS if name in by_process}
 
 
 def _failures(measured: Measured, key: str) -> dict[str, int]:
