@@ -206,14 +206,7 @@ class EdgeMiddleware:
             method = scope["method"]
             self.metrics.http_requests.labels(method, route, str(status)).inc()
             self.metrics.http_duration.labels(method, route).observe(elapsed)
-            logger.info(
-                "%s %s %d %.1fms",
-                method,
-                route,
-                status,
-                elapsed * 1000,
-                extra={"status": status},
-            )
+            logs.access.write(method, route, status, elapsed, rid)
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status
