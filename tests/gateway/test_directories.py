@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from callfs_gateway import filesystem
+
+from callfs.entry import Entry
+from callfs.metadata.base import MetadataStore
 from tests.gateway.test_files import error_code
 from tests.support.harness import Cluster
 
@@ -143,3 +153,106 @@ async def test_recursive_listing_skips_unreadable_subdirectories(cluster: Cluste
         "/mixed/open",
         "/mixed/open/a.txt",
     ]
+
+
+async def test_a_non_recursive_listing_reports_max_depth_zero(cluster: Cluster) -> None:
+    await make_tree(cluster)
+    client = cluster.client("alice")
+    for params in ({}, {"max_depth": 7}, {"recursive": "false", "max_depth": 3}):
+        response = await client.get("/v1/directories/d", params=params)
+        assert response.status_code == 200
+        assert (response.json()["max_depth"], response.json()["count"]) == (0, 3), params
+
+
+class GatedStore:
+    """The gateway's store, recording its listing reads; from the ``hold``-th read on,
+    each waits for ``gate``.
+    """
+
+    def __init__(self, inner: MetadataStore, hold: int) -> None:
+        self.inner = inner
+        self.hold = hold
+        self.reads = 0
+        self.gate = asyncio.Event()
+
+    async def list_tree(self, path: str, **options: Any) -> list[Entry]:
+        self.reads += 1
+        if self.reads >= self.hold:
+            await self.gate.wait()
+        return await self.inner.list_tree(path, **options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.fixture
+def gated(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> Callable[[int], GatedStore]:
+    """Listings read pages of 4 rows from a :class:`GatedStore` held from its n-th read."""
+    fs = cluster.gateway.app.state.filesystem
+    monkeypatch.setattr(filesystem, "LISTING_PAGE", 4)
+
+    def install(hold: int) -> GatedStore:
+        store = GatedStore(fs.store, hold)
+        monkeypatch.setattr(fs, "store", store)
+        return store
+
+    return install
+
+
+async def fill(cluster: Cluster, directory: str, count: int) -> list[str]:
+    """``count`` files in ``directory``, written straight into the store; their paths."""
+    store = cluster.gateway.runtime.store
+    await store.create(
+        Entry(path=directory, type="directory", mode=0o755, owner="alice", group="a")
+    )
+    names = [f"{directory}/f{number:03}" for number in range(count)]
+    for path in names:
+        await store.create(Entry(path=path, type="file", mode=0o644, owner="alice", group="a"))
+    return names
+
+
+@pytest.mark.parametrize(
+    ("url", "reads_before_items"),
+    [("/v1/files/big/", 1), ("/v1/directories/big?recursive=true", 5)],
+)
+async def test_a_listing_is_streamed_while_the_store_is_read_page_by_page(
+    cluster: Cluster, gated: Callable[[int], GatedStore], url: str, reads_before_items: int
+) -> None:
+    names = await fill(cluster, "/big", 14)
+    # The recursive form counts first (4 reads of pages of 4), then streams.
+    store = gated(reads_before_items + 1)
+    async with cluster.client("alice").stream("GET", url) as response:
+        assert response.status_code == 200
+        chunks = response.aiter_bytes()
+        body = b""
+        while body.count(b'"name"') < 4:
+            body += await anext(chunks)
+        # The first page went out while the next read of the store is still waiting.
+        assert store.reads == reads_before_items + 1 and not store.gate.is_set()
+        store.gate.set()
+        async for chunk in chunks:
+            body += chunk
+    parsed = json.loads(body)
+    items = parsed if isinstance(parsed, list) else parsed["items"]
+    assert [item["path"] for item in items] == names
+    assert store.reads == reads_before_items + 3  # and the pages of 4, 4 and the last 2
+
+
+async def test_a_streamed_page_counts_and_continues_like_a_whole_one(cluster: Cluster) -> None:
+    names = await fill(cluster, "/big", 9)
+    client = cluster.client("alice")
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"limit": 4, **({"cursor": cursor} if cursor else {})}
+        response = await client.get("/v1/directories/big", params=params)
+        body = response.json()
+        assert response.headers["x-callfs-count"] == str(body["count"]) == str(len(body["items"]))
+        seen += [item["path"] for item in body["items"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == names
+    head = await client.head("/v1/files/big/")
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-type"] == "application/json"

@@ -46,6 +46,30 @@ class StoreTarget:
             await conn.close()
         return sorted(record["version"] for record in records)
 
+    async def plan(self, query: str, *args: object) -> str:
+        """The store's own plan for ``query`` (``EXPLAIN QUERY PLAN`` on SQLite; on
+        PostgreSQL ``EXPLAIN`` with sequential scans priced out, since a handful of rows
+        is cheaper scanned than through any index), one line per step.
+        """
+        if self.kind == "sqlite":
+            return await asyncio.to_thread(self._sqlite_plan, query, args)
+        conn = await asyncpg.connect(self.location)
+        try:
+            async with conn.transaction():
+                await conn.execute("SET LOCAL enable_seqscan = off")
+                records = await conn.fetch(f"EXPLAIN {query}", *args)
+        finally:
+            await conn.close()
+        return "\n".join(record[0] for record in records)
+
+    def _sqlite_plan(self, query: str, args: tuple[object, ...]) -> str:
+        connection = sqlite3.connect(self.location)
+        try:
+            rows = connection.execute(f"EXPLAIN QUERY PLAN {query}", args).fetchall()
+        finally:
+            connection.close()
+        return "\n".join(str(row[-1]) for row in rows)
+
     def _sqlite_versions(self) -> list[int]:
         connection = sqlite3.connect(self.location)
         try:

@@ -19,6 +19,7 @@ from callfs.errors import (
     NotADirectory,
     NotFound,
 )
+from callfs.metadata import postgres, sqlite
 from callfs.metadata.base import MetadataStore
 from tests.metadata.conftest import StoreTarget
 from tests.metadata.entries import T0, directory, file
@@ -210,6 +211,37 @@ async def test_list_children_pages_by_after_and_limit(store: MetadataStore) -> N
         seen += paths_of(page)
         after = page[-1].path
     assert seen == sorted(f"/d/{name}" for name in TRICKY_NAMES)
+
+
+async def test_count_children_counts_what_list_children_returns(store: MetadataStore) -> None:
+    await build_tree(store)
+    assert await store.count_children("/d") == len(TRICKY_NAMES)
+    assert await store.count_children("/d", limit=4) == 4
+    third = sorted(f"/d/{name}" for name in TRICKY_NAMES)[2]
+    assert await store.count_children("/d", after=third) == len(TRICKY_NAMES) - 3
+    assert await store.count_children("/d/a") == 2
+    assert await store.count_children("/nowhere") == 0
+
+
+async def test_children_are_read_and_counted_through_the_parent_index(
+    store: MetadataStore, store_target: StoreTarget
+) -> None:
+    await build_tree(store)
+    module = sqlite if store_target.kind == "sqlite" else postgres
+    for query in (module.CHILDREN, module.COUNT_CHILDREN):
+        plan = await store_target.plan(query, "/d", "", 100)
+        assert "entries_parent_idx" in plan, plan
+        assert "TEMP B-TREE" not in plan and "Sort" not in plan, plan
+        assert "pkey" not in plan and "sqlite_autoindex" not in plan, plan
+
+
+async def test_list_tree_of_depth_zero_is_list_children(store: MetadataStore) -> None:
+    await build_tree(store)
+    third = sorted(f"/d/{name}" for name in TRICKY_NAMES)[2]
+    for limit, after in ((None, None), (4, None), (4, third)):
+        assert await store.list_tree("/d", max_depth=0, limit=limit, after=after) == (
+            await store.list_children("/d", limit=limit, after=after)
+        )
 
 
 async def test_list_children_of_a_file_or_missing_path_is_empty(store: MetadataStore) -> None:

@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from email.utils import format_datetime
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -26,7 +26,7 @@ from callfs.permissions import User
 from callfs.web import json_object
 from callfs_gateway import admin
 from callfs_gateway.deps import CurrentUser, FileSystemDep
-from callfs_gateway.filesystem import FileSystem, etag_matches
+from callfs_gateway.filesystem import FileSystem, Listing, etag_matches
 from callfs_gateway.ranges import parse_range
 
 FILES_PREFIX = b"/v1/files"
@@ -166,10 +166,12 @@ async def answer_read(
     entry = await fs.stat(user, target.path)
     headers = entry_headers(entry)
     if entry.is_dir:
-        items = await fs.list_directory(user, target.path)
-        body = json.dumps([item.to_json() for item in items], ensure_ascii=False).encode()
-        headers["Content-Length"] = str(len(body))
-        return Response(b"" if head else body, media_type="application/json", headers=headers)
+        listing = fs.listing(user, entry, max_depth=0)
+        return StreamingResponse(
+            _nothing() if head else _json_array(listing),
+            media_type="application/json",
+            headers=headers,
+        )
     # The permission first: a 304 or 416 to a caller who may not read leaks the ETag or size.
     permissions.require(user, entry, permissions.READ, "read")
     if target.trailing_slash:
@@ -391,27 +393,73 @@ async def list_directory(
     max_depth: Annotated[int | None, Query(ge=0)] = None,
     limit: Annotated[int | None, Query(ge=1, le=100_000)] = None,
     cursor: str | None = None,
-) -> JSONResponse:
-    """List a directory, optionally recursively to ``max_depth``, in pages of ``limit``."""
+) -> StreamingResponse:
+    """List a directory, optionally recursively to ``max_depth``, in pages of ``limit``;
+    the body is streamed as the store is read.
+    """
     target = request_path(request, DIRECTORIES_PREFIX)
     depth = min(max_depth, MAX_DEPTH) if max_depth is not None else DEFAULT_MAX_DEPTH
     after = _decode_cursor(cursor) if cursor else None
-    items, last = await fs.list_tree(
-        user, target.path, max_depth=depth if recursive else 0, limit=limit, after=after
-    )
-    body = {
+    if not recursive:
+        depth = 0
+    listing = await fs.open_listing(user, target.path, max_depth=depth, limit=limit, after=after)
+    # Counted first, for the header; the body then stops at that many entries, and an
+    # entry added meanwhile only moves the cursor (one removed makes the page shorter).
+    count = await listing.count()
+    opening = {
         "path": target.path,
         "type": "directory",
         "recursive": recursive,
         "max_depth": depth,
-        "count": len(items),
-        "items": [item.to_json() for item in items],
-        "next_cursor": _encode_cursor(last) if last else None,
+        "count": count,
     }
-    return JSONResponse(
-        body,
-        headers={"X-CallFS-Count": str(len(items)), "X-CallFS-Recursive": str(recursive).lower()},
+    return StreamingResponse(
+        _listing_body(listing, opening, count),
+        media_type="application/json",
+        headers={"X-CallFS-Count": str(count), "X-CallFS-Recursive": str(recursive).lower()},
     )
+
+
+def _dumps(value: Any) -> str:
+    """JSON as the API writes it (compact, UTF-8 kept)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+async def _json_items(listing: Listing, limit: int | None = None) -> AsyncIterator[bytes]:
+    """The listing's entries as the comma-separated members of a JSON array, a page at
+    a time (each page encoded between two reads of the store).
+    """
+    separator = ""
+    async for page in listing.pages(limit):
+        yield (separator + ",".join(_dumps(entry.to_json()) for entry in page)).encode()
+        separator = ","
+
+
+async def _json_array(listing: Listing) -> AsyncIterator[bytes]:
+    """A directory's children as ``GET /v1/files/{dir}/`` answers: a JSON array, streamed."""
+    yield b"["
+    async for chunk in _json_items(listing):
+        yield chunk
+    yield b"]"
+
+
+async def _listing_body(
+    listing: Listing, opening: dict[str, Any], count: int
+) -> AsyncIterator[bytes]:
+    """``GET /v1/directories/...``'s object, streamed: ``opening``'s members, the items
+    (at most ``count``), then ``next_cursor``.
+    """
+    yield (_dumps(opening)[:-1] + ',"items":[').encode()
+    async for chunk in _json_items(listing, count):
+        yield chunk
+    cursor = _encode_cursor(listing.next_after) if listing.next_after else None
+    yield ('],"next_cursor":' + _dumps(cursor) + "}").encode()
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    """The body of a HEAD of a directory: none, with the GET's headers (no length)."""
+    return
+    yield b""
 
 
 def _encode_cursor(path: str) -> str:

@@ -106,13 +106,40 @@ class FileSystem:
         assert resolved.entry is not None
         return resolved.entry
 
-    async def list_directory(self, user: User, path: str) -> list[Entry]:
-        """The immediate children of a directory (``r`` on it needed)."""
+    async def open_listing(
+        self,
+        user: User,
+        path: str,
+        *,
+        max_depth: int,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> Listing:
+        """A listing of the directory ``path`` down to ``max_depth`` (0: its children),
+        decided now (the directory found, ``r`` on it) and read page by page later.
+        """
         directory = await self.stat(user, path)
+        return self.listing(user, directory, max_depth=max_depth, limit=limit, after=after)
+
+    def listing(
+        self,
+        user: User,
+        directory: Entry,
+        *,
+        max_depth: int,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> Listing:
+        """:meth:`open_listing` of an entry already looked up for ``user``.
+
+        Raises:
+            NotADirectory: ``directory`` is a file.
+            PermissionDenied: ``user`` may not list it.
+        """
         if not directory.is_dir:
-            raise NotADirectory(f"{path} is not a directory")
+            raise NotADirectory(f"{directory.path} is not a directory")
         permissions.require(user, directory, READ, "list")
-        return await self.store.list_children(path)
+        return Listing(self, user, directory, max_depth, limit, after)
 
     async def list_tree(
         self,
@@ -123,71 +150,12 @@ class FileSystem:
         limit: int | None,
         after: str | None,
     ) -> tuple[list[Entry], str | None]:
-        """A sorted page of the entries below a directory, down to ``max_depth``.
-
-        The directory's children need ``r`` on it; an entry deeper down shows only
-        when ``user`` may list and enter (``r`` and ``x``) every directory from the
-        listed one to its parent. That holds whatever ``after`` names: the ancestors
-        of a page that starts mid-tree are looked up and checked, never assumed.
-        Returns the page and the path to continue after (None at the end).
+        """A sorted page of the entries below a directory, down to ``max_depth``, whole;
+        returns it and the path to continue after (None at the end). See :class:`Listing`.
         """
-        directory = await self.stat(user, path)
-        if not directory.is_dir:
-            raise NotADirectory(f"{path} is not a directory")
-        permissions.require(user, directory, READ, "list")
-        visible: list[Entry] = []
-        cursor = after
-        # Directory -> whether user may list and enter it and each one above it up to path.
-        entered: dict[str, bool] = {path: permissions.may(user, directory, EXECUTE)}
-        while True:
-            want = None if limit is None else limit - len(visible) + 1
-            batch = await self.store.list_tree(path, max_depth=max_depth, limit=want, after=cursor)
-            if not batch:
-                return visible, None
-            await self._learn_ancestors(user, batch, entered)
-            for entry in batch:
-                parent = paths.parent(entry.path)
-                if entry.is_dir:
-                    entered[entry.path] = self._may_enter(user, entry, entered)
-                if parent != path and not entered.get(parent, False):
-                    continue
-                if limit is not None and len(visible) == limit:
-                    return visible, visible[-1].path
-                visible.append(entry)
-            cursor = batch[-1].path
-            if want is not None and len(batch) < want:
-                return visible, None
-
-    async def _learn_ancestors(
-        self, user: User, batch: list[Entry], entered: dict[str, bool]
-    ) -> None:
-        """Fill ``entered`` for the ancestors of ``batch`` neither it nor the batch holds.
-
-        One lookup for all of them; an ancestor gone meanwhile counts as not entered.
-        """
-        in_batch = {entry.path for entry in batch}
-        unknown: set[str] = set()
-        for entry in batch:
-            ancestor = paths.parent(entry.path)
-            while ancestor not in entered and ancestor not in in_batch and ancestor not in unknown:
-                unknown.add(ancestor)
-                ancestor = paths.parent(ancestor)
-        if not unknown:
-            return
-        found = await self.store.get_many(sorted(unknown))
-        # Sorted, a directory comes before everything below it.
-        for ancestor in sorted(unknown):
-            row = found.get(ancestor)
-            entered[ancestor] = row is not None and self._may_enter(user, row, entered)
-
-    @staticmethod
-    def _may_enter(user: User, entry: Entry, entered: dict[str, bool]) -> bool:
-        """Whether ``user`` may list and enter ``entry`` and every directory above it."""
-        return (
-            entry.is_dir
-            and entered.get(paths.parent(entry.path), False)
-            and permissions.may(user, entry, READ | EXECUTE)
-        )
+        listing = await self.open_listing(user, path, max_depth=max_depth, limit=limit, after=after)
+        entries = [entry async for page in listing.pages() for entry in page]
+        return entries, listing.next_after
 
     # Reading
 
@@ -674,6 +642,129 @@ class FileSystem:
         except (CallFSError, asyncio.CancelledError) as exc:
             where = ", ".join(ref.replicas) or ref.backend
             logger.warning("could not remove object %s on %s: %s", ref.key, where, exc)
+
+
+LISTING_PAGE = 500
+"""Rows read from the store per page of a listing: a page is encoded on the event loop
+between two store reads, so it stays small enough not to hold the loop for long."""
+
+
+class Listing:
+    """The entries below one directory as one user may see them, in path order, read
+    from the store a page at a time (so a listing's size never bounds memory).
+
+    The directory's children need ``r`` on it (checked when the listing is made); an
+    entry deeper down shows only when the user may list and enter (``r`` and ``x``)
+    every directory from the listed one to its parent. That holds whatever ``after``
+    names: the ancestors of a page that starts mid-tree are looked up and checked,
+    never assumed. A non-recursive listing (``max_depth`` 0) reads the ``parent``
+    index and needs no such checks.
+    """
+
+    def __init__(
+        self,
+        fs: FileSystem,
+        user: User,
+        directory: Entry,
+        max_depth: int,
+        limit: int | None,
+        after: str | None,
+    ) -> None:
+        self.fs = fs
+        self.user = user
+        self.directory = directory
+        self.max_depth = max_depth
+        self.limit = limit
+        self.after = after
+        self.next_after: str | None = None
+        """After :meth:`pages` has run out: the path to continue after, when ``limit``
+        (or the ``limit`` given to :meth:`pages`) cut the listing short."""
+
+    async def count(self) -> int:
+        """How many entries :meth:`pages` would yield now: one count query for a
+        non-recursive listing, a walk of the pages (nothing kept) for a recursive one.
+        """
+        if self.max_depth == 0:
+            return await self.fs.store.count_children(
+                self.directory.path, limit=self.limit, after=self.after
+            )
+        total = 0
+        async for page in self.pages():
+            total += len(page)
+        return total
+
+    async def pages(self, limit: int | None = None) -> AsyncIterator[list[Entry]]:
+        """The visible entries in path order, a non-empty page at a time, at most
+        ``limit`` (default: the listing's own) in all; sets :attr:`next_after`.
+        """
+        store = self.fs.store
+        path = self.directory.path
+        remaining = self.limit if limit is None else limit
+        self.next_after = None
+        last: str | None = None
+        cursor = self.after
+        # Directory -> whether user may list and enter it and each one above it up to path.
+        entered = {path: permissions.may(self.user, self.directory, EXECUTE)}
+        while True:
+            want = LISTING_PAGE if remaining is None else min(LISTING_PAGE, remaining + 1)
+            batch = await store.list_tree(path, max_depth=self.max_depth, limit=want, after=cursor)
+            visible = batch if self.max_depth == 0 else await self._visible(batch, entered)
+            if remaining is not None and len(visible) > remaining:
+                if remaining:
+                    yield visible[:remaining]
+                    last = visible[remaining - 1].path
+                self.next_after = last
+                return
+            if visible:
+                yield visible
+                last = visible[-1].path
+                if remaining is not None:
+                    remaining -= len(visible)
+            if len(batch) < want:
+                return
+            cursor = batch[-1].path
+
+    async def _visible(self, batch: list[Entry], entered: dict[str, bool]) -> list[Entry]:
+        """The entries of ``batch`` the user may see; ``entered`` learns its directories."""
+        await self._learn_ancestors(batch, entered)
+        path = self.directory.path
+        visible = []
+        for entry in batch:
+            parent = paths.parent(entry.path)
+            if entry.is_dir:
+                entered[entry.path] = self._may_enter(self.user, entry, entered)
+            if parent == path or entered.get(parent, False):
+                visible.append(entry)
+        return visible
+
+    async def _learn_ancestors(self, batch: list[Entry], entered: dict[str, bool]) -> None:
+        """Fill ``entered`` for the ancestors of ``batch`` neither it nor the batch holds.
+
+        One lookup for all of them; an ancestor gone meanwhile counts as not entered.
+        """
+        in_batch = {entry.path for entry in batch}
+        unknown: set[str] = set()
+        for entry in batch:
+            ancestor = paths.parent(entry.path)
+            while ancestor not in entered and ancestor not in in_batch and ancestor not in unknown:
+                unknown.add(ancestor)
+                ancestor = paths.parent(ancestor)
+        if not unknown:
+            return
+        found = await self.fs.store.get_many(sorted(unknown))
+        # Sorted, a directory comes before everything below it.
+        for ancestor in sorted(unknown):
+            row = found.get(ancestor)
+            entered[ancestor] = row is not None and self._may_enter(self.user, row, entered)
+
+    @staticmethod
+    def _may_enter(user: User, entry: Entry, entered: dict[str, bool]) -> bool:
+        """Whether ``user`` may list and enter ``entry`` and every directory above it."""
+        return (
+            entry.is_dir
+            and entered.get(paths.parent(entry.path), False)
+            and permissions.may(user, entry, READ | EXECUTE)
+        )
 
 
 def _created(

@@ -87,7 +87,13 @@ class MetadataStore(ABC):
     async def list_children(
         self, path: str, *, limit: int | None = None, after: str | None = None
     ) -> list[Entry]:
-        """Immediate children of the directory ``path``, sorted by path."""
+        """Immediate children of the directory ``path``, sorted by path (the ``parent`` index)."""
+
+    @abstractmethod
+    async def count_children(
+        self, path: str, *, limit: int | None = None, after: str | None = None
+    ) -> int:
+        """How many rows :meth:`list_children` would return for the same arguments."""
 
     @abstractmethod
     async def list_tree(
@@ -98,7 +104,8 @@ class MetadataStore(ABC):
         limit: int | None = None,
         after: str | None = None,
     ) -> list[Entry]:
-        """Descendants of ``path`` sorted by path; ``max_depth`` 0 = children only, None = all."""
+        """Descendants of ``path`` sorted by path; ``max_depth`` 0 = children only (read as
+        :meth:`list_children` reads them), None = all."""
 
     @abstractmethod
     async def has_children(self, path: str) -> bool:

@@ -174,6 +174,11 @@ class CachedMetadataStore(MetadataStore):
     ) -> list[Entry]:
         return await self.inner.list_children(path, limit=limit, after=after)
 
+    async def count_children(
+        self, path: str, *, limit: int | None = None, after: str | None = None
+    ) -> int:
+        return await self.inner.count_children(path, limit=limit, after=after)
+
     async def list_tree(
         self,
         path: str,

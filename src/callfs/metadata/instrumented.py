@@ -58,6 +58,12 @@ class InstrumentedMetadataStore(MetadataStore):
         with self._query("list_children"):
             return await self.inner.list_children(path, limit=limit, after=after)
 
+    async def count_children(
+        self, path: str, *, limit: int | None = None, after: str | None = None
+    ) -> int:
+        with self._query("count_children"):
+            return await self.inner.count_children(path, limit=limit, after=after)
+
     async def list_tree(
         self,
         path: str,

@@ -69,6 +69,12 @@ _INSERT = (
     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
     " ON CONFLICT (path) DO NOTHING RETURNING path"
 )
+# A directory's children, a page after a path: both read the ``parent`` index in order.
+CHILDREN = f"SELECT {_COLUMNS} FROM entries WHERE parent = $1 AND path > $2 ORDER BY path LIMIT $3"
+COUNT_CHILDREN = (
+    "SELECT count(*) FROM (SELECT 1 FROM entries WHERE parent = $1 AND path > $2"
+    " ORDER BY path LIMIT $3) AS page"
+)
 _CHILD = "SELECT EXISTS (SELECT 1 FROM entries WHERE parent = $1)"
 
 
@@ -289,13 +295,24 @@ class PostgresMetadataStore(MetadataStore):
     ) -> list[Entry]:
         async with self._connection() as conn:
             rows = await conn.fetch(
-                f"SELECT {_COLUMNS} FROM entries WHERE parent = $1 AND path > $2"
-                " ORDER BY path LIMIT $3",
+                CHILDREN,
                 path,
                 after or "",
                 limit,
             )
         return [_entry(row) for row in rows]
+
+    async def count_children(
+        self, path: str, *, limit: int | None = None, after: str | None = None
+    ) -> int:
+        async with self._connection() as conn:
+            found: int = await conn.fetchval(
+                COUNT_CHILDREN,
+                path,
+                after or "",
+                limit,
+            )
+        return found
 
     async def list_tree(
         self,
@@ -305,6 +322,8 @@ class PostgresMetadataStore(MetadataStore):
         limit: int | None = None,
         after: str | None = None,
     ) -> list[Entry]:
+        if max_depth == 0:
+            return await self.list_children(path, limit=limit, after=after)
         low, high, deepest = subtree.window(path, max_depth, after)
         async with self._connection() as conn:
             rows = await conn.fetch(

@@ -137,6 +137,12 @@ def _insert_params(entry: Entry) -> tuple[Any, ...]:
     return (entry.path, parent, entry.name, entry.type, *_changeable(entry), entry.entry_id)
 
 
+# A directory's children, a page after a path: both read the ``parent`` index in order.
+CHILDREN = f"SELECT {_COLUMNS} FROM entries WHERE parent = ? AND path > ? ORDER BY path LIMIT ?"
+COUNT_CHILDREN = (
+    "SELECT count(*) FROM (SELECT 1 FROM entries WHERE parent = ? AND path > ?"
+    " ORDER BY path LIMIT ?)"
+)
 _INSERT = (
     "INSERT INTO entries (path, parent, name, type, size, mode, owner, grp, mtime, ctime,"
     " etag, backend, instance_id, object_key, replicas, entry_id)"
@@ -450,9 +456,14 @@ class SQLiteMetadataStore(MetadataStore):
     async def list_children(
         self, path: str, *, limit: int | None = None, after: str | None = None
     ) -> list[Entry]:
-        sql = f"SELECT {_COLUMNS} FROM entries WHERE parent = ? AND path > ? ORDER BY path LIMIT ?"
         params = (path, after or "", -1 if limit is None else limit)
-        return [_entry(row) for row in await self._rows(sql, params)]
+        return [_entry(row) for row in await self._rows(CHILDREN, params)]
+
+    async def count_children(
+        self, path: str, *, limit: int | None = None, after: str | None = None
+    ) -> int:
+        rows = await self._rows(COUNT_CHILDREN, (path, after or "", -1 if limit is None else limit))
+        return int(rows[0][0])
 
     async def list_tree(
         self,
@@ -462,6 +473,8 @@ class SQLiteMetadataStore(MetadataStore):
         limit: int | None = None,
         after: str | None = None,
     ) -> list[Entry]:
+        if max_depth == 0:
+            return await self.list_children(path, limit=limit, after=after)
         low, high, deepest = subtree.window(path, max_depth, after)
         sql = f"SELECT {_COLUMNS} FROM entries WHERE path > ? AND path < ?"
         params: list[Any] = [low, high]
