@@ -119,6 +119,11 @@ class Metrics:
         self.object_cache_bytes = Gauge(
             "callfs_object_cache_bytes", "Bytes held by the small-object cache", registry=r
         )
+        self.reclaim_pending = Gauge(
+            "callfs_reclaim_pending",
+            "Objects of deleted entries this gateway has still to remove in the background",
+            registry=r,
+        )
         self.rate_limited = Counter(
             "callfs_rate_limited_total",
             "Requests refused by a rate limit",

@@ -27,6 +27,7 @@ from callfs.metadata.cache import CachedMetadataStore
 from callfs.metadata.instrumented import InstrumentedMetadataStore
 from callfs.metrics import Metrics
 from callfs.objectcache import ObjectCache
+from callfs.reclaimer import Reclaimer
 from callfs.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class Runtime:
     only storage nodes do: repair, scrubbing, rebalancing, the cluster report."""
     auth: Authenticator
     metrics: Metrics
+    reclaimer: Reclaimer
+    """Removes the objects of deleted subtrees in the background."""
     objects: ObjectCache | None = None
     """Small objects' bytes (None: the cache is off)."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -86,6 +89,7 @@ class Runtime:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.reclaimer.close()
         for backend in self.backends.values():
             await backend.close()
         await self.discovery.stop()
@@ -136,6 +140,9 @@ async def open_runtime(
         backends["s3"] = S3Backend(settings.backend, chunk_size=settings.server.chunk_size)
     elif settings.backend.default_backend == "s3":
         raise BackendUnavailable("default backend is s3 but backend.s3_bucket_name is not set")
+    wrapped: dict[str, Backend] = {
+        name: InstrumentedBackend(backend, metrics) for name, backend in backends.items()
+    }
     runtime = Runtime(
         settings=settings,
         store=store,
@@ -144,12 +151,11 @@ async def open_runtime(
         limiter=limiter,
         bus=bus,
         discovery=discovery,
-        backends={
-            name: InstrumentedBackend(backend, metrics) for name, backend in backends.items()
-        },
+        backends=wrapped,
         nodes=nodes,
         auth=Authenticator(settings.auth),
         metrics=metrics,
+        reclaimer=Reclaimer(wrapped.__getitem__, on_change=metrics.reclaim_pending.set),
         objects=_object_cache(settings, metrics),
     )
     try:

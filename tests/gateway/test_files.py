@@ -450,6 +450,7 @@ async def test_delete_recursive_removes_subtree_and_bytes(cluster: Cluster) -> N
     response = await client.delete("/v1/files/t", params={"recursive": "true"})
     assert response.status_code == 204
     assert (await client.head("/v1/files/t/b/c")).status_code == 404
+    await cluster.gateway.runtime.reclaimer.idle()
     assert cluster.stored_objects() == []
 
 

@@ -279,6 +279,7 @@ async def test_deletes_leave_an_empty_bucket(s3c: S3Cluster) -> None:
     assert recursive.status_code == 204
     assert (await client.head("/v1/files/tree")).status_code == 404
     assert (await client.delete("/v1/files/single.txt")).status_code == 404
+    await s3c.cluster.gateway.runtime.reclaimer.idle()
     assert s3c.keys() == set()
 
 

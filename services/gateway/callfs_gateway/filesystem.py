@@ -573,6 +573,10 @@ class FileSystem:
     async def delete(self, user: User, path: str, *, recursive: bool, want_dir: bool) -> None:
         """Delete a file or an empty directory (a whole subtree with ``recursive``).
 
+        A file's object is removed before the answer; a subtree's rows go in one
+        transaction and its objects are left to the runtime's :class:`Reclaimer`, so
+        the answer does not wait on them.
+
         Raises:
             DirectoryNotEmpty: a non-empty directory without ``recursive``.
         """
@@ -586,26 +590,38 @@ class FileSystem:
                 raise NotADirectory(f"{path} is not a directory")
             permissions.require_delete(user, resolved.parent, entry)
             if not entry.is_dir:
-                removed = [await self.store.delete(path)]
+                removed: Entry | None = await self.store.delete(path)
             elif not recursive:
                 if await self.store.has_children(path):
                     raise DirectoryNotEmpty(f"{path} is not empty")
-                removed = [await self.store.delete(path)]
+                removed = await self.store.delete(path)
             else:
                 await self._check_subtree_delete(user, entry)
-                removed = await self.store.delete_tree(path)
-        for old in removed:
-            await self._discard_entry(old)
+                below = await self.store.delete_tree(path)
+                self.rt.reclaimer.reclaim(ref for old in below if (ref := _ref(old)) is not None)
+                removed = None
+        if removed is not None:
+            await self._discard_entry(removed)
         self.rt.metrics.file_operations.labels("delete", entry.backend).inc()
 
     async def _check_subtree_delete(self, user: User, top: Entry) -> None:
-        """``rm -r`` rules: every directory inside needs r, w and x, and the sticky rule."""
-        below = await self.store.list_tree(top.path)
-        directories = {top.path: top, **{e.path: e for e in below if e.is_dir}}
-        for directory in directories.values():
-            permissions.require(user, directory, READ | WRITE | EXECUTE, "remove from")
-        for entry in below:
-            permissions.require_delete(user, directories[paths.parent(entry.path)], entry)
+        """``rm -r`` rules: every directory inside needs r, w and x, and the sticky rule.
+
+        Read a page at a time; a directory sorts before everything below it, so each
+        entry's parent has been seen (and checked) when the entry comes.
+        """
+        if user.is_root:
+            return
+        permissions.require(user, top, READ | WRITE | EXECUTE, "remove from")
+        directories = {top.path: top}
+        after: str | None = None
+        while page := await self.store.list_tree(top.path, limit=LISTING_PAGE, after=after):
+            for entry in page:
+                permissions.require_delete(user, directories[paths.parent(entry.path)], entry)
+                if entry.is_dir:
+                    permissions.require(user, entry, READ | WRITE | EXECUTE, "remove from")
+                    directories[entry.path] = entry
+            after = page[-1].path
 
     # Plumbing
 
