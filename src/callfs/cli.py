@@ -149,7 +149,16 @@ def _storage_node(args: argparse.Namespace) -> int:
     def role() -> None:
         # gRPC binds inside serve(), after logging; a taken address is reported first.
         bind("storage_node.listen_addr", settings.storage_node.listen_addr).close()
-        run_loop(serve(settings))
+        metrics = (
+            bind("metrics.listen_addr", settings.metrics.listen_addr)
+            if settings.metrics.enabled
+            else None
+        )
+        try:
+            run_loop(serve(settings, metrics))
+        finally:
+            if metrics is not None:
+                metrics.close()
 
     return _serving(role)
 
@@ -261,6 +270,8 @@ async def run_dev(
     runtime: Runtime | None = None
     try:
         endpoints: dict[str, str] = {}
+        # The embedded nodes are not instrumented: the one metrics listener serves the
+        # gateway's families (and the process's), not storage-node ones (docs/api.md).
         for node in DEV_NODES:
             root = volumes / node
             root.mkdir(parents=True, exist_ok=True)

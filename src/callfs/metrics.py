@@ -1,18 +1,103 @@
-"""Prometheus metrics: the original CallFS's families, kept by name, and ours."""
+"""Prometheus metrics: the original CallFS's families, kept by name, and ours.
+
+Every role's registry also holds the standard ``process_*`` and ``python_*``
+families (:func:`process_registry`). No family exports a ``_created`` series. A
+scrape that asks for OpenMetrics (``Accept: application/openmetrics-text``) gets
+it; any other gets the Prometheus text format (:func:`exposition`).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from typing import Protocol
 
-__all__ = ["CONTENT_TYPE", "Metrics"]
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.openmetrics import exposition as openmetrics
+
+__all__ = [
+    "CONTENT_TYPE",
+    "OPENMETRICS_CONTENT_TYPE",
+    "Exposed",
+    "Metrics",
+    "exposition",
+    "process_registry",
+]
+
+OPENMETRICS_CONTENT_TYPE: str = openmetrics.CONTENT_TYPE_LATEST
+
+# A ``_created`` series per counter and histogram doubles the series for nothing a
+# dashboard uses; the setting is process-wide and read at every scrape.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+
+def process_registry() -> CollectorRegistry:
+    """A new registry holding the process's ``process_*`` and ``python_*`` families
+    (one collector of each kind: a registry refuses a second).
+    """
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
+def wants_openmetrics(accept: str | None) -> bool:
+    """Whether an ``Accept`` header asks for OpenMetrics (a ``q=0`` refuses it)."""
+    for offered in (accept or "").split(","):
+        media, *parameters = (part.strip() for part in offered.split(";"))
+        if media.lower() != "application/openmetrics-text":
+            continue
+        refused = any(
+            name.strip().lower() == "q" and _quality(value) == 0.0
+            for name, _, value in (parameter.partition("=") for parameter in parameters)
+        )
+        if not refused:
+            return True
+    return False
+
+
+def _quality(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        return 1.0
+
+
+def exposition(registry: CollectorRegistry, accept: str | None = None) -> tuple[bytes, str]:
+    """``registry``'s families and their content type, in the format ``accept`` asks for:
+    OpenMetrics (ending ``# EOF``) if it names ``application/openmetrics-text``, else
+    the Prometheus text format.
+    """
+    if wants_openmetrics(accept):
+        body: bytes = openmetrics.generate_latest(registry)  # type: ignore[no-untyped-call]
+        return body, OPENMETRICS_CONTENT_TYPE
+    return generate_latest(registry), CONTENT_TYPE
+
+
+class Exposed(Protocol):
+    """What a metrics listener serves: a registry, brought up to date before each scrape."""
+
+    registry: CollectorRegistry
+
+    async def refresh(self) -> None:
+        """Update whatever is measured at scrape time (quickly: a scrape waits)."""
 
 
 class Metrics:
     """Every metric family of one process, in its own registry."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        self.registry = process_registry()
         r = self.registry
         self.http_requests = Counter(
             "callfs_http_requests_total",
@@ -209,6 +294,9 @@ class Metrics:
             ["backend"],
             registry=r,
         )
+
+    async def refresh(self) -> None:
+        """Nothing: every family here is kept up to date as things happen."""
 
     def render(self) -> bytes:
         """The exposition text of every family."""

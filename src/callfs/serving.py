@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from callfs.connections import Limits, guarded
 from callfs.errors import CallFSError
-from callfs.metrics import CONTENT_TYPE, Metrics
+from callfs.metrics import Exposed, exposition
 from callfs.settings import Settings, SettingsError, split_address
 from callfs.tls import self_signed
 from callfs.web import SECURITY_HEADERS
@@ -26,17 +26,22 @@ logger = logging.getLogger(__name__)
 class MetricsApp:
     """The dedicated metrics listener: ``/metrics`` without auth, ``/health``; nothing else.
 
-    Every answer carries the API's security headers (:data:`callfs.web.SECURITY_HEADERS`).
+    ``/metrics`` answers in OpenMetrics when the scrape's ``Accept`` asks for it, else
+    in the Prometheus text format (:func:`callfs.metrics.exposition`). Every answer
+    carries the API's security headers (:data:`callfs.web.SECURITY_HEADERS`).
     """
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Exposed) -> None:
         self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         if scope["path"] == "/metrics":
-            status, body, ctype = 200, self.metrics.render(), CONTENT_TYPE
+            await self.metrics.refresh()
+            accept = b", ".join(v for k, v in scope["headers"] if k == b"accept")
+            body, ctype = exposition(self.metrics.registry, accept.decode("latin-1"))
+            status = 200
         elif scope["path"] == "/health":
             status, body, ctype = 200, b'{"status":"ok"}', "application/json"
         else:
@@ -187,7 +192,7 @@ def api_server(app: ASGIApp, settings: Settings, sock: socket.socket | None = No
 
 
 def metrics_server(
-    metrics: Metrics, settings: Settings, sock: socket.socket | None = None
+    metrics: Exposed, settings: Settings, sock: socket.socket | None = None
 ) -> Listener | None:
     """A server for the metrics listener on ``sock`` (default: bind
     ``metrics.listen_addr`` now), unless disabled.

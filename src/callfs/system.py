@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from starlette.types import ASGIApp
 
 from callfs import __version__
-from callfs.metrics import CONTENT_TYPE, Metrics
+from callfs.metrics import Metrics, exposition
 from callfs.permissions import User
 from callfs.runtime import Runtime, open_runtime
 from callfs.settings import Settings
@@ -61,9 +61,12 @@ async def ready(runtime: RuntimeDep) -> dict[str, str]:
 
 
 @router.get("/metrics")
-async def metrics(user: CurrentUser, runtime: RuntimeDep) -> Response:
-    """Prometheus metrics (authenticated here; the metrics listener serves them openly)."""
-    return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)
+async def metrics(request: Request, user: CurrentUser, runtime: RuntimeDep) -> Response:
+    """Prometheus metrics (authenticated here; the metrics listener serves them openly),
+    in OpenMetrics if ``Accept`` asks for it."""
+    await runtime.metrics.refresh()
+    body, content_type = exposition(runtime.metrics.registry, request.headers.get("accept"))
+    return Response(body, media_type=content_type)
 
 
 async def dependency_checks(runtime: Runtime) -> dict[str, str]:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from callfs.settings import ENV_NAMES, load_settings, production_problems
+from callfs.settings import ENV_NAMES, load_settings, production_problems, split_address
 from tests.chart.rendering import (
     CHART,
     SCENARIOS,
@@ -741,6 +741,27 @@ def test_servicemonitor_scrapes_every_roles_metrics_port_with_extra_labels(helm:
             selected.append(service["metadata"]["name"])
             assert "metrics" in {port["name"] for port in service["spec"]["ports"]}
     assert sorted(selected) == ["callfs-gateway", "callfs-link-service", "callfs-storage-node"]
+
+
+@pytest.mark.parametrize(
+    ("role", "kind"),
+    [("gateway", "Deployment"), ("link-service", "Deployment"), ("storage-node", "StatefulSet")],
+)
+def test_every_role_serves_metrics_on_the_port_the_servicemonitor_scrapes(
+    helm: Helm, role: str, kind: str, tmp_path: Path
+) -> None:
+    """The Service's ``metrics`` port leads to the container's ``metrics`` port, which is
+    the one the role's settings make it listen on (a storage node too)."""
+    manifests = helm.scenario("bundled-values.yaml")
+    settings = load_settings(environ=_role_settings_environment(manifests, role, kind, tmp_path))
+    assert settings.metrics.enabled
+    _host, listening = split_address(settings.metrics.listen_addr)
+    (container,) = pod_specs(manifests)[f"{kind}/callfs-{role}"]["containers"]
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports["metrics"] == listening == 9090
+    service = one(manifests, "Service", f"callfs-{role}")
+    (metrics,) = [port for port in service["spec"]["ports"] if port["name"] == "metrics"]
+    assert metrics["targetPort"] == "metrics"
 
 
 # --- helm test ---------------------------------------------------------------------------

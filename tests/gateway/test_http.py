@@ -94,6 +94,24 @@ async def test_metrics_on_api_port_needs_auth(cluster: Cluster) -> None:
     assert "/v1/files/m.txt" not in text
 
 
+async def test_metrics_on_api_port_are_openmetrics_when_asked_without_created_series(
+    cluster: Cluster,
+) -> None:
+    client = cluster.client("alice")
+    await client.post("/v1/files/om.txt", content=b"x")
+    plain = await client.get("/metrics")
+    assert plain.headers["content-type"].startswith("text/plain")
+    response = await client.get("/metrics", headers={"accept": "application/openmetrics-text"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/openmetrics-text")
+    assert response.text.endswith("# EOF\n")
+    for text in (plain.text, response.text):
+        assert "callfs_http_requests_total{" in text
+        assert "process_cpu_seconds_total" in text
+        assert "python_gc_collections_total" in text
+        assert "_created" not in text
+
+
 GATEWAY_FAMILIES = (
     "callfs_http_requests",
     "callfs_http_request_duration_seconds",

@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
 import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,65 +12,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.dev import CALLFS, dev_ports, dev_server, environment
 from tests.support.servers import free_port
 
-CALLFS = Path(sys.executable).parent / "callfs"
 STRONG = "a-strong-secret-of-32-characters!"
-
-
-def environment(**variables: str) -> dict[str, str]:
-    """The test process's environment without its CALLFS_* variables, plus ``variables``."""
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith("CALLFS_")}
-    return {**inherited, **variables}
 
 
 def run(*arguments: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(CALLFS), *arguments], env=env, capture_output=True, text=True, timeout=60, check=False
     )
-
-
-@contextmanager
-def dev_server(data_dir: Path, **variables: str) -> Iterator[tuple[str, str]]:
-    """Run ``callfs dev``; yield its URL and API key as its banner prints them."""
-    process = subprocess.Popen(
-        [str(CALLFS), "dev", "--data-dir", str(data_dir)],
-        env=environment(**variables),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        banner = ""
-        deadline = time.monotonic() + 60
-        while "API key:" not in banner and time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if not line:
-                break
-            banner += line
-        url = re.search(r"URL:\s+(\S+)", banner)
-        key = re.search(r"API key:\s+(\S+)", banner)
-        assert url and key, f"no banner from callfs dev: {banner!r}"
-        yield url.group(1), key.group(1)
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
-        finally:
-            if process.stdout is not None:
-                process.stdout.close()
-    assert process.returncode == 0, f"callfs dev exited with {process.returncode}"
-
-
-def dev_ports() -> dict[str, str]:
-    return {
-        "CALLFS_SERVER_LISTEN_ADDR": f"127.0.0.1:{free_port()}",
-        "CALLFS_METRICS_LISTEN_ADDR": f"127.0.0.1:{free_port()}",
-    }
 
 
 def test_dev_serves_files_and_links_on_its_own_listener(tmp_path: Path) -> None:
@@ -204,6 +150,7 @@ def role_environment(role: str, tmp_path: Path) -> dict[str, str]:
     variables = {
         "CALLFS_AUTH_INTERNAL_PROXY_SECRET": STRONG,
         "CALLFS_STORAGE_NODE_LISTEN_ADDR": f"127.0.0.1:{free_port()}",
+        "CALLFS_METRICS_LISTEN_ADDR": f"127.0.0.1:{free_port()}",
         "CALLFS_BACKEND_LOCALFS_ROOT_PATH": str(tmp_path / "volume"),
     }
     if role in ("gateway", "link-service"):
@@ -228,6 +175,7 @@ def role_environment(role: str, tmp_path: Path) -> dict[str, str]:
         ("gateway", "metrics.listen_addr"),
         ("link-service", "server.listen_addr"),
         ("storage-node", "storage_node.listen_addr"),
+        ("storage-node", "metrics.listen_addr"),
     ],
 )
 def test_a_taken_port_stops_with_one_line_naming_the_setting(

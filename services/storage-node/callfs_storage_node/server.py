@@ -1,4 +1,5 @@
-"""The storage-node gRPC server: build it, or serve it until SIGTERM."""
+"""The storage-node gRPC server: build it, or serve it (and its metrics listener) until
+SIGTERM."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from pathlib import Path
 
 import grpc
@@ -15,6 +17,7 @@ from callfs.settings import Settings, split_address
 from callfs.storage.v1 import storage_pb2, storage_pb2_grpc
 from callfs_storage_node import sweeper
 from callfs_storage_node.auth import InternalSecretInterceptor
+from callfs_storage_node.metrics import MetricsInterceptor, NodeMetrics
 from callfs_storage_node.servicer import StorageNodeServicer
 from callfs_storage_node.volume import Volume
 
@@ -31,10 +34,12 @@ def build_server(
     root: Path | None = None,
     listen: str | None = None,
     instance_id: str | None = None,
+    metrics: NodeMetrics | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """A storage-node server over ``root`` (default ``backend.localfs_root_path``),
     bound to ``listen`` (default ``storage_node.listen_addr``; port 0 picks one),
-    known as ``instance_id`` (default ``instance_discovery.instance_id``).
+    known as ``instance_id`` (default ``instance_discovery.instance_id``), recording
+    its RPCs, bytes, fsyncs and volume usage in ``metrics`` if given.
 
     Returns the server (not started) and its bound port. Called on an event loop,
     it sweeps the temp files interrupted uploads left in the volume in the
@@ -43,22 +48,35 @@ def build_server(
     Raises:
         OSError: the address cannot be bound.
     """
-    server, port, _, volume = _assemble(settings, root, listen, instance_id)
+    server, port, _, volume = _assemble(settings, root, listen, instance_id, metrics)
     _sweep_soon(volume)
     return server, port
 
 
 def _assemble(
-    settings: Settings, root: Path | None, listen: str | None, instance_id: str | None = None
+    settings: Settings,
+    root: Path | None,
+    listen: str | None,
+    instance_id: str | None = None,
+    metrics: NodeMetrics | None = None,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer, Volume]:
     volume_root = Path(root if root is not None else settings.backend.localfs_root_path)
     volume_root.mkdir(parents=True, exist_ok=True)
-    volume = Volume(volume_root, usage_max_age=USAGE_MAX_AGE)
+    volume = Volume(
+        volume_root,
+        usage_max_age=USAGE_MAX_AGE,
+        observe_fsync=None if metrics is None else metrics.observe_fsync,
+    )
+    interceptors: list[grpc.aio.ServerInterceptor] = [
+        InternalSecretInterceptor(settings.auth.internal_proxy_secret.get_secret_value())
+    ]
+    if metrics is not None:
+        metrics.watch(volume)
+        # First: the calls the secret check refuses are counted too.
+        interceptors.insert(0, MetricsInterceptor(metrics))
     limit = settings.storage_node.max_message_bytes
     server = grpc.aio.server(
-        interceptors=[
-            InternalSecretInterceptor(settings.auth.internal_proxy_secret.get_secret_value())
-        ],
+        interceptors=interceptors,
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
@@ -66,7 +84,9 @@ def _assemble(
         ],
     )
     identity = instance_id or settings.instance_discovery.instance_id
-    servicer = StorageNodeServicer(volume, max_message_bytes=limit, instance_id=identity)
+    servicer = StorageNodeServicer(
+        volume, max_message_bytes=limit, instance_id=identity, metrics=metrics
+    )
     storage_pb2_grpc.add_StorageNodeServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     checks = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(checks, server)
@@ -101,25 +121,64 @@ def _sweep_soon(volume: Volume) -> None:
     task.add_done_callback(_sweeps.discard)
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, metrics_socket: socket.socket | None = None) -> None:
     """Sweep the volume's temp files, then serve until SIGTERM or SIGINT (sweeping
     stale ones meanwhile), then stop within ``storage_node.grace_period``.
+
+    Unless ``metrics.enabled`` is false, ``/metrics`` and ``/health`` are served on
+    the metrics listener: ``metrics_socket`` if bound already, else
+    ``metrics.listen_addr``, bound before the gRPC port.
+
+    Raises:
+        ListenError: ``metrics.listen_addr`` cannot be bound.
     """
-    server, _port, checks, volume = _assemble(settings, None, None)
-    await sweeper.sweep_all(volume)
-    async with sweeper.running(volume, grace=settings.storage_node.temp_grace):
-        await checks.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
-        await server.start()
-        stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
+    from callfs.serving import metrics_server
+
+    metrics = NodeMetrics() if settings.metrics.enabled else None
+    listener = None if metrics is None else metrics_server(metrics, settings, metrics_socket)
+    try:
+        server, _port, checks, volume = _assemble(settings, None, None, metrics=metrics)
+    except BaseException:
+        if listener is not None:
+            listener.sock.close()
+        raise
+    scraping = None if listener is None else asyncio.create_task(listener.serve())
+    try:
+        await sweeper.sweep_all(volume)
+        async with sweeper.running(volume, grace=settings.storage_node.temp_grace):
+            await _serve_until_stopped(settings, server, checks, scraping)
+    finally:
+        if listener is not None and scraping is not None:
+            listener.should_exit = True
+            await asyncio.gather(scraping, return_exceptions=True)
+
+
+async def _serve_until_stopped(
+    settings: Settings,
+    server: grpc.aio.Server,
+    checks: health.aio.HealthServicer,
+    scraping: asyncio.Task[None] | None,
+) -> None:
+    """Serve until SIGTERM or SIGINT (or the metrics listener fails), then drain."""
+    await checks.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+    await server.start()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    signalled = asyncio.create_task(stopping.wait())
+    try:
+        await asyncio.wait(
+            [signalled] if scraping is None else [signalled, scraping],
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        logger.info("storage node stopping (grace %.1fs)", settings.storage_node.grace_period)
+        await checks.enter_graceful_shutdown()
+        await server.stop(settings.storage_node.grace_period)
+        if scraping is not None and scraping.done():
+            scraping.result()
+    finally:
+        signalled.cancel()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stopping.set)
-        try:
-            await stopping.wait()
-            logger.info("storage node stopping (grace %.1fs)", settings.storage_node.grace_period)
-            await checks.enter_graceful_shutdown()
-            await server.stop(settings.storage_node.grace_period)
-        finally:
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                with contextlib.suppress(Exception):
-                    loop.remove_signal_handler(signum)
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(signum)

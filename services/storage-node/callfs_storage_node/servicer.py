@@ -9,6 +9,7 @@ from typing import Any
 from callfs.errors import BadRequest, PreconditionFailed
 from callfs.storage.v1 import storage_pb2, storage_pb2_grpc
 from callfs_storage_node.errors import translated
+from callfs_storage_node.metrics import NodeMetrics
 from callfs_storage_node.volume import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_DIR_MODE,
@@ -25,12 +26,22 @@ MAX_LIST_BATCH = 10_000
 
 
 class StorageNodeServicer(storage_pb2_grpc.StorageNodeServicer):
-    """Serves one volume; errors become status codes in ``translated``."""
+    """Serves one volume; errors become status codes in ``translated``; bytes read and
+    written are counted in ``metrics``, if given."""
 
-    def __init__(self, volume: Volume, *, max_message_bytes: int, instance_id: str = "") -> None:
+    def __init__(
+        self,
+        volume: Volume,
+        *,
+        max_message_bytes: int,
+        instance_id: str = "",
+        metrics: NodeMetrics | None = None,
+    ) -> None:
         self.volume = volume
         self.instance_id = instance_id
         self._max_chunk = max_message_bytes - _FRAMING
+        self._written = None if metrics is None else metrics.written_bytes
+        self._read = None if metrics is None else metrics.read_bytes
 
     @translated
     async def Write(
@@ -48,6 +59,8 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServicer):
             create_parents=header.create_parents,
             expected_size=header.expected_size if header.HasField("expected_size") else None,
         )
+        if self._written is not None:
+            self._written.inc(stored.size)
         return storage_pb2.WriteResponse(size=stored.size, sha256=stored.sha256)
 
     @translated
@@ -64,6 +77,8 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServicer):
         async with aclosing(stream):
             async for chunk in stream:
                 yield storage_pb2.ReadResponse(chunk=chunk)
+                if self._read is not None:
+                    self._read.inc(len(chunk))
 
     @translated
     async def Stat(

@@ -90,11 +90,16 @@ class ListedFile:
 
 @dataclass(frozen=True)
 class VolumeUsage:
-    """Bytes held by the files under the root, and free and total on its filesystem."""
+    """Bytes held by the files under the root, and free and total on its filesystem;
+    how many stored files (``objects``: no sidecar, no temp file) and temp files
+    (of writes in progress or interrupted) are under the root.
+    """
 
     used: int
     free: int
     total: int
+    objects: int = 0
+    temp_files: int = 0
 
 
 class _OpenFile:
@@ -208,22 +213,52 @@ def _write_all(fd: int, chunks: list[bytes], digest: _Digest) -> None:
             view = view[os.write(fd, view) :]
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+FsyncObserver = Callable[[str, float], None]
+"""Told of each fsync a volume makes (in a worker thread): what was synced (``file``
+or ``directory``) and how many seconds it took."""
 
 
-def _write_new(path: str, data: bytes) -> None:
+class _Sync:
+    """The volume's fsyncs (blocking), each timed for the observer, if any."""
+
+    def __init__(self, observe: FsyncObserver | None = None) -> None:
+        self._observe = observe
+
+    def file(self, fd: int) -> None:
+        """Sync a file's data and metadata."""
+        self._timed("file", os.fsync, fd)
+
+    def data(self, fd: int) -> None:
+        """Sync a file's data (a long write, as it goes)."""
+        self._timed("file", os.fdatasync, fd)
+
+    def directory(self, path: str) -> None:
+        """Sync a directory's entries."""
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            self._timed("directory", os.fsync, fd)
+        finally:
+            os.close(fd)
+
+    def _timed(self, kind: str, call: Callable[[int], None], fd: int) -> None:
+        if self._observe is None:
+            call(fd)
+            return
+        start = time.perf_counter()
+        try:
+            call(fd)
+        finally:
+            self._observe(kind, time.perf_counter() - start)
+
+
+def _write_new(path: str, data: bytes, sync: _Sync) -> None:
     """Create ``path`` holding ``data``, synced to disk."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, DEFAULT_FILE_MODE)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        sync.file(fd)
     finally:
         os.close(fd)
 
@@ -237,7 +272,7 @@ def _unlink_if_present(path: str) -> bool:
     return True
 
 
-def _replace(src: str, dst: str) -> None:
+def _replace(src: str, dst: str, sync: _Sync) -> None:
     """Rename ``src`` over ``dst`` and sync both directories."""
     try:
         os.replace(src, dst)
@@ -245,9 +280,9 @@ def _replace(src: str, dst: str) -> None:
         if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
             raise DirectoryNotEmpty() from None
         raise
-    _fsync_dir(os.path.dirname(src))
+    sync.directory(os.path.dirname(src))
     if os.path.dirname(src) != os.path.dirname(dst):
-        _fsync_dir(os.path.dirname(dst))
+        sync.directory(os.path.dirname(dst))
 
 
 def _read_batch(fd: int, position: int, end: int, chunk_size: int) -> list[bytes]:
@@ -460,7 +495,8 @@ class Volume:
     """Byte operations on one directory; every path stays under ``root``.
 
     ``clock`` gives the wall-clock time (seconds since the epoch) that temp files'
-    mtimes are compared with when they are swept.
+    mtimes are compared with when they are swept; ``observe_fsync`` is told of every
+    fsync made (see :data:`FsyncObserver`).
     """
 
     def __init__(
@@ -470,8 +506,10 @@ class Volume:
         usage_max_age: float = 0.0,
         clock: Callable[[], float] = time.time,
         small_write_bytes: int = SMALL_WRITE_BYTES,
+        observe_fsync: FsyncObserver | None = None,
     ) -> None:
         self.root = os.path.realpath(root)
+        self._sync = _Sync(observe_fsync)
         self._small_write_bytes = small_write_bytes
         self._usage_max_age = usage_max_age
         self._usage: tuple[float, VolumeUsage] | None = None
@@ -654,7 +692,9 @@ class Volume:
                         synced = size
                     # The next batch arrives from the network while this one is written.
                     pending = asyncio.ensure_future(
-                        asyncio.to_thread(handle.call, _writer(batch, digest, sync=sync))
+                        asyncio.to_thread(
+                            handle.call, _writer(batch, digest, self._sync if sync else None)
+                        )
                     )
                     batch, batched = [], 0
             if pending is not None:
@@ -732,14 +772,14 @@ class Volume:
         for created in reversed(missing):
             with contextlib.suppress(FileExistsError):
                 os.mkdir(created, DEFAULT_DIR_MODE)
-            _fsync_dir(os.path.dirname(created))
+            self._sync.directory(os.path.dirname(created))
 
     def _commit(
         self, handle: _OpenFile, target: str, batch: list[bytes], digest: _Digest, overwrite: bool
     ) -> None:
         def finish(fd: int) -> None:
             _write_all(fd, batch, digest)
-            os.fsync(fd)
+            self._sync.file(fd)
 
         handle.call(finish)
         handle.close()
@@ -747,7 +787,7 @@ class Volume:
         assert temp is not None
         sums_temp = checksums.sidecar_of(temp)
         try:
-            _write_new(sums_temp, digest.blocks.encode())
+            _write_new(sums_temp, digest.blocks.encode(), self._sync)
             with self._locked(target):
                 self._publish(temp, sums_temp, target, overwrite)
         except BaseException:
@@ -770,7 +810,7 @@ class Volume:
             raise IsADirectory("a directory is at the path")
         if not os.path.lexists(target):
             os.replace(sums_temp, sums)
-            _fsync_dir(directory)
+            self._sync.directory(directory)
             try:
                 self._place(temp, target, overwrite)
             except AlreadyExists:
@@ -781,11 +821,11 @@ class Volume:
             if not overwrite:
                 raise AlreadyExists()
             if _unlink_if_present(sums):
-                _fsync_dir(directory)
+                self._sync.directory(directory)
             self._place(temp, target, overwrite)
-            _fsync_dir(directory)
+            self._sync.directory(directory)
             os.replace(sums_temp, sums)
-        _fsync_dir(directory)
+        self._sync.directory(directory)
 
     def _place(self, temp: str, target: str, overwrite: bool) -> None:
         if overwrite:
@@ -951,7 +991,7 @@ class Volume:
                     if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
                         raise DirectoryNotEmpty() from None
                     raise
-        _fsync_dir(os.path.dirname(target))
+        self._sync.directory(os.path.dirname(target))
         return True
 
     async def mkdir(
@@ -982,7 +1022,7 @@ class Volume:
             raise NotFound("the parent directory does not exist") from None
         except NotADirectoryError:
             raise NotADirectory("a parent of the path is a file") from None
-        _fsync_dir(os.path.dirname(target))
+        self._sync.directory(os.path.dirname(target))
 
     async def rename(
         self,
@@ -1029,13 +1069,12 @@ class Volume:
                 raise NotADirectory("a file is at the destination")
         if stat.S_ISDIR(src_info.st_mode):
             # The sidecars inside move with the directory.
-            _replace(src, dst)
+            _replace(src, dst, self._sync)
         else:
             with self._locked(src, dst):
                 self._move_file(src, dst)
 
-    @staticmethod
-    def _move_file(src: str, dst: str) -> None:
+    def _move_file(self, src: str, dst: str) -> None:
         """Move the file ``src`` to ``dst``, then its sidecar (their locks held).
 
         The file replaced at ``dst`` loses its sidecar first: a crash in between
@@ -1043,20 +1082,22 @@ class Volume:
         checked against another file's sums.
         """
         if _unlink_if_present(checksums.sidecar_of(dst)):
-            _fsync_dir(os.path.dirname(dst))
-        _replace(src, dst)
+            self._sync.directory(os.path.dirname(dst))
+        _replace(src, dst, self._sync)
         if os.path.lexists(checksums.sidecar_of(src)):
-            _replace(checksums.sidecar_of(src), checksums.sidecar_of(dst))
+            _replace(checksums.sidecar_of(src), checksums.sidecar_of(dst), self._sync)
 
     # --- volume ------------------------------------------------------------------
 
-    async def usage(self) -> VolumeUsage:
-        """Bytes in files under the root, plus free and total space on its filesystem.
+    async def usage(self, *, max_age: float | None = None) -> VolumeUsage:
+        """Bytes in files under the root, plus free and total space on its filesystem,
+        and how many objects and temp files are there.
 
         Callers at the same time share one walk of the tree; its answer is reused
-        for ``usage_max_age`` seconds.
+        for ``max_age`` seconds (default ``usage_max_age``).
         """
-        if self._usage is not None and time.monotonic() - self._usage[0] < self._usage_max_age:
+        age = self._usage_max_age if max_age is None else max_age
+        if self._usage is not None and time.monotonic() - self._usage[0] < age:
             return self._usage[1]
         if self._usage_walk is None:
             walk = asyncio.ensure_future(asyncio.to_thread(self._measure))
@@ -1064,21 +1105,36 @@ class Volume:
             walk.add_done_callback(self._walked)
         return await asyncio.shield(self._usage_walk)
 
+    @property
+    def last_usage(self) -> VolumeUsage | None:
+        """What the last finished walk of :meth:`usage` measured (None before one)."""
+        return None if self._usage is None else self._usage[1]
+
     def _walked(self, walk: asyncio.Future[VolumeUsage]) -> None:
         self._usage_walk = None
         if not walk.cancelled() and walk.exception() is None:
             self._usage = (time.monotonic(), walk.result())
 
     def _measure(self) -> VolumeUsage:
-        used = 0
+        used = objects = temp_files = 0
         for directory, _dirs, files in os.walk(self.root):
             for name in files:
                 with contextlib.suppress(OSError):
                     info = os.lstat(os.path.join(directory, name))
                     if stat.S_ISREG(info.st_mode):
                         used += info.st_size
+                        if name.startswith(TEMP_PREFIX):
+                            temp_files += 1
+                        elif not checksums.is_sidecar(name):
+                            objects += 1
         disk = shutil.disk_usage(self.root)
-        return VolumeUsage(used=used, free=disk.free, total=disk.total)
+        return VolumeUsage(
+            used=used,
+            free=disk.free,
+            total=disk.total,
+            objects=objects,
+            temp_files=temp_files,
+        )
 
     async def list_files(
         self, *, batch_size: int = DEFAULT_LIST_BATCH
@@ -1152,10 +1208,12 @@ def _remove_older(path: str, cutoff: float | None) -> int:
     return 1
 
 
-def _writer(batch: list[bytes], digest: _Digest, *, sync: bool) -> Callable[[int], None]:
+def _writer(batch: list[bytes], digest: _Digest, sync: _Sync | None) -> Callable[[int], None]:
+    """Write ``batch``, then sync its data if ``sync`` is given."""
+
     def work(fd: int) -> None:
         _write_all(fd, batch, digest)
-        if sync:
-            os.fdatasync(fd)
+        if sync is not None:
+            sync.data(fd)
 
     return work
