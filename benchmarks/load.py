@@ -1,4 +1,5 @@
-"""The load generators: curl for one big transfer, wrk for many small requests.
+"""The load generators: curl for one big transfer, wrk for many small requests (for a
+given time, or a given number of file creations).
 
 Both are native programs, the same for every server, so the client costs the
 same whoever answers and is never the Python harness.
@@ -7,8 +8,12 @@ same whoever answers and is never the Python harness.
 from __future__ import annotations
 
 import itertools
+import os
 import re
+import select
+import signal
 import subprocess
+import time
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -274,3 +279,174 @@ def put_rate(
         options = [*share.options(seconds), "--script", str(script)]
         runs.append((endpoint, _wrk_command(endpoint.url(folder), endpoint, options)))
     return _wrk(runs)
+
+
+_CREATE_SCRIPT = """\
+-- Create a fixed number of files per thread (its quota, handed out in setup), each under
+-- a fresh name: the batch's prefix, the thread's number, the thread's own counter. Once
+-- the thread has issued its quota its connections wait (delay) instead of sending more;
+-- once every answer is in it prints "done <thread> <failed> <last failed status>" and
+-- stops. The harness
+-- times the batch from start to the last "done" and then ends wrk (SIGINT).
+local quotas = {{{quotas}}}
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("id", threads)
+  thread:set("quota", quotas[threads])
+end
+
+local issued = 0
+local answered = 0
+local failed = 0
+local failed_status = 0
+local payload = string.rep("x", {size})
+-- wrk calls request() once in the first thread before it runs, to check the request, and
+-- sends nothing; every request it sends comes after a call of delay().
+local running = false
+
+function delay()
+  running = true
+  if issued >= quota then
+    return 3600000
+  end
+  return 0
+end
+
+function request()
+  if not running or issued >= quota then
+    return wrk.format("GET", "{idle}")
+  end
+  issued = issued + 1
+  return wrk.format("{method}", "{prefix}" .. id .. "-" .. issued, nil, payload)
+end
+
+function response(status, headers, body)
+  answered = answered + 1
+  if status ~= {status} then
+    failed = failed + 1
+    failed_status = status
+  end
+  if answered == quota then
+    io.write("done " .. id .. " " .. failed .. " " .. failed_status .. "\\n")
+    io.flush()
+    wrk.thread:stop()
+  end
+end
+"""
+
+# Numbers the create batches of this process, so no two of them name the same files.
+_create_runs = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A fixed number of files created by wrk: the seconds it took (timed by the harness,
+    from starting wrk to the last answer), how many creates failed and the status of the
+    last failure (0: none).
+    """
+
+    files: int
+    seconds: float
+    failed: int
+    failed_status: int = 0
+
+    @property
+    def files_per_s(self) -> float:
+        """Creates per second."""
+        return self.files / self.seconds
+
+
+def create_batch(
+    endpoint: Endpoint,
+    folder: str,
+    files: int,
+    *,
+    method: str,
+    status: int,
+    size: int,
+    connections: int,
+    threads: int,
+    scratch: Path,
+    timeout: float = 900.0,
+) -> Batch:
+    """Create ``files`` files of ``size`` bytes in ``folder``, each under a new name, with
+    ``method`` from ``connections`` connections; an answer other than ``status`` is a
+    failure. wrk cannot stop at a count by itself: each thread stops itself after its
+    share and says so on stdout, and the batch ends with the last thread's word.
+
+    Raises:
+        LoadError: wrk failed, or the batch did not end within ``timeout`` seconds.
+    """
+    # Every connection must have a file of its thread's share to create.
+    threads = max(1, min(threads, connections, files))
+    connections = max(threads, min(connections, files))
+    share, extra = divmod(files, threads)
+    quotas = [share + (index < extra) for index in range(threads)]
+    if min(quotas) < connections // threads:
+        raise LoadError(f"a batch of {files} files is too small for {connections} connections")
+    run = next(_create_runs)
+    prefix = urllib.parse.urlsplit(endpoint.url(f"{folder}/c{run}-")).path
+    idle = urllib.parse.urlsplit(endpoint.url(f"{folder}/.absent")).path
+    script = scratch / f"create-{run}.lua"
+    script.write_text(
+        _CREATE_SCRIPT.format(
+            quotas=", ".join(map(str, quotas)),
+            size=size,
+            idle=idle,
+            method=method.upper(),
+            prefix=prefix,
+            status=status,
+        )
+    )
+    options = [f"-t{threads}", f"-c{connections}", "-d3600s", "--script", str(script)]
+    command = _wrk_command(endpoint.url(folder), endpoint, options)
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        failed, failed_status, seconds = _wait_done(process, threads, start, timeout)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    if process.returncode != 0:
+        raise LoadError(f"wrk against {endpoint.name} failed: {stderr.decode(errors='replace')}")
+    return Batch(files, seconds, failed, failed_status)
+
+
+def _wait_done(
+    process: subprocess.Popen[bytes], threads: int, start: float, timeout: float
+) -> tuple[int, int, float]:
+    """Read wrk's stdout until each of ``threads`` printed ``done``; the failures they
+    counted, the status of one failure (0: none), and the seconds from ``start`` to the
+    last of them.
+
+    Raises:
+        LoadError: wrk exited first, or ``timeout`` seconds passed.
+    """
+    assert process.stdout is not None
+    fd = process.stdout.fileno()
+    deadline = start + timeout
+    pending = b""
+    done: dict[str, tuple[int, int]] = {}
+    while len(done) < threads:
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            raise LoadError(f"wrk: only {len(done)} of {threads} threads done in {timeout:.0f}s")
+        readable, _, _ = select.select([fd], [], [], remaining)
+        if not readable:
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+            raise LoadError(f"wrk exited before its threads were done: {stderr.strip()}")
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            words = line.decode(errors="replace").split()
+            if len(words) == 4 and words[0] == "done":
+                done[words[1]] = (int(words[2]), int(words[3]))
+    seconds = time.perf_counter() - start
+    failed = sum(count for count, _ in done.values())
+    return failed, max(status for _, status in done.values()), seconds

@@ -40,7 +40,9 @@ class Row:
     """One measurement for CallFS and the peers that offer it; None where a peer does not.
 
     A rate row also carries the CPU seconds CallFS spent per request; a local cluster row
-    the CPU share of each gateway meanwhile (1.0: one core busy).
+    the CPU share of each gateway meanwhile (1.0: one core busy). A row of seconds,
+    milliseconds or bytes is ``lower_is_better``: its ratios are then the peer's figure
+    over CallFS's, so on every row a ratio above 1.0 means CallFS does better.
     """
 
     label: str
@@ -52,16 +54,23 @@ class Row:
     errors: dict[str, int] = field(default_factory=dict)
     cpu_seconds_per_request: float | None = None
     cpu_shares: dict[str, float] = field(default_factory=dict)
+    lower_is_better: bool = False
 
     @property
     def vs_nginx(self) -> float | None:
-        """CallFS over nginx (higher is better), when both were measured."""
-        return _ratio(self.callfs, self.nginx)
+        """How CallFS compares with nginx (above 1.0: better), when both were measured."""
+        return self._versus(self.nginx)
 
     @property
     def vs_seaweed(self) -> float | None:
-        """CallFS over SeaweedFS (higher is better), when both were measured."""
-        return _ratio(self.callfs, self.seaweed)
+        """How CallFS compares with SeaweedFS (above 1.0: better), when both were measured."""
+        return self._versus(self.seaweed)
+
+    def _versus(self, theirs: float | None) -> float | None:
+        """CallFS over the peer, or the peer over CallFS where lower is better."""
+        if self.lower_is_better:
+            return None if theirs is None else _ratio(theirs, self.callfs)
+        return _ratio(self.callfs, theirs)
 
     @property
     def judged(self) -> bool:
@@ -92,7 +101,7 @@ class Row:
         ):
             missed.append(f"{self.vs_seaweed or 0:.2f}x SeaweedFS < {target.min_vs_seaweed:.1f}x")
         if target.max_value is not None and self.callfs >= target.max_value:
-            missed.append(f"{self.callfs:.0f} {self.unit} >= {target.max_value:g}")
+            missed.append(f"{_number(self.callfs)} {self.unit} >= {target.max_value:g}")
         if target.min_value is not None and self.callfs <= target.min_value:
             missed.append(f"{self.callfs:.2f} {self.unit} <= {target.min_value:g}")
         if any(self.errors.values()):
@@ -124,7 +133,9 @@ def _number(value: float | None) -> str:
         return "-"
     if value >= 100:
         return f"{value:,.0f}"
-    return f"{value:.1f}"
+    if value >= 1 or value == 0:
+        return f"{value:.1f}"
+    return f"{value:.2g}"  # 0.043 s, not 0.0
 
 
 def _times(value: float | None) -> str:

@@ -9,10 +9,14 @@ Knobs (environment):
 - ``CALLFS_BENCH_REPEAT`` — big transfers per server, the fastest counts (default 2)
 - ``CALLFS_BENCH_PROFILE=1`` — afterwards, record py-spy profiles of CallFS during one more
   run of each measurement and print where the time goes
+- ``CALLFS_BENCH_NAMESPACE_FILES`` — files of the namespace section's one big directory
+  (default 20000; the issue's figure, for a recorded run, is 100000)
 - ``CALLFS_BENCH_ONLY`` — run only these sections, comma-separated, of ``files`` (``callfs
   dev`` against nginx and the SeaweedFS filer), ``s3`` (CallFS on S3 against SeaweedFS's S3
-  gateway) and ``cluster`` (the local multi-process cluster at R=1 and R=2, next to
-  ``callfs dev``; its 4 KiB rates at R=2 through both doors); default all
+  gateway), ``namespace`` (one directory of many 16-byte files on ``callfs dev`` and the
+  SeaweedFS filer: create, list, rename, delete, disk per file) and ``cluster`` (the local
+  multi-process cluster at R=1 and R=2, next to ``callfs dev``; its 4 KiB rates at R=2
+  through both doors); default all
 - ``CALLFS_BENCH_OUT`` — where results.json and the profiles go (default ``.callfs-bench``)
 """
 
@@ -26,9 +30,11 @@ import os
 import platform
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -37,7 +43,19 @@ from types import FrameType
 from typing import Any
 
 from benchmarks import load
-from benchmarks.load import Concurrency, Rate, Transfer
+from benchmarks.load import Batch, Concurrency, Rate, Transfer
+from benchmarks.namespace import (
+    UNPAGED_LIMIT,
+    CallFSNamespace,
+    FilerNamespace,
+    Namespace,
+    Poller,
+    disk_usage,
+    file_count,
+    median_ms,
+    probe_summary,
+    timed,
+)
 from benchmarks.procwatch import ProcessWatch, rss_bytes
 from benchmarks.profiling import Profile, Recording
 from benchmarks.report import MIB, Row, Target, markdown, table
@@ -53,7 +71,7 @@ MEDIUM_PATH = "bench/medium.bin"
 PUT_FOLDER = "bench/put"
 CALLFS_BUCKET = "callfs"
 DIRECT_BUCKET = "direct"
-SECTIONS = ("files", "s3", "cluster")
+SECTIONS = ("files", "s3", "namespace", "cluster")
 CLUSTER_FACTORS = (1, 2)
 # The replication factors at which the cluster's 4 KiB GET and PUT rates are measured.
 CLUSTER_RATE_FACTORS = (2,)
@@ -62,6 +80,27 @@ CLUSTER_GATEWAY = "gateway-1"
 CLUSTER_PROCESSES = (*cluster.GATEWAYS, *cluster.NODES, "nginx", "postgres")
 # Those that are CallFS and on a file request's path: their CPU is CallFS's CPU per request.
 CLUSTER_CALLFS = (*cluster.GATEWAYS, *cluster.NODES)
+# The namespace section: ``namespace_files`` (CALLFS_BENCH_NAMESPACE_FILES) files of
+# NAMESPACE_FILE_BYTES in NAMESPACE_DIR, created by wrk in batches of NAMESPACE_BATCH over
+# NAMESPACE_CONNECTIONS connections.
+NAMESPACE_DIR = "ns/big"
+# Before the fill, unmeasured: a few creates in a folder of their own (SeaweedFS grows
+# its volumes on the first writes under load, and fails some of them meanwhile).
+NAMESPACE_WARM_UP_DIR = "ns/warm"
+NAMESPACE_WARM_UP_FILES = 500
+NAMESPACE_RENAMED = "big2"
+NAMESPACE_FILE_BYTES = 16
+NAMESPACE_BATCH = 10_000
+NAMESPACE_CONNECTIONS = 16
+NAMESPACE_PAGE = 1000
+NAMESPACE_SMALL_DIR = "ns/small"
+NAMESPACE_SMALL_FILES = 3
+NAMESPACE_CACHED = "ns/cached.bin"
+FIRST_PAGE_RUNS = 5
+SMALL_LISTING_RUNS = 50
+PROBE_IDLE_SECONDS = 1.0
+RECLAIM_TIMEOUT = 600.0
+RECLAIM_POLL = 0.05
 
 
 @dataclass(frozen=True)
@@ -91,6 +130,7 @@ class Knobs:
     repeat: int = 2
     small_bytes: int = 4096
     medium_bytes: int = 64 * 1024
+    namespace_files: int = 20_000
     profile: bool = False
     out: Path = Path(".callfs-bench")
     only: tuple[str, ...] = SECTIONS
@@ -112,6 +152,9 @@ class Knobs:
                 ),
                 threads=int(environ.get("CALLFS_BENCH_THREADS", cls.threads)),
                 repeat=int(environ.get("CALLFS_BENCH_REPEAT", cls.repeat)),
+                namespace_files=int(
+                    environ.get("CALLFS_BENCH_NAMESPACE_FILES", cls.namespace_files)
+                ),
                 profile=environ.get("CALLFS_BENCH_PROFILE", "") not in ("", "0", "false"),
                 out=Path(environ.get("CALLFS_BENCH_OUT", str(cls.out))),
                 only=_sections(environ.get("CALLFS_BENCH_ONLY", "")),
@@ -119,7 +162,7 @@ class Knobs:
         except ValueError as exc:
             raise SystemExit(f"benchmarks: bad CALLFS_BENCH_* value: {exc}") from None
         values = (knobs.size_mib, knobs.seconds, knobs.connections, knobs.wide_connections)
-        if min(*values, knobs.threads, knobs.repeat) <= 0:
+        if min(*values, knobs.threads, knobs.repeat, knobs.namespace_files) <= 0:
             raise SystemExit("benchmarks: CALLFS_BENCH_* values must be positive")
         return knobs
 
@@ -130,7 +173,7 @@ class Knobs:
     @property
     def tools(self) -> tuple[str, ...]:
         """The client programs the chosen sections need (wrk only for the small requests)."""
-        return ("curl", "wrk") if self.runs("files", "cluster") else ("curl",)
+        return ("curl", "wrk") if self.runs("files", "namespace", "cluster") else ("curl",)
 
     @property
     def size(self) -> int:
@@ -200,8 +243,9 @@ class Bench:
 
     def run(self) -> Measured:
         """Start every server, measure, stop every server (also on failure)."""
-        logger.info("writing a %s file of random bytes", self.knobs.size_label)
-        _random_file(self.source, self.knobs.size)
+        if self.knobs.runs("files", "s3", "cluster"):
+            logger.info("writing a %s file of random bytes", self.knobs.size_label)
+            _random_file(self.source, self.knobs.size)
         self.small.write_bytes(os.urandom(self.knobs.small_bytes))
         self.medium.write_bytes(os.urandom(self.knobs.medium_bytes))
         with contextlib.ExitStack() as stack:
@@ -237,7 +281,9 @@ class Bench:
                 callfs_s3.stop()
 
             if self.knobs.runs("files", "s3"):
-                weed.stop()  # the cluster gets the machine to itself
+                weed.stop()  # the sections below get the machine to themselves
+            if self.knobs.runs("namespace"):
+                self.namespace(stack)
             if self.knobs.runs("cluster"):
                 self.local_cluster(stack)
         return self.measured
@@ -285,6 +331,274 @@ class Bench:
         """The S3 rows: CallFS on its S3 backend against SeaweedFS's S3 gateway."""
         self.transfers(ours, pid, "s3_rss", prefix="s3_")
         self.transfers(direct, None, None, prefix="s3_", as_name="SeaweedFS")
+
+    def namespace(self, stack: contextlib.ExitStack) -> None:
+        """The namespace rows: ``callfs dev``, then a fresh SeaweedFS filer, each alone on
+        the machine, through the same steps (:meth:`_namespace`).
+        """
+        callfs = CallFSDev(self.scratch / "callfs-ns")
+        stack.callback(callfs.stop)
+        logger.info("starting callfs dev (namespace)")
+        ours = callfs.start()
+        data = callfs.workdir / "data"
+        api: Namespace = CallFSNamespace(ours, ours.base.removesuffix("/v1/files"), data)
+        try:
+            self._namespace(api, callfs.pid, data / "volumes")
+        finally:
+            api.http.close()
+            callfs.stop()
+        weed = Seaweed(self.scratch / "seaweedfs-ns")
+        stack.callback(weed.stop)
+        logger.info("starting SeaweedFS (namespace)")
+        weed.start()
+        filer = weed.filer()
+        api = FilerNamespace(filer, filer.base, weed.workdir / "data")
+        try:
+            self._namespace(api, None, None)
+        finally:
+            api.http.close()
+            weed.stop()
+
+    def _namespace(self, api: Namespace, pid: int | None, volumes: Path | None) -> None:
+        """Fill one directory with ``namespace_files`` files of 16 bytes, then list it (in
+        pages, whole, its first page), probe latency during whole listings, list a small
+        directory beside it, rename it, delete it, and (``volumes``: CallFS's storage
+        node folders) wait for its objects to go. ``pid`` (CallFS) is watched meanwhile.
+        """
+        files = self.knobs.namespace_files
+        payload = b"x" * NAMESPACE_FILE_BYTES
+        for index in range(NAMESPACE_SMALL_FILES):
+            api.put(f"{NAMESPACE_SMALL_DIR}/f{index}", payload)
+        api.put(NAMESPACE_CACHED, self.small.read_bytes())
+        api.get(NAMESPACE_CACHED)  # now in the server's caches
+        small = api.small_listing(NAMESPACE_SMALL_DIR)
+        timed(api, small)
+        self._small_listing("ns_small_before", api, small)
+        self._create(api, NAMESPACE_WARM_UP_DIR, NAMESPACE_WARM_UP_FILES)
+        api.make_directory(NAMESPACE_DIR)
+        disk_before = disk_usage(api.data)
+        objects_before = file_count(volumes) if volumes else 0
+
+        self._fill(api, pid, files)
+        disk_after = disk_usage(api.data)
+        per_file = (disk_after[0] - disk_before[0]) / files
+        self.measured.record("ns_disk", api.name, per_file)
+        self.measured.diagnostics.setdefault("ns_disk", {})[api.name] = {
+            "folder": str(api.data),
+            "bytes_before": disk_before[0],
+            "bytes_after": disk_after[0],
+            "apparent_bytes_before": disk_before[1],
+            "apparent_bytes_after": disk_after[1],
+            "apparent_bytes_per_file": round((disk_after[1] - disk_before[1]) / files, 1),
+        }
+        logger.info("%s: %.0f bytes on disk per file", api.name, per_file)
+
+        self._first_page(api)
+        self._paged(api, files)
+        self._unpaged(api, pid, files)
+        self._probe(api)
+        self._small_listing("ns_small_after", api, small)
+        self._remove(api, objects_before, volumes)
+
+    def _fill(self, api: Namespace, pid: int | None, files: int) -> None:
+        """Create ``files`` files in NAMESPACE_DIR with wrk, NAMESPACE_BATCH at a time."""
+        batches: list[Batch] = []
+        with _watch(pid) as watch:
+            for offset in range(0, files, NAMESPACE_BATCH):
+                batch = self._create(api, NAMESPACE_DIR, min(NAMESPACE_BATCH, files - offset))
+                batches.append(batch)
+                logger.info(
+                    "%s: created %d files (%d to %d) at %.0f/s, %d failed",
+                    api.name,
+                    batch.files,
+                    offset + 1,
+                    offset + batch.files,
+                    batch.files_per_s,
+                    batch.failed,
+                )
+        seconds = sum(batch.seconds for batch in batches)
+        self.measured.record("ns_create", api.name, files / seconds)
+        details: dict[str, Any] = {
+            "files": files,
+            "seconds": round(seconds, 3),
+            "errors": sum(batch.failed for batch in batches),
+            "batches": [
+                {
+                    "files": batch.files,
+                    "seconds": round(batch.seconds, 3),
+                    "files_per_s": round(batch.files_per_s, 1),
+                    "failed": batch.failed,
+                    "failed_status": batch.failed_status,
+                }
+                for batch in batches
+            ],
+        }
+        if watch is not None:
+            details["cpu_share"] = round(watch.cpu_share, 2)
+            details["cpu_seconds"] = round(watch.cpu_seconds, 3)
+            details["cpu_seconds_per_request"] = round(watch.cpu_seconds / files, 7)
+        self.measured.diagnostics.setdefault("ns_create", {})[api.name] = details
+
+    def _create(self, api: Namespace, folder: str, files: int) -> Batch:
+        """Create ``files`` files of NAMESPACE_FILE_BYTES in ``folder`` with wrk."""
+        return load.create_batch(
+            api.endpoint,
+            folder,
+            files,
+            method=api.create_method,
+            status=api.create_status,
+            size=NAMESPACE_FILE_BYTES,
+            connections=NAMESPACE_CONNECTIONS,
+            threads=self.knobs.threads,
+            scratch=self.scratch,
+        )
+
+    def _first_page(self, api: Namespace) -> None:
+        """The first page of NAMESPACE_PAGE entries, median of FIRST_PAGE_RUNS (ms)."""
+        runs = []
+        for _ in range(FIRST_PAGE_RUNS):
+            start = time.perf_counter()
+            api.page(NAMESPACE_DIR, NAMESPACE_PAGE, None)
+            runs.append((time.perf_counter() - start) * 1000)
+        self.measured.record("ns_first_page", api.name, statistics.median(runs))
+        self.measured.diagnostics.setdefault("ns_first_page", {})[api.name] = {
+            "ms": [round(run, 2) for run in runs]
+        }
+
+    def _paged(self, api: Namespace, files: int) -> None:
+        """Every entry of NAMESPACE_DIR in pages of NAMESPACE_PAGE; best of ``repeat``."""
+        runs = []
+        for _ in range(self.knobs.repeat):
+            start = time.perf_counter()
+            entries, pages = api.list_all(NAMESPACE_DIR, NAMESPACE_PAGE)
+            runs.append((time.perf_counter() - start, entries, pages))
+        best = min(runs)
+        self.measured.record("ns_list_paged", api.name, best[0])
+        self.measured.diagnostics.setdefault("ns_list_paged", {})[api.name] = {
+            "seconds": [round(seconds, 3) for seconds, _, _ in runs],
+            "entries": [entries for _, entries, _ in runs],
+            "pages": [pages for _, _, pages in runs],
+            "errors": max(abs(entries - files) for _, entries, _ in runs),
+        }
+        logger.info("%s: listed %d entries in %d pages in %.2fs", api.name, *best[1:], best[0])
+
+    def _unpaged(self, api: Namespace, pid: int | None, files: int) -> None:
+        """Each unpaged listing form of NAMESPACE_DIR, best of ``repeat``, and CallFS's RSS
+        growth over them (peak during them minus RSS before the first).
+        """
+        for form, target in api.unpaged(NAMESPACE_DIR).items():
+            key = f"ns_unpaged_{form}"
+            before = rss_bytes(pid) if pid is not None else 0
+            runs = []
+            with _watch(pid) as watch:
+                for _ in range(self.knobs.repeat):
+                    seconds, body = timed(api, target)
+                    runs.append((seconds, api.count(form, body)))
+                    del body
+            self.measured.record(key, api.name, min(runs)[0])
+            details: dict[str, Any] = {
+                "target": target,
+                "seconds": [round(seconds, 3) for seconds, _ in runs],
+                "entries": [entries for _, entries in runs],
+                "errors": max(abs(entries - min(files, UNPAGED_LIMIT)) for _, entries in runs),
+            }
+            if watch is not None:
+                growth = (watch.peak_rss_bytes - before) / MIB
+                self.measured.record(f"{key}_rss", api.name, growth)
+                details["rss_before_mib"] = round(before / MIB, 1)
+                details["peak_rss_mib"] = round(watch.peak_rss_bytes / MIB, 1)
+                details["cpu_share"] = round(watch.cpu_share, 2)
+            self.measured.diagnostics.setdefault(key, {})[api.name] = details
+            logger.info(
+                "%s: unpaged listing %s: %s s%s",
+                api.name,
+                target,
+                details["seconds"],
+                f", RSS +{growth:.1f} MiB" if watch is not None else "",
+            )
+
+    def _probe(self, api: Namespace) -> None:
+        """GET ``/health`` (the filer's ``/healthz``) and a small cached file every 10 ms,
+        each from a process of its own: idle for PROBE_IDLE_SECONDS, then while unpaged
+        listings of NAMESPACE_DIR run back to back for ``seconds`` (at least one).
+        """
+        auth = api.http.headers
+        pollers = {"ns_probe_cached": Poller(api.root + api.file_target(NAMESPACE_CACHED), auth)}
+        if api.health_path:
+            pollers["ns_probe_health"] = Poller(api.root + api.health_path, auth)
+        target = api.unpaged(NAMESPACE_DIR)["directories"]
+        with contextlib.ExitStack() as running:
+            for poller in pollers.values():
+                running.enter_context(poller)
+            idle_start = time.perf_counter()
+            time.sleep(PROBE_IDLE_SECONDS)
+            busy_start = time.perf_counter()
+            listings = 0
+            while listings == 0 or time.perf_counter() - busy_start < self.knobs.seconds:
+                timed(api, target)
+                listings += 1
+            busy_end = time.perf_counter()
+        for key, poller in pollers.items():
+            busy = probe_summary(poller.between(busy_start, busy_end))
+            idle = probe_summary(poller.between(idle_start, busy_start))
+            if busy["p99_ms"] is not None:
+                self.measured.record(key, api.name, busy["p99_ms"])
+            self.measured.diagnostics.setdefault(key, {})[api.name] = {
+                "url": poller.command[3],
+                "listings": listings,
+                "listing_seconds": round(busy_end - busy_start, 3),
+                "during_listings": busy,
+                "idle": idle,
+                "errors": busy["failed"],
+            }
+            logger.info(
+                "%s: %s p99 %s ms during %d unpaged listings (idle %s ms)",
+                api.name,
+                poller.command[3],
+                busy["p99_ms"],
+                listings,
+                idle["p99_ms"],
+            )
+
+    def _small_listing(self, key: str, api: Namespace, target: str) -> None:
+        """The listing of the small directory, median of SMALL_LISTING_RUNS (ms)."""
+        median, runs = median_ms(api, target, SMALL_LISTING_RUNS)
+        self.measured.record(key, api.name, median)
+        self.measured.diagnostics.setdefault(key, {})[api.name] = {
+            "target": target,
+            "min_ms": round(min(runs), 3),
+            "max_ms": round(max(runs), 3),
+        }
+
+    def _remove(self, api: Namespace, objects_before: int, volumes: Path | None) -> None:
+        """Rename NAMESPACE_DIR, delete it recursively, and (``volumes``) time how long
+        until the storage nodes' folders hold no more files than before the fill.
+        """
+        start = time.perf_counter()
+        api.rename(NAMESPACE_DIR, NAMESPACE_RENAMED)
+        renamed = time.perf_counter()
+        self.measured.record("ns_rename", api.name, renamed - start)
+        gone = f"{NAMESPACE_DIR.rsplit('/', 1)[0]}/{NAMESPACE_RENAMED}"
+        api.delete_tree(gone)
+        deleted = time.perf_counter()
+        self.measured.record("ns_delete", api.name, deleted - renamed)
+        logger.info(
+            "%s: renamed in %.3fs, deleted in %.3fs", api.name, renamed - start, deleted - renamed
+        )
+        if volumes is None:
+            return
+        left = file_count(volumes)
+        while left > objects_before and time.perf_counter() - deleted < RECLAIM_TIMEOUT:
+            time.sleep(RECLAIM_POLL)
+            left = file_count(volumes)
+        reclaimed = time.perf_counter() - deleted
+        self.measured.record("ns_reclaim", api.name, reclaimed)
+        self.measured.diagnostics.setdefault("ns_reclaim", {})[api.name] = {
+            "volume_files_before_fill": objects_before,
+            "volume_files_left": left,
+            "timed_out": left > objects_before,
+        }
+        logger.info("%s: volumes back to %d files after %.2fs", api.name, left, reclaimed)
 
     def local_cluster(self, stack: contextlib.ExitStack) -> None:
         """The local cluster rows: the big transfers through door 1 at each replication
@@ -580,7 +894,118 @@ def rows(knobs: Knobs, measured: Measured) -> list[Row]:
                 cpu_seconds_per_request=_cpu_per_request(measured, key),
             )
         )
-    return result + cluster_rows(knobs, measured)
+    return result + namespace_rows(knobs, measured) + cluster_rows(knobs, measured)
+
+
+def namespace_rows(knobs: Knobs, measured: Measured) -> list[Row]:
+    """The namespace section's rows: CallFS and the SeaweedFS filer on one directory of
+    ``namespace_files`` 16-byte files (targets from the namespace issue, set for 100,000).
+    """
+    files = f"{knobs.namespace_files:,}"
+    page = f"{NAMESPACE_PAGE:,}"
+    probe = "10 ms polls during unpaged listings"
+    specs: tuple[tuple[str, str, str, Target, bool], ...] = (
+        (
+            f"create {files} 16-byte files in one dir, {NAMESPACE_CONNECTIONS} conns",
+            "req/s",
+            "ns_create",
+            Target(),
+            False,
+        ),
+        (
+            f"list {files} entries, pages of {page}",
+            "s",
+            "ns_list_paged",
+            Target(min_vs_seaweed=1.0),
+            True,
+        ),
+        (f"first page of {page} of {files}, median of 5", "ms", "ns_first_page", Target(), True),
+        (
+            f"unpaged listing of {files}, GET /v1/directories",
+            "s",
+            "ns_unpaged_directories",
+            Target(),
+            True,
+        ),
+        (
+            f"unpaged listing of {files}, GET /v1/files/dir/",
+            "s",
+            "ns_unpaged_files",
+            Target(),
+            True,
+        ),
+        (
+            "RSS growth, unpaged listing /v1/directories",
+            "MiB",
+            "ns_unpaged_directories_rss",
+            Target(max_value=30),
+            True,
+        ),
+        (
+            "RSS growth, unpaged listing /v1/files/dir/",
+            "MiB",
+            "ns_unpaged_files_rss",
+            Target(max_value=30),
+            True,
+        ),
+        (f"/health p99, {probe}", "ms", "ns_probe_health", Target(max_value=50), True),
+        (
+            f"cached 4 KiB GET p99, {probe}",
+            "ms",
+            "ns_probe_cached",
+            Target(max_value=50),
+            True,
+        ),
+        (
+            f"list a {NAMESPACE_SMALL_FILES}-file dir, before the fill, median of 50",
+            "ms",
+            "ns_small_before",
+            Target(),
+            True,
+        ),
+        (
+            f"list a {NAMESPACE_SMALL_FILES}-file dir beside {files} files, median of 50",
+            "ms",
+            "ns_small_after",
+            Target(),
+            True,
+        ),
+        (f"rename a dir of {files} files", "s", "ns_rename", Target(max_value=2), True),
+        (f"recursive DELETE of {files} files", "s", "ns_delete", Target(max_value=5), True),
+        (
+            f"reclaim the {files} deleted files' objects",
+            "s",
+            "ns_reclaim",
+            Target(max_value=60),
+            True,
+        ),
+        (
+            f"disk per file, {files} 16-byte files (data + metadata)",
+            "bytes",
+            "ns_disk",
+            Target(max_value=1000),
+            True,
+        ),
+    )
+    result = []
+    for label, unit, key, target, lower_is_better in specs:
+        callfs = measured.get(key, "CallFS")
+        if callfs is None:
+            continue
+        result.append(
+            Row(
+                label,
+                unit,
+                callfs,
+                None,
+                measured.get(key, "SeaweedFS"),
+                target,
+                errors=_failures(measured, key.removesuffix("_rss")),
+                cpu_seconds_per_request=_cpu_per_request(measured, key),
+                lower_is_better=lower_is_better,
+            )
+        )
+    return result
 
 
 def cluster_rows(knobs: Knobs, measured: Measured) -> list[Row]:
