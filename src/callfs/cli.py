@@ -1,9 +1,13 @@
-"""The ``callfs`` command: one subcommand per role, plus ``dev`` and ``config validate``."""
+"""The ``callfs`` command: one subcommand per role, plus ``dev`` and ``config validate``,
+and the client commands (``ls``, ``cp``… in :mod:`callfs.client.cli`).
+
+Only the standard library is imported here: a server role imports the server's
+modules when it runs, so that the client commands load nothing of the server.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import logging
@@ -13,21 +17,12 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from callfs import logs
-from callfs.settings import (
-    DEFAULT_INTERNAL_SECRET,
-    DEFAULT_LINK_SECRET,
-    ServerSettings,
-    Settings,
-    SettingsError,
-    load_settings,
-    masked,
-    production_problems,
-    split_address,
-)
-
 if TYPE_CHECKING:
+    import asyncio
+
     from fastapi import FastAPI
+
+    from callfs.settings import Settings
 
 logger = logging.getLogger("callfs")
 DEV_NODES = ("node-0", "node-1")
@@ -51,15 +46,34 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code: int = args.handler(args)
         return code
-    except SettingsError as exc:
-        sys.stderr.write(f"callfs: {exc}\n")
-        return 2
     except KeyboardInterrupt:
         return 0
 
 
+def _server(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A server subcommand: its settings are loaded (and refused) in the handler."""
+
+    def run(args: argparse.Namespace) -> int:
+        from callfs.settings import SettingsError
+
+        try:
+            return handler(args)
+        except SettingsError as exc:
+            sys.stderr.write(f"callfs: {exc}\n")
+            return 2
+
+    return run
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="callfs", description="CallFS: a REST API filesystem.")
+    from callfs.client.cli import add_commands
+
+    parser = argparse.ArgumentParser(
+        prog="callfs",
+        description="CallFS: a REST API filesystem. Server roles: gateway, storage-node, "
+        "link-service, dev, config. Client commands: ls, stat, cat, cp, mv, rm, mkdir, chmod, "
+        "link, du, tree (docs/clients.md).",
+    )
     parser.add_argument("--config", help="a YAML or JSON config file (CALLFS_* variables win)")
     commands = parser.add_subparsers(dest="command")
 
@@ -69,13 +83,13 @@ def _parser() -> argparse.ArgumentParser:
         ("link-service", _link_service, "serve single-use download links"),
     ):
         sub = commands.add_parser(name, help=text)
-        sub.set_defaults(handler=handler)
+        sub.set_defaults(handler=_server(handler))
 
     dev = commands.add_parser("dev", help="run every role in one process on embedded defaults")
     dev.add_argument(
         "--data-dir", default="./.callfs-dev", help="where data lives (default ./.callfs-dev)"
     )
-    dev.set_defaults(handler=_dev)
+    dev.set_defaults(handler=_server(_dev))
 
     config = commands.add_parser("config", help="inspect the configuration")
     config_commands = config.add_subparsers(dest="config_command", required=True)
@@ -86,11 +100,15 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument(
         "--check-connectivity", action="store_true", help="also check that S3 answers"
     )
-    validate.set_defaults(handler=_validate)
+    validate.set_defaults(handler=_server(_validate))
+    add_commands(commands)
     return parser
 
 
 def _load(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> Settings:
+    from callfs import logs
+    from callfs.settings import load_settings
+
     settings = load_settings(args.config, overrides=overrides)
     logs.configure(settings.log.level, settings.log.format)
     return settings
@@ -98,6 +116,8 @@ def _load(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> 
 
 def _production(args: argparse.Namespace, role: str) -> Settings:
     """The settings of a production role, refused with default or short secrets."""
+    from callfs.settings import SettingsError, production_problems
+
     settings = _load(args)
     problems = production_problems(settings, role)
     if problems:
@@ -171,6 +191,10 @@ def _link_service(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from callfs.settings import load_settings, masked, production_problems
+
     settings = load_settings(args.config)
     sys.stdout.write(json.dumps(masked(settings), indent=2) + "\n")
     if args.role:
@@ -220,6 +244,8 @@ def _dev(args: argparse.Namespace) -> int:
 
 def _dev_external_url(settings: Settings) -> Settings:
     """Links point at the dev listener itself unless ``server.external_url`` says otherwise."""
+    from callfs.settings import ServerSettings
+
     server = settings.server
     if server.external_url == ServerSettings.model_fields["external_url"].default:
         scheme = "http" if server.protocol == "http" else "https"
@@ -230,6 +256,8 @@ def _dev_external_url(settings: Settings) -> Settings:
 def _dev_secrets(settings: Settings, data_dir: Path) -> Settings:
     """Generate (once, kept under the data dir) whatever secret the user did not set."""
     from pydantic import SecretStr
+
+    from callfs.settings import DEFAULT_INTERNAL_SECRET, DEFAULT_LINK_SECRET
 
     auth = settings.auth
     if not auth.api_keys and not auth.users:
@@ -257,6 +285,8 @@ async def run_dev(
     Raises:
         ListenError: the API or metrics address is taken (before anything starts).
     """
+    import asyncio
+
     from callfs_gateway.app import create_app
     from callfs_storage_node.server import build_server
 
@@ -314,6 +344,8 @@ async def run_dev(
 
 
 def _local(addr: str) -> str:
+    from callfs.settings import split_address
+
     host, port = split_address(addr)
     return f"{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
 

@@ -11,8 +11,10 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.servers import free_port
@@ -68,3 +70,38 @@ def dev_ports() -> dict[str, str]:
         "CALLFS_SERVER_LISTEN_ADDR": f"127.0.0.1:{free_port()}",
         "CALLFS_METRICS_LISTEN_ADDR": f"127.0.0.1:{free_port()}",
     }
+
+
+FIRST_KEY = "client-tests-first-key-0123456789"
+SECOND_KEY = "client-tests-second-key-0123456789"
+
+
+@dataclass(frozen=True)
+class TwoUsers:
+    """A running ``callfs dev`` with two API keys."""
+
+    url: str
+    key: str
+    """api-user-1's key."""
+    other_key: str
+    """api-user-2's key (same group ``callfs``)."""
+
+    @property
+    def options(self) -> dict[str, str]:
+        """fsspec storage options that reach this server as api-user-1."""
+        return {"endpoint_url": self.url, "api_key": self.key}
+
+
+@contextmanager
+def two_user_dev(data_dir: Path) -> Iterator[TwoUsers]:
+    """``callfs dev`` on free ports with :data:`FIRST_KEY` and :data:`SECOND_KEY`."""
+    keys = f"{FIRST_KEY},{SECOND_KEY}"
+    with dev_server(data_dir, CALLFS_AUTH_API_KEYS=keys, **dev_ports()) as (url, key):
+        assert key == FIRST_KEY
+        yield TwoUsers(url, FIRST_KEY, SECOND_KEY)
+
+
+def own_directory(test_name: str) -> str:
+    """A remote directory path of a test's own (not created)."""
+    name = re.sub(r"[^A-Za-z0-9_-]+", "-", test_name).strip("-")[:80]
+    return f"/{name}-{uuid.uuid4().hex[:8]}"

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import ssl
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import IO, Any, Protocol, runtime_checkable
 from urllib.parse import quote
 
 import httpx
@@ -401,3 +402,28 @@ class StreamInfo:
             self.size = self.length
         """The whole file's size."""
         self.headers: httpx.Headers = headers
+
+
+class Reported:
+    """A binary file whose reads are reported to ``on_read`` (the bytes each returned):
+    an upload's progress. Seekable when the file is, so the SDK still sends its
+    ``Content-Length``.
+    """
+
+    def __init__(self, file: IO[bytes], on_read: Callable[[int], object]) -> None:
+        self._file = file
+        self._on_read = on_read
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._file.read(size)
+        self._on_read(len(data))
+        return data
+
+    def seekable(self) -> bool:
+        return self._file.seekable()
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._file.seek(offset, whence)
