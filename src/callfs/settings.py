@@ -104,6 +104,8 @@ class ServerSettings(Section):
     object_cache_bytes: int = Field(default=32 * 1024 * 1024, ge=0)
     object_cache_max_object: int = Field(default=64 * 1024, ge=1)
     trusted_proxies: CommaList = Field(default_factory=list)
+    # /openapi.json and /docs (Swagger UI): served to anyone, only with an API key, or not.
+    docs: Literal["public", "authenticated", "off"] = "public"
 
     @field_validator("listen_addr")
     @classmethod

@@ -3,20 +3,23 @@ the one factory that builds such an app (:func:`build_app`).
 
 ``/health`` (liveness), ``/ready`` (readiness) and ``/metrics`` (authenticated on the
 API port; the metrics listener serves the same registry openly) are identical on the
-gateway and the link-service, so both include :data:`router`.
+gateway and the link-service, so both include :data:`router`; so are ``/openapi.json``
+and ``/docs`` (:mod:`callfs.openapi`), as ``server.docs`` says.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp
 
-from callfs import __version__
+from callfs import __version__, openapi
 from callfs.metrics import Metrics, exposition
 from callfs.permissions import User
 from callfs.runtime import Runtime, open_runtime
@@ -30,7 +33,21 @@ async def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-async def get_user(request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]) -> User:
+bearer = HTTPBearer(
+    scheme_name="bearer",
+    description="An API key: `Authorization: Bearer <api-key>`.",
+    auto_error=False,
+)
+"""The security scheme the OpenAPI document names on every authenticated route. It
+refuses nothing itself (``auto_error=False``): :func:`get_user` decides, as the fast
+path does."""
+
+
+async def get_user(
+    request: Request,
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+    _scheme: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> User:
     """The caller, from ``Authorization: Bearer <api-key>``."""
     return runtime.auth.authenticate(request.headers.get("authorization"))
 
@@ -45,14 +62,27 @@ timeout even when a dependency hangs."""
 router = APIRouter()
 
 
-@router.get("/health")
+@router.get(
+    "/health",
+    operation_id="health",
+    tags=["system"],
+    responses={200: openapi.answer("alive; `checks` tells which dependencies answer", "Health")},
+)
 async def health(runtime: RuntimeDep) -> dict[str, str | dict[str, str]]:
     """Liveness: the process answers, so ``status`` is always ``ok``; ``checks`` tells
     whether the metadata store and the coordination service (Redis) answer."""
     return {"status": "ok", "checks": await dependency_checks(runtime)}
 
 
-@router.get("/ready")
+@router.get(
+    "/ready",
+    operation_id="ready",
+    tags=["system"],
+    responses={
+        200: openapi.answer("the metadata store answers: reads can be served", "Ready"),
+        **openapi.errors({503: "the metadata store does not answer (`BACKEND_UNAVAILABLE`)"}),
+    },
+)
 async def ready(runtime: RuntimeDep) -> dict[str, str]:
     """Readiness: the replica can serve reads (the metadata store answers). A Redis
     outage keeps it ready: reads go on and only mutations answer 503."""
@@ -60,7 +90,22 @@ async def ready(runtime: RuntimeDep) -> dict[str, str]:
     return {"status": "ready"}
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    operation_id="metrics",
+    tags=["system"],
+    response_class=Response,
+    responses={
+        200: openapi.answer(
+            "the Prometheus text format, or OpenMetrics if `Accept` names it",
+            content={
+                "text/plain": {"schema": {"type": "string"}},
+                "application/openmetrics-text": {"schema": {"type": "string"}},
+            },
+        ),
+        **openapi.errors({401: openapi.UNAUTHENTICATED}),
+    },
+)
 async def metrics(request: Request, user: CurrentUser, runtime: RuntimeDep) -> Response:
     """Prometheus metrics (authenticated here; the metrics listener serves them openly),
     in OpenMetrics if ``Accept`` asks for it."""
@@ -98,6 +143,14 @@ class EdgeApp(FastAPI):
     front: Callable[[ASGIApp, FastAPI], ASGIApp] | None = None
     """A layer in front of the framework, inside the edge middleware (the gateway's
     fast path for file reads)."""
+    documented: Sequence[APIRouter] = ()
+    """Routers the OpenAPI document describes when the app does not serve them: another
+    role serves them at the same base URL."""
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            self.openapi_schema = openapi.document(self, self.documented)
+        return self.openapi_schema
 
     def build_middleware_stack(self) -> ASGIApp:
         metrics: Metrics = self.state.metrics
@@ -117,12 +170,14 @@ def build_app(
     routes: APIRouter,
     serving: Callable[[FastAPI, Runtime], AbstractAsyncContextManager[None]],
     front: Callable[[ASGIApp, FastAPI], ASGIApp] | None = None,
+    documented: Sequence[APIRouter] = (),
 ) -> FastAPI:
     """A web role: ``routes`` plus the system routes, the edge middleware and the error
     handlers; ``serving(app, runtime)`` runs for the app's lifespan.
 
     With ``runtime`` given, the caller owns it (``callfs dev`` shares one runtime
     between roles); otherwise the app opens its own at start-up and closes it.
+    ``documented`` routers are described by ``/openapi.json`` but served elsewhere.
     """
     metrics = runtime.metrics if runtime is not None else Metrics()
 
@@ -143,13 +198,55 @@ def build_app(
         version=__version__,
         description=description,
         lifespan=lifespan,
-        openapi_url="/openapi.json",
+        openapi_url=None,  # served by docs_router, as server.docs says
         docs_url=None,
         redoc_url=None,
     )
     app.state.metrics = metrics
     app.front = front
+    app.documented = documented
     install_error_handlers(app, metrics, component)
     app.include_router(routes)
     app.include_router(router)
+    if settings.server.docs != "off":
+        app.include_router(docs_router(authenticated=settings.server.docs == "authenticated"))
     return app
+
+
+def docs_router(*, authenticated: bool) -> APIRouter:
+    """``/openapi.json`` and ``/docs`` (Swagger UI, its files and its initializer), all
+    needing an API key when ``authenticated``."""
+    docs = APIRouter(
+        include_in_schema=False, dependencies=[Depends(get_user)] if authenticated else []
+    )
+
+    @docs.api_route("/openapi.json", methods=["GET", "HEAD"])
+    async def openapi_document(request: Request) -> Response:
+        app: FastAPI = request.app
+        if not hasattr(app.state, "openapi_json"):
+            app.state.openapi_json = openapi.encoded(app.openapi())
+        return Response(app.state.openapi_json, media_type="application/json")
+
+    @docs.api_route("/docs", methods=["GET", "HEAD"])
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        # Its own policy, in place of the API's (EdgeMiddleware keeps a response's own).
+        return HTMLResponse(
+            openapi.DOCS_HTML.format(title=request.app.title),
+            headers={"Content-Security-Policy": openapi.DOCS_CSP, "Cache-Control": "no-cache"},
+        )
+
+    @docs.api_route("/docs/swagger-initializer.js", methods=["GET", "HEAD"])
+    async def swagger_initializer() -> Response:
+        return Response(openapi.DOCS_INITIALIZER, media_type="text/javascript")
+
+    @docs.api_route("/docs/swagger-ui-bundle.js", methods=["GET", "HEAD"])
+    async def swagger_bundle() -> FileResponse:
+        return FileResponse(
+            openapi.SWAGGER_UI / "swagger-ui-bundle.js", media_type="text/javascript"
+        )
+
+    @docs.api_route("/docs/swagger-ui.css", methods=["GET", "HEAD"])
+    async def swagger_css() -> FileResponse:
+        return FileResponse(openapi.SWAGGER_UI / "swagger-ui.css", media_type="text/css")
+
+    return docs

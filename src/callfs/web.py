@@ -30,11 +30,12 @@ from callfs.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
+CSP = b"content-security-policy"
 SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
-    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+    (CSP, b"default-src 'none'; frame-ancestors 'none'"),
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), interest-cohort=()"),
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"cross-origin-embedder-policy", b"require-corp"),
@@ -175,7 +176,11 @@ def install_error_handlers(app: FastAPI, metrics: Metrics, component: str) -> No
 
 
 class EdgeMiddleware:
-    """Request id, security headers, request metrics and the access log, on every response."""
+    """Request id, security headers, request metrics and the access log, on every response.
+
+    A response that sets its own ``Content-Security-Policy`` (``/docs``) keeps it, alone:
+    the API's strict one is added to every other.
+    """
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -212,7 +217,11 @@ class EdgeMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), *extra]
+                own = message.get("headers", [])
+                if any(name == CSP for name, _ in own):
+                    message["headers"] = [*own, *(item for item in extra if item[0] != CSP)]
+                else:
+                    message["headers"] = [*own, *extra]
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
                 # Counted before the last byte leaves: a client that has its answer and
                 # then scrapes /metrics finds it there.

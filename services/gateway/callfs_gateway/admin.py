@@ -17,13 +17,19 @@ from prometheus_client import CollectorRegistry
 from callfs.backends.storage_node import StorageNodeBackend
 from callfs.errors import CallFSError, PermissionDenied
 from callfs.system import CurrentUser, RuntimeDep
+from callfs_gateway import spec
 
 router = APIRouter()
 
 USAGE_TIMEOUT = 2.0
 
 
-@router.get("/v1/admin/cluster")
+@router.get(
+    "/v1/admin/cluster",
+    operation_id="cluster",
+    tags=["system"],
+    responses=spec.CLUSTER_ANSWERS,
+)
 async def cluster(user: CurrentUser, runtime: RuntimeDep) -> dict[str, Any]:
     """Nodes, their usage, the replication factor and the under-replicated count."""
     if not user.is_root:

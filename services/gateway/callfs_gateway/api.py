@@ -24,7 +24,7 @@ from callfs.errors import BadRequest, CallFSError, IsADirectory, NotADirectory, 
 from callfs.paths import RequestPath
 from callfs.permissions import User
 from callfs.web import json_object
-from callfs_gateway import admin
+from callfs_gateway import admin, spec
 from callfs_gateway.deps import CurrentUser, FileSystemDep
 from callfs_gateway.filesystem import FileSystem, Listing, etag_matches
 from callfs_gateway.ranges import parse_range
@@ -131,13 +131,20 @@ def _check_length(request: Request, limit: int) -> None:
 
 
 @router.api_route("/v1/files", methods=["GET", "HEAD"], include_in_schema=False)
-@router.api_route("/v1/files/{path:path}", methods=["GET", "HEAD"])
+@router.api_route(
+    "/v1/files/{path:path}",
+    methods=["GET", "HEAD"],
+    tags=["files"],
+    response_class=Response,
+    responses=spec.READ,
+    openapi_extra=spec.READ_EXTRA,
+)
 async def read_entry(
     request: Request,
     user: CurrentUser,
     fs: FileSystemDep,
-    if_none_match: Annotated[str | None, Header()] = None,
-    range_header: Annotated[str | None, Header(alias="range")] = None,
+    if_none_match: Annotated[str | None, Header(description=spec.IF_NONE_MATCH_READ)] = None,
+    range_header: Annotated[str | None, Header(alias="range", description=spec.RANGE)] = None,
 ) -> Response:
     """Download a file (ranges, conditional GET), or list a directory's children."""
     return await answer_read(
@@ -209,13 +216,24 @@ def _validators(headers: dict[str, str]) -> dict[str, str]:
 
 
 @router.post("/v1/files", include_in_schema=False)
-@router.post("/v1/files/{path:path}", status_code=201)
+@router.post(
+    "/v1/files/{path:path}",
+    status_code=201,
+    operation_id="create_entry",
+    tags=["files"],
+    responses=spec.CREATE_ANSWERS,
+    openapi_extra=spec.with_body(spec.CREATE),
+)
 async def create_entry(
     request: Request,
     user: CurrentUser,
     fs: FileSystemDep,
-    mode: Annotated[str | None, Query(description="octal mode, e.g. 0750")] = None,
-    backend: Annotated[str | None, Header(alias="x-callfs-backend")] = None,
+    mode: Annotated[
+        str | None,
+        # The pattern documents; answer_create checks (the fast path answers without FastAPI).
+        Query(description="octal mode, e.g. 0750", json_schema_extra={"pattern": "^[0-7]{3,4}$"}),
+    ] = None,
+    backend: Annotated[str | None, spec.BACKEND_HEADER] = None,
 ) -> JSONResponse:
     """Create a file from the body, or a directory when the path ends in ``/``."""
     return await answer_create(
@@ -251,14 +269,20 @@ async def answer_create(
 
 
 @router.put("/v1/files", include_in_schema=False)
-@router.put("/v1/files/{path:path}")
+@router.put(
+    "/v1/files/{path:path}",
+    operation_id="replace_file",
+    tags=["files"],
+    responses=spec.REPLACE_ANSWERS,
+    openapi_extra=spec.with_body(spec.UPLOAD),
+)
 async def replace_file(
     request: Request,
     user: CurrentUser,
     fs: FileSystemDep,
-    if_match: Annotated[str | None, Header()] = None,
-    if_none_match: Annotated[str | None, Header()] = None,
-    backend: Annotated[str | None, Header(alias="x-callfs-backend")] = None,
+    if_match: Annotated[str | None, Header(description=spec.IF_MATCH)] = None,
+    if_none_match: Annotated[str | None, Header(description=spec.IF_NONE_MATCH_WRITE)] = None,
+    backend: Annotated[str | None, spec.BACKEND_HEADER] = None,
 ) -> JSONResponse:
     """Replace a file's content atomically (200), or create it (201)."""
     return await answer_replace(
@@ -310,7 +334,13 @@ def _backend(value: str | None) -> str | None:
 
 
 @router.patch("/v1/files", include_in_schema=False)
-@router.patch("/v1/files/{path:path}")
+@router.patch(
+    "/v1/files/{path:path}",
+    operation_id="change_entry",
+    tags=["files"],
+    responses=spec.CHANGE_ANSWERS,
+    openapi_extra=spec.with_body(spec.CHANGE, spec.OVERWRITE),
+)
 async def change_entry(request: Request, user: CurrentUser, fs: FileSystemDep) -> JSONResponse:
     """Rename (``name``), move (``destination``), move between backends, or chmod (``mode``)."""
     target = request_path(request, FILES_PREFIX)
@@ -367,7 +397,15 @@ def _flag(body: dict[str, Any], key: str) -> bool:
 
 
 @router.delete("/v1/files", include_in_schema=False, status_code=204)
-@router.delete("/v1/files/{path:path}", status_code=204)
+@router.delete(
+    "/v1/files/{path:path}",
+    status_code=204,
+    operation_id="delete_entry",
+    tags=["files"],
+    response_class=Response,
+    responses=spec.DELETE_ANSWERS,
+    openapi_extra=spec.PATH,
+)
 async def delete_entry(
     request: Request,
     user: CurrentUser,
@@ -384,7 +422,14 @@ async def delete_entry(
 
 
 @router.get("/v1/directories", include_in_schema=False)
-@router.get("/v1/directories/{path:path}")
+@router.get(
+    "/v1/directories/{path:path}",
+    operation_id="list_directory",
+    tags=["directories"],
+    response_class=Response,
+    responses=spec.LIST_ANSWERS,
+    openapi_extra=spec.DIRECTORY,
+)
 async def list_directory(
     request: Request,
     user: CurrentUser,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from callfs import reconciler, repairer, scrubber, system
 from callfs.runtime import Runtime
@@ -21,7 +22,14 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
 
     With ``runtime`` given, the caller owns it (``callfs dev`` shares one runtime
     between roles); otherwise the app opens its own at start-up and closes it.
+    Its ``/openapi.json`` describes the link routes too: the ingress serves them at
+    the same base URL (``callfs dev``, this app itself).
     """
+    documented: list[APIRouter] = []
+    with contextlib.suppress(ImportError):
+        from callfs_link_service.api import router as links
+
+        documented.append(links)
     return system.build_app(
         settings,
         runtime,
@@ -31,6 +39,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         routes=router,
         serving=_serving,
         front=FilesFastPath,
+        documented=documented,
     )
 
 

@@ -6,10 +6,11 @@ import unicodedata
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from callfs import paths
 from callfs.errors import BadRequest, IsADirectory
+from callfs.openapi import UNAUTHENTICATED, UNAVAILABLE, answer, errors, header, json_content
 from callfs.web import json_object
 from callfs_link_service.deps import CurrentUser, LimitsDep, LinksDep
 from callfs_link_service.links import expiry_from_json
@@ -20,8 +21,38 @@ _ATTR_CHARS = "!#$&+^`|"
 
 router = APIRouter()
 
+_LIMITED = "too many requests (`RATE_LIMIT_EXCEEDED`); `Retry-After` says when to come back"
 
-@router.post("/v1/links/generate", status_code=201)
+
+@router.post(
+    "/v1/links/generate",
+    status_code=201,
+    operation_id="generate_link",
+    tags=["links"],
+    responses={
+        201: answer("The link: `url` downloads the file once, until `expires_at`.", "Link"),
+        **errors(
+            {
+                400: (
+                    "a bad body, path or expiry (`BAD_REQUEST`, `INVALID_PATH`), or a directory "
+                    "(`IS_A_DIRECTORY`, `NOT_A_DIRECTORY`)"
+                ),
+                401: UNAUTHENTICATED,
+                403: "no read permission on the file",
+                404: "no such file (`FILE_NOT_FOUND`)",
+                429: _LIMITED + " (per API key, across replicas)",
+                503: UNAVAILABLE,
+            }
+        ),
+    },
+    openapi_extra={
+        "requestBody": {
+            "description": "The file and the link's lifetime.",
+            "required": True,
+            "content": json_content("LinkRequest"),
+        }
+    },
+)
 async def generate_link(
     request: Request, user: CurrentUser, links: LinksDep, limits: LimitsDep
 ) -> JSONResponse:
@@ -40,7 +71,36 @@ async def generate_link(
     return JSONResponse(issued.to_json(), status_code=201)
 
 
-@router.get("/download/{token}")
+@router.get(
+    "/download/{token}",
+    operation_id="download",
+    tags=["links"],
+    response_class=Response,
+    responses={
+        200: answer(
+            "The file's bytes, streamed; the link is used up.",
+            content={
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+            headers={
+                "Content-Disposition": header('`attachment; filename="<name>"`', required=True),
+                "Content-Length": header("bytes", required=True, pattern="^[0-9]+$"),
+                "ETag": header("the content's ETag, quoted"),
+            },
+        ),
+        **errors(
+            {
+                404: (
+                    "an unknown or tampered token, or the file is gone, re-created or moved "
+                    "(`FILE_NOT_FOUND`)"
+                ),
+                410: "the link was used (`LINK_USED`) or has expired (`LINK_EXPIRED`)",
+                429: _LIMITED + " (per client address)",
+                503: UNAVAILABLE,
+            }
+        ),
+    },
+)
 async def download(
     request: Request, token: str, links: LinksDep, limits: LimitsDep
 ) -> StreamingResponse:
