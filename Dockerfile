@@ -12,11 +12,14 @@ RUN apt-get update \
 RUN python -m venv /opt/callfs
 WORKDIR /src
 COPY . .
+# The server roles need the `server` extra (`pip install callfs` is the client alone);
+# `config validate` imports the server's settings, so a missing extra fails the build.
 RUN /opt/callfs/bin/pip install --upgrade pip \
-    && /opt/callfs/bin/pip wheel --wheel-dir /wheels -c constraints.txt . \
-    && /opt/callfs/bin/pip install --no-index --find-links /wheels callfs \
+    && /opt/callfs/bin/pip wheel --wheel-dir /wheels -c constraints.txt '.[server]' \
+    && /opt/callfs/bin/pip install --no-index --find-links /wheels 'callfs[server]' \
     && /opt/callfs/bin/python -m compileall -q /opt/callfs/lib \
-    && /opt/callfs/bin/callfs --help >/dev/null
+    && /opt/callfs/bin/callfs --help >/dev/null \
+    && /opt/callfs/bin/callfs config validate >/dev/null
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="callfs" \

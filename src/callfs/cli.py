@@ -2,7 +2,8 @@
 and the client commands (``ls``, ``cp``… in :mod:`callfs.client.cli`).
 
 Only the standard library is imported here: a server role imports the server's
-modules when it runs, so that the client commands load nothing of the server.
+modules when it runs, so that the client commands load nothing of the server, and
+``pip install callfs`` (the client alone, without the ``server`` extra) runs them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,37 @@ if TYPE_CHECKING:
 logger = logging.getLogger("callfs")
 DEV_NODES = ("node-0", "node-1")
 
+# The top-level modules of the ``server`` extra's packages (and of the packages they
+# bring, which the server imports too): a server role that cannot import one of them
+# runs from ``pip install callfs`` without the extra.
+SERVER_MODULES = frozenset(
+    {
+        "aioboto3",
+        "aiobotocore",
+        "aiohttp",
+        "asyncpg",
+        "boto3",
+        "botocore",
+        "cryptography",
+        "fastapi",
+        "fastapi_offline",
+        "google",  # protobuf
+        "grpc",
+        "grpc_health",
+        "httptools",
+        "kubernetes",
+        "prometheus_client",
+        "pydantic",
+        "pydantic_core",
+        "pydantic_settings",
+        "redis",
+        "starlette",
+        "uvicorn",
+        "uvloop",
+    }
+)
+SERVER_EXTRA_HINT = "pip install 'callfs[server]'"
+
 
 def run_loop(main: Coroutine[Any, Any, None]) -> None:
     """Run a role's main coroutine on uvloop (uvicorn's ``loop`` option cannot apply
@@ -50,17 +82,41 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+def missing_server_module(exc: ModuleNotFoundError) -> str | None:
+    """The server dependency whose absence ``exc`` reports, else None (any other module)."""
+    top = (exc.name or "").partition(".")[0]
+    return top if top in SERVER_MODULES else None
+
+
 def _server(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """A server subcommand: its settings are loaded (and refused) in the handler."""
+    """A server subcommand: its settings are loaded (and refused) in the handler.
+
+    Its modules are imported here and in the handler, on first use: when one of the
+    server's dependencies is missing (``pip install callfs`` without the ``server``
+    extra) it ends with one line saying what to install, exit 1.
+    """
 
     def run(args: argparse.Namespace) -> int:
-        from callfs.settings import SettingsError
-
         try:
-            return handler(args)
-        except SettingsError as exc:
-            sys.stderr.write(f"callfs: {exc}\n")
-            return 2
+            from callfs.settings import SettingsError
+
+            try:
+                return handler(args)
+            except SettingsError as exc:
+                sys.stderr.write(f"callfs: {exc}\n")
+                return 2
+        except ModuleNotFoundError as exc:
+            missing = missing_server_module(exc)
+            if missing is None:
+                raise
+            command = " ".join(
+                part for part in (args.command, getattr(args, "config_command", None)) if part
+            )
+            sys.stderr.write(
+                f"callfs: {command} needs the server's dependencies, not installed "
+                f"(no module named {missing!r}): {SERVER_EXTRA_HINT}\n"
+            )
+            return 1
 
     return run
 
