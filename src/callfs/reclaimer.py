@@ -84,15 +84,19 @@ class Reclaimer:
             logger.info("%d deleted objects left to the reconciler", left)
         self._idle.set()
 
+    async def remove(self, ref: ObjectRef) -> None:
+        """Remove one object now; a failure is logged and left to the reconciler."""
+        try:
+            await self._backend(ref.backend).delete(ref)
+        except CallFSError as exc:
+            given_up(ref, exc)
+
     async def _work(self) -> None:
         while self._queue:
             ref = self._queue.popleft()
             self._in_flight += 1
             try:
-                await self._backend(ref.backend).delete(ref)
-            except CallFSError as exc:
-                where = ", ".join(ref.replicas) or ref.backend
-                logger.warning("could not remove object %s on %s: %s", ref.key, where, exc)
+                await self.remove(ref)
             finally:
                 self._in_flight -= 1
                 self._changed()
@@ -102,3 +106,9 @@ class Reclaimer:
     def _changed(self) -> None:
         if self._on_change is not None:
             self._on_change(self.pending)
+
+
+def given_up(ref: ObjectRef, reason: BaseException) -> None:
+    """Log an object that could not be removed (the reconciler will)."""
+    where = ", ".join(ref.replicas) or ref.backend
+    logger.warning("could not remove object %s on %s: %s", ref.key, where, reason)

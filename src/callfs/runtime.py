@@ -56,11 +56,15 @@ class Runtime:
     only storage nodes do: repair, scrubbing, rebalancing, the cluster report."""
     auth: Authenticator
     metrics: Metrics
-    reclaimer: Reclaimer
-    """Removes the objects of deleted subtrees in the background."""
+    reclaimer: Reclaimer = field(init=False)
+    """Removes objects nothing points to any more (those of deleted subtrees in the
+    background), through :meth:`backend`."""
     objects: ObjectCache | None = None
     """Small objects' bytes (None: the cache is off)."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.reclaimer = Reclaimer(self.backend, on_change=self.metrics.reclaim_pending.set)
 
     def backend(self, name: str | None = None) -> Backend:
         """The backend called ``name`` (default: the configured default).
@@ -140,9 +144,6 @@ async def open_runtime(
         backends["s3"] = S3Backend(settings.backend, chunk_size=settings.server.chunk_size)
     elif settings.backend.default_backend == "s3":
         raise BackendUnavailable("default backend is s3 but backend.s3_bucket_name is not set")
-    wrapped: dict[str, Backend] = {
-        name: InstrumentedBackend(backend, metrics) for name, backend in backends.items()
-    }
     runtime = Runtime(
         settings=settings,
         store=store,
@@ -151,11 +152,12 @@ async def open_runtime(
         limiter=limiter,
         bus=bus,
         discovery=discovery,
-        backends=wrapped,
+        backends={
+            name: InstrumentedBackend(backend, metrics) for name, backend in backends.items()
+        },
         nodes=nodes,
         auth=Authenticator(settings.auth),
         metrics=metrics,
-        reclaimer=Reclaimer(wrapped.__getitem__, on_change=metrics.reclaim_pending.set),
         objects=_object_cache(settings, metrics),
     )
     try:

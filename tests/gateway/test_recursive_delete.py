@@ -97,3 +97,20 @@ async def test_a_denied_directory_deep_in_a_paged_tree_changes_nothing(
     listed = await alice.get("/v1/directories/t", params={"recursive": "true"})
     assert listed.json()["count"] == len(TREE) + 2  # the files and t/b, t/b/d
     assert len(cluster.stored_objects()) == len(TREE) + 1
+
+
+async def test_an_object_on_a_backend_not_configured_here_is_logged_and_the_rest_go(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    await make_tree(cluster)
+    kept = (await cluster.client("alice").get("/v1/files/")).json()
+    assert [item["path"] for item in kept] == ["/kept", "/t"]
+    runtime = cluster.gateway.runtime
+    elsewhere = ObjectRef("s3", "0123456789abcdef0123456789abcdef")
+    (entry,) = (await runtime.store.get_many(["/kept"])).values()
+    assert entry.object_key is not None
+    runtime.reclaimer.reclaim([elsewhere, ObjectRef("localfs", entry.object_key, entry.holders)])
+    await runtime.reclaimer.idle()
+    assert f"could not remove object {elsewhere.key} on s3" in caplog.text
+    assert runtime.reclaimer.pending == 0
+    assert len(cluster.stored_objects()) == len(TREE)

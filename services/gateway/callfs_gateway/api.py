@@ -443,10 +443,11 @@ async def list_directory(
     the body is streamed as the store is read.
     """
     target = request_path(request, DIRECTORIES_PREFIX)
-    depth = min(max_depth, MAX_DEPTH) if max_depth is not None else DEFAULT_MAX_DEPTH
-    after = _decode_cursor(cursor) if cursor else None
     if not recursive:
         depth = 0
+    else:
+        depth = min(max_depth, MAX_DEPTH) if max_depth is not None else DEFAULT_MAX_DEPTH
+    after = _decode_cursor(cursor) if cursor else None
     listing = await fs.open_listing(user, target.path, max_depth=depth, limit=limit, after=after)
     # Counted first, for the header; the body then stops at that many entries, and an
     # entry added meanwhile only moves the cursor (one removed makes the page shorter).

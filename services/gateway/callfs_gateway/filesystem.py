@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from callfs import namespace, paths, permissions
+from callfs import namespace, paths, permissions, reclaimer
 from callfs.backends.base import Backend, ObjectRef, Written, close_stream
 from callfs.entry import Entry, EntryType, utcnow
 from callfs.errors import (
@@ -654,10 +654,9 @@ class FileSystem:
     async def _discard(self, ref: ObjectRef) -> None:
         """Remove bytes no metadata points to any more; failures are left to the reconciler."""
         try:
-            await asyncio.shield(self.rt.backend(ref.backend).delete(ref))
-        except (CallFSError, asyncio.CancelledError) as exc:
-            where = ", ".join(ref.replicas) or ref.backend
-            logger.warning("could not remove object %s on %s: %s", ref.key, where, exc)
+            await asyncio.shield(self.rt.reclaimer.remove(ref))
+        except asyncio.CancelledError as exc:
+            reclaimer.given_up(ref, exc)
 
 
 LISTING_PAGE = 500
