@@ -47,6 +47,7 @@ SERVER_MODULES = frozenset(
         "grpc_health",
         "httptools",
         "kubernetes",
+        "orjson",
         "prometheus_client",
         "pydantic",
         "pydantic_core",

@@ -102,6 +102,49 @@ class Entry:
         """
         return self.replicas or ((self.instance_id,) if self.instance_id else ())
 
+    @classmethod
+    def stored(
+        cls,
+        *,
+        path: str,
+        type: EntryType,
+        mode: int,
+        owner: str,
+        group: str,
+        mtime: datetime,
+        ctime: datetime,
+        size: int,
+        etag: str | None,
+        backend: BackendName,
+        instance_id: str | None,
+        object_key: str | None,
+        replicas: tuple[str, ...],
+        entry_id: str,
+    ) -> Entry:
+        """An entry as a store read it back: every field given, none defaulted.
+
+        The same object as ``Entry(...)`` makes, built without the frozen dataclass's
+        per-field ``object.__setattr__`` (half the cost of a row in a long listing).
+        """
+        entry = object.__new__(cls)
+        entry.__dict__.update(
+            path=path,
+            type=type,
+            mode=mode,
+            owner=owner,
+            group=group,
+            mtime=mtime,
+            ctime=ctime,
+            size=size,
+            etag=etag,
+            backend=backend,
+            instance_id=instance_id,
+            object_key=object_key,
+            replicas=replicas,
+            entry_id=entry_id,
+        )
+        return entry
+
     def evolve(self, **changes: Any) -> Entry:
         """A copy with some fields changed."""
         return replace(self, **changes)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
+
+import pytest
 
 from callfs.entry import Entry
 
@@ -30,3 +33,14 @@ def test_s3_files_and_directories_have_no_replicas() -> None:
     for entry in (s3, directory):
         assert entry.holders == ()
         assert (entry.to_json()["instance_id"], entry.to_json()["replicas"]) == (None, [])
+
+
+def test_an_entry_read_back_by_a_store_is_the_entry_the_constructor_makes() -> None:
+    made = node_file(size=16, etag="e", instance_id="node-2", replicas=("node-2",), object_key="k")
+    values = {item.name: getattr(made, item.name) for item in dataclasses.fields(Entry)}
+    stored = Entry.stored(**values)
+    assert stored == made
+    assert vars(stored) == vars(made)  # every field set, none forgotten
+    assert hash(stored) == hash(made)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        stored.size = 1  # type: ignore[misc]

@@ -39,6 +39,7 @@ SERVER = {
     "uvicorn",
     "uvloop",
     "httptools",
+    "orjson",
     "grpcio",
     "grpcio-health-checking",
     "protobuf",

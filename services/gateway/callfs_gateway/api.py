@@ -11,6 +11,7 @@ from email.utils import format_datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
+import orjson
 from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
@@ -475,10 +476,10 @@ async def _json_items(listing: Listing, limit: int | None = None) -> AsyncIterat
     """The listing's entries as the comma-separated members of a JSON array, a page at
     a time (each page encoded between two reads of the store).
     """
-    separator = ""
+    separator = b""
     async for page in listing.pages(limit):
-        yield (separator + ",".join(_dumps(entry.to_json()) for entry in page)).encode()
-        separator = ","
+        yield separator + b",".join([orjson.dumps(entry.to_json()) for entry in page])
+        separator = b","
 
 
 async def _json_array(listing: Listing) -> AsyncIterator[bytes]:

@@ -83,7 +83,7 @@ def _aware(value: datetime) -> datetime:
 
 
 def _entry(row: Any) -> Entry:
-    return Entry(
+    return Entry.stored(
         path=row["path"],
         type=row["type"],
         size=row["size"],

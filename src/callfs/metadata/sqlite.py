@@ -13,6 +13,7 @@ thread and one back, not one per statement.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import sqlite3
@@ -67,12 +68,15 @@ def _to_db(value: datetime) -> int:
     return (value - _EPOCH) // _MICROSECOND
 
 
+@functools.lru_cache(maxsize=4096)
 def _from_db(value: int) -> datetime:
+    """The moment a column holds. Remembered for the last few thousand: times are
+    kept to the second, and a long listing's rows share a few seconds between them."""
     return _EPOCH + timedelta(microseconds=value)
 
 
 def _entry(row: sqlite3.Row | tuple[Any, ...]) -> Entry:
-    return Entry(
+    return Entry.stored(
         path=row[0],
         type=row[1],
         size=row[2],
