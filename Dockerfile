@@ -14,12 +14,17 @@ WORKDIR /src
 COPY . .
 # The server roles need the `server` extra (`pip install callfs` is the client alone);
 # `config validate` imports the server's settings, so a missing extra fails the build.
+# It checks secrets as the roles would: throwaway ones, for this command only.
 RUN /opt/callfs/bin/pip install --upgrade pip \
     && /opt/callfs/bin/pip wheel --wheel-dir /wheels -c constraints.txt '.[server]' \
     && /opt/callfs/bin/pip install --no-index --find-links /wheels 'callfs[server]' \
     && /opt/callfs/bin/python -m compileall -q /opt/callfs/lib \
     && /opt/callfs/bin/callfs --help >/dev/null \
-    && /opt/callfs/bin/callfs config validate >/dev/null
+    && /opt/callfs/bin/callfs --version \
+    && CALLFS_AUTH_API_KEYS=image-build-check-api-key \
+       CALLFS_AUTH_INTERNAL_PROXY_SECRET=image-build-check-secret \
+       CALLFS_AUTH_SINGLE_USE_LINK_SECRET=image-build-check-secret \
+       /opt/callfs/bin/callfs config validate >/dev/null
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="callfs" \

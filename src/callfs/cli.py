@@ -59,6 +59,8 @@ SERVER_MODULES = frozenset(
     }
 )
 SERVER_EXTRA_HINT = "pip install 'callfs[server]'"
+# Seconds each dependency of `config validate --check-connectivity` has to answer.
+CHECK_TIMEOUT = 5.0
 
 
 def run_loop(main: Coroutine[Any, Any, None]) -> None:
@@ -81,6 +83,17 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except KeyboardInterrupt:
         return 0
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("callfs")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        from callfs import __version__
+
+        return __version__
 
 
 def missing_server_module(exc: ModuleNotFoundError) -> str | None:
@@ -131,7 +144,13 @@ def _parser() -> argparse.ArgumentParser:
         "link-service, dev, config. Client commands: ls, stat, cat, cp, mv, rm, mkdir, chmod, "
         "link, du, tree (docs/clients.md).",
     )
-    parser.add_argument("--config", help="a YAML or JSON config file (CALLFS_* variables win)")
+    config_help = "a YAML or JSON config file (CALLFS_* variables win)"
+    parser.add_argument("--config", help=config_help)
+    parser.add_argument("--version", action="version", version=f"callfs {_version()}")
+    # --config after a server command too (`callfs config validate --config F`); SUPPRESS
+    # keeps one given before the command from being reset by the subcommand's default.
+    config_file = argparse.ArgumentParser(add_help=False)
+    config_file.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
     commands = parser.add_subparsers(dest="command")
 
     for name, handler, text in (
@@ -139,10 +158,12 @@ def _parser() -> argparse.ArgumentParser:
         ("storage-node", _storage_node, "serve one volume over gRPC"),
         ("link-service", _link_service, "serve single-use download links"),
     ):
-        sub = commands.add_parser(name, help=text)
+        sub = commands.add_parser(name, help=text, parents=[config_file])
         sub.set_defaults(handler=_server(handler))
 
-    dev = commands.add_parser("dev", help="run every role in one process on embedded defaults")
+    dev = commands.add_parser(
+        "dev", help="run every role in one process on embedded defaults", parents=[config_file]
+    )
     dev.add_argument(
         "--data-dir", default="./.callfs-dev", help="where data lives (default ./.callfs-dev)"
     )
@@ -150,12 +171,21 @@ def _parser() -> argparse.ArgumentParser:
 
     config = commands.add_parser("config", help="inspect the configuration")
     config_commands = config.add_subparsers(dest="config_command", required=True)
-    validate = config_commands.add_parser("validate", help="print the settings, secrets masked")
-    validate.add_argument(
-        "--role", default=None, choices=["gateway", "storage-node", "link-service"]
+    validate = config_commands.add_parser(
+        "validate",
+        help="print the settings, secrets masked, and check them as the roles would",
+        parents=[config_file],
     )
     validate.add_argument(
-        "--check-connectivity", action="store_true", help="also check that S3 answers"
+        "--role",
+        default=None,
+        choices=["gateway", "storage-node", "link-service"],
+        help="check what this role would at start-up (default: every role)",
+    )
+    validate.add_argument(
+        "--check-connectivity",
+        action="store_true",
+        help="also check that PostgreSQL, Redis and S3 answer, those the settings use",
     )
     validate.set_defaults(handler=_server(_validate))
     add_commands(commands)
@@ -248,28 +278,62 @@ def _link_service(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from callfs.settings import load_settings, masked, production_problems
+    """Print the settings; report every problem of ``--role`` (else of every role), exit 1."""
+    from callfs.settings import PRODUCTION_ROLES, load_settings, masked, production_problems
 
     settings = load_settings(args.config)
     sys.stdout.write(json.dumps(masked(settings), indent=2) + "\n")
-    if args.role:
-        problems = production_problems(settings, args.role)
-        for problem in problems:
-            sys.stderr.write(f"callfs: {problem}\n")
-        if problems:
-            return 1
-    if args.check_connectivity and settings.backend.s3_configured:
-        from callfs.backends.s3 import check_connectivity
+    roles = [args.role] if args.role else list(PRODUCTION_ROLES)
+    refused: dict[str, list[str]] = {}
+    for role in roles:
+        for problem in production_problems(settings, role):
+            refused.setdefault(problem, []).append(role)
+    for problem, refusing in refused.items():
+        sys.stderr.write(f"callfs: {', '.join(refusing)} would refuse to start: {problem}\n")
+    answering = not args.check_connectivity or _check_connectivity(settings, roles)
+    return 0 if answering and not refused else 1
 
-        try:
-            asyncio.run(check_connectivity(settings.backend))
-        except Exception as exc:
-            sys.stderr.write(f"callfs: S3 bucket check failed: {exc}\n")
-            return 1
-        sys.stderr.write("callfs: S3 bucket answers\n")
-    return 0
+
+def _check_connectivity(settings: Settings, roles: list[str]) -> bool:
+    """Whether each shared dependency ``roles`` use answers: one line per check on stderr.
+
+    Only the web roles use PostgreSQL, Redis and S3; a storage node keeps its volume.
+    """
+    import asyncio
+
+    if not {"gateway", "link-service"} & set(roles):
+        sys.stderr.write("callfs: a storage node uses no PostgreSQL, Redis or S3\n")
+        return True
+    checks: dict[str, Coroutine[Any, Any, None]] = {}
+    if settings.metadata_store.type == "postgres":
+        from callfs.metadata.postgres import check_connectivity as check_postgres
+
+        dsn = settings.metadata_store.dsn.get_secret_value()
+        checks["PostgreSQL metadata store"] = check_postgres(dsn, CHECK_TIMEOUT)
+    if settings.dlm.type == "redis":
+        from callfs.coordination.redis import check_connectivity as check_redis
+
+        checks["Redis"] = check_redis(settings.dlm, CHECK_TIMEOUT)
+    if settings.backend.s3_configured:
+        from callfs.backends.s3 import check_connectivity as check_s3
+
+        checks["S3 bucket"] = check_s3(settings.backend)
+    if not checks:
+        sys.stderr.write("callfs: the settings use no PostgreSQL, Redis or S3\n")
+        return True
+
+    async def run_all() -> list[BaseException | None]:
+        return await asyncio.gather(*checks.values(), return_exceptions=True)
+
+    answering = True
+    for name, outcome in zip(checks, asyncio.run(run_all()), strict=True):
+        if outcome is None:
+            sys.stderr.write(f"callfs: {name} answers\n")
+        else:
+            answering = False
+            reason = str(outcome) or type(outcome).__name__
+            sys.stderr.write(f"callfs: {name} check failed: {reason}\n")
+    return answering
 
 
 # callfs dev

@@ -4,19 +4,21 @@ Every field of a section is reachable from the environment as
 ``CALLFS_<SECTION>_<FIELD>`` (the original CallFS names, e.g.
 ``CALLFS_SERVER_LISTEN_ADDR``) and as ``CALLFS_<SECTION>__<FIELD>``. Secrets may
 also come from files named like the variable in ``CALLFS_SECRETS_DIR`` (a
-Kubernetes Secret volume). Settings are read once, by :func:`load_settings`; no
-other module reads ``os.environ``.
+Kubernetes Secret volume). A ``CALLFS_*`` variable or a config-file key that names
+no setting is an error, so a misspelled name never goes unnoticed. Settings are
+read once, by :func:`load_settings`; no other module reads ``os.environ``.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -37,6 +39,36 @@ DEFAULT_INTERNAL_SECRET = "change-me-internal-secret"
 DEFAULT_LINK_SECRET = "change-me-link-secret"
 DEFAULT_API_KEY = "default-api-key"
 MIN_SECRET_LENGTH = 16
+# The roles that refuse to start on bad secrets (production_problems).
+PRODUCTION_ROLES = ("gateway", "storage-node", "link-service")
+
+# CALLFS_* variables that are not settings but are read elsewhere, so that a shell or
+# a local cluster role that has them set still starts.
+NOT_SETTINGS = frozenset(
+    {
+        "CALLFS_SECRETS_DIR",  # read by load_settings: where secret files live
+        # The client (callfs.client.config).
+        "CALLFS_URL",
+        "CALLFS_API_KEY",
+        "CALLFS_PROFILE",
+        # tests/e2e's target, as the local cluster prints it and scripts/e2e-kind.sh
+        # exports it; the local cluster hands its caller's environment to every role.
+        "CALLFS_URL2",
+        "CALLFS_API_KEYS",
+        "CALLFS_METRICS",
+        "CALLFS_CLUSTER_DIR",
+        "CALLFS_CLUSTER_NODES",
+    }
+)
+# benchmarks/run.py's knobs; the test suite's PostgreSQL and Redis (tests/conftest.py).
+NOT_SETTINGS_PREFIXES = ("CALLFS_BENCH_", "CALLFS_TEST_")
+# What Kubernetes adds for a Service named callfs-… when a pod leaves enableServiceLinks
+# on (the chart turns it off): CALLFS_X_SERVICE_HOST, CALLFS_X_PORT_8080_TCP_ADDR, ….
+_SERVICE_LINK = re.compile(
+    r"^CALLFS_[A-Z0-9_]*?(_SERVICE_HOST|_SERVICE_PORT(_[A-Z0-9_]+)?"
+    r"|_PORT_\d+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)$"
+)
+_SERVICE_LINK_URL = re.compile(r"^(tcp|udp|sctp)://")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -373,6 +405,94 @@ def _env_names() -> dict[str, tuple[str, str]]:
 ENV_NAMES = _env_names()
 
 
+def _not_a_setting(name: str, value: str) -> bool:
+    """Whether a ``CALLFS_*`` variable that names no setting is someone else's."""
+    if name in NOT_SETTINGS or name.startswith(NOT_SETTINGS_PREFIXES):
+        return True
+    if _SERVICE_LINK.match(name):
+        return True
+    return name.endswith("_PORT") and bool(_SERVICE_LINK_URL.match(value))
+
+
+def _suggest(name: str, *tiers: Mapping[str, str]) -> str:
+    """`` (did you mean X?)`` naming the closest candidate, if one is close.
+
+    Each tier maps the text ``name`` is compared with to the name shown; a later tier
+    is searched only when an earlier one has nothing close.
+    """
+    for tier in tiers:
+        close = difflib.get_close_matches(name, list(tier), n=1, cutoff=0.75)
+        if close:
+            return f" (did you mean {tier[close[0]]}?)"
+    return ""
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One problem per ``CALLFS_*`` variable of ``environ`` that names no setting."""
+    problems = []
+    for name, value in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or name in ENV_NAMES or _not_a_setting(name, value):
+            continue
+        style = "__" if "__" in name else "_"
+        # Compared without the prefix, which would make any two names look alike.
+        candidates = {
+            f"{section.upper()}{style}{field_name.upper()}": (
+                f"{ENV_PREFIX}{section.upper()}{style}{field_name.upper()}"
+            )
+            for section, field_name in ENV_NAMES.values()
+        }
+        hint = _suggest(name.removeprefix(ENV_PREFIX), candidates)
+        problems.append(f"{name} names no setting{hint}")
+    return problems
+
+
+def unknown_keys(data: Mapping[str, Any]) -> list[str]:
+    """One problem per key of a config file's ``data`` that names no setting (dotted)."""
+    return [
+        f"{path} names no setting{_suggest(key, *tiers)}"
+        for path, key, tiers in _walk_keys(data, Settings, "")
+    ]
+
+
+_Unknown = tuple[str, str, tuple[dict[str, str], ...]]
+
+
+def _walk_keys(data: Any, annotation: Any, path: str) -> Iterator[_Unknown]:
+    """The unknown keys under ``path`` of ``data`` (of type ``annotation``): each one's
+    dotted path, the key itself, and the names it may have meant."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if not isinstance(data, Mapping):
+            return
+        fields = annotation.model_fields
+        for key, value in data.items():
+            where = f"{path}.{key}" if path else str(key)
+            if key in fields:
+                yield from _walk_keys(value, fields[key].annotation, where)
+                continue
+            here = {name: f"{path}.{name}" if path else name for name in fields}
+            if path in Settings.model_fields:
+                # A section's key may belong to another section.
+                yield where, str(key), (here, _section_keys())
+            else:
+                yield where, str(key), (here,)
+    elif get_origin(annotation) is list and isinstance(data, list):
+        (item,) = get_args(annotation)
+        for index, value in enumerate(data):
+            yield from _walk_keys(value, item, f"{path}[{index}]")
+    elif get_origin(annotation) is dict and isinstance(data, Mapping):
+        _, item = get_args(annotation)
+        for key, value in data.items():
+            yield from _walk_keys(value, item, f"{path}.{key}")
+
+
+def _section_keys() -> dict[str, str]:
+    """Every section's field name → its dotted path (the first section, for a shared name)."""
+    keys: dict[str, str] = {}
+    for section, field_name in ENV_NAMES.values():
+        keys.setdefault(field_name, f"{section}.{field_name}")
+    return keys
+
+
 def _from_environment(environ: Mapping[str, str], secrets_dir: str | None) -> dict[str, Any]:
     values: dict[str, dict[str, Any]] = {}
     if secrets_dir and Path(secrets_dir).is_dir():
@@ -424,12 +544,20 @@ def load_settings(
     embedded adapters), so the file and the environment still win over them.
 
     Raises:
-        SettingsError: a value is invalid; the message names the setting.
+        SettingsError: a value is invalid, or a ``CALLFS_*`` variable or a key of the
+            file names no setting; the message names each one, on one line.
     """
     env = os.environ if environ is None else environ
     data: dict[str, Any] = dict(overrides or {})
+    unknown: list[str] = []
     if config_file:
-        data = _merge(data, _read_file(config_file))
+        from_file = _read_file(config_file)
+        if problems := unknown_keys(from_file):
+            unknown.append(f"config file {config_file}: {'; '.join(problems)}")
+        data = _merge(data, from_file)
+    unknown += unknown_variables(env)
+    if unknown:
+        raise SettingsError("; ".join(unknown))
     data = _merge(data, _from_environment(env, env.get("CALLFS_SECRETS_DIR")))
     try:
         return Settings.model_validate(data)

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
 import redis.asyncio as aioredis
 
 from callfs.coordination import build_coordination
 from callfs.coordination.inprocess import InProcessCacheBus, InProcessLocks, InProcessRateLimiter
-from callfs.coordination.redis import RedisCacheBus, RedisLocks, RedisRateLimiter, redis_client
+from callfs.coordination.redis import (
+    RedisCacheBus,
+    RedisLocks,
+    RedisRateLimiter,
+    check_connectivity,
+    redis_client,
+)
 from callfs.errors import BackendUnavailable, LockTimeout
 from callfs.settings import DLMSettings
 from tests.coordination.test_cache_bus import Heard
-from tests.support.servers import RedisServer
+from tests.support.servers import RedisServer, free_port
 
 
 def settings_for(addr: str, **extra: object) -> DLMSettings:
@@ -163,3 +170,30 @@ async def test_hold_logs_a_lost_lock_and_lets_the_body_finish(
 def test_redis_client_rejects_an_address_without_a_port_number() -> None:
     with pytest.raises(ValueError, match=r"dlm\.redis_addr"):
         redis_client(settings_for("redis-host:six"))
+
+
+# --- config validate --check-connectivity ----------------------------------------------
+
+
+async def test_check_connectivity_passes_when_redis_answers(redis_url: str) -> None:
+    await check_connectivity(settings_for(redis_url), timeout=5)
+
+
+async def test_check_connectivity_names_where_without_the_password() -> None:
+    port = free_port()
+    settings = settings_for(f"redis://:hunter2@127.0.0.1:{port}/0", redis_password="other-pw")
+    with pytest.raises(BackendUnavailable) as caught:
+        await check_connectivity(settings)
+    message = str(caught.value)
+    assert message.startswith(f"Redis at redis://127.0.0.1:{port}/0: ")
+    assert "hunter2" not in message and "other-pw" not in message
+
+
+async def test_check_connectivity_gives_up_on_a_server_that_never_answers() -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        with pytest.raises(BackendUnavailable) as caught:
+            await check_connectivity(settings_for(f"127.0.0.1:{port}"), timeout=0.5)
+    assert str(caught.value) == f"Redis at 127.0.0.1:{port}: no answer in 0.5s"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import asyncpg
 import pytest
@@ -10,7 +11,7 @@ from pydantic import SecretStr
 
 from callfs.errors import BackendUnavailable
 from callfs.metadata import migration, open_store
-from callfs.metadata.postgres import MIGRATION_LOCK, PostgresMetadataStore
+from callfs.metadata.postgres import MIGRATION_LOCK, PostgresMetadataStore, check_connectivity
 from callfs.settings import MetadataStoreSettings
 from tests.support.servers import free_port
 
@@ -79,3 +80,34 @@ async def test_open_waits_for_another_replica_migrating(postgres_dsn: str) -> No
 def test_open_store_builds_a_postgres_store_from_settings() -> None:
     settings = MetadataStoreSettings(type="postgres", dsn=SecretStr("postgresql://h/db"))
     assert isinstance(open_store(settings), PostgresMetadataStore)
+
+
+# --- config validate --check-connectivity ----------------------------------------------
+
+
+async def test_check_connectivity_passes_when_the_server_lets_us_in(postgres_dsn: str) -> None:
+    await check_connectivity(postgres_dsn, timeout=5)
+
+
+async def test_check_connectivity_names_where_without_the_password() -> None:
+    port = free_port()
+    with pytest.raises(BackendUnavailable) as caught:
+        await check_connectivity(f"postgresql://callfs:hunter2@127.0.0.1:{port}/callfs")
+    message = str(caught.value)
+    assert message.startswith(f"PostgreSQL at 127.0.0.1:{port}/callfs: ")
+    assert "hunter2" not in message
+
+
+async def test_check_connectivity_gives_up_on_a_server_that_never_answers() -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        with pytest.raises(BackendUnavailable) as caught:
+            await check_connectivity(f"postgresql://callfs@127.0.0.1:{port}/callfs", timeout=0.5)
+    assert str(caught.value) == f"PostgreSQL at 127.0.0.1:{port}/callfs: no answer in 0.5s"
+
+
+async def test_check_connectivity_of_a_dsn_that_is_no_url_says_so() -> None:
+    with pytest.raises(BackendUnavailable, match=r"^PostgreSQL at metadata_store\.dsn: "):
+        await check_connectivity("host=db user=callfs")

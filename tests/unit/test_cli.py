@@ -1,12 +1,15 @@
-"""The ``callfs`` command as a user runs it: ``dev``, ``config validate``, production refusals."""
+"""The ``callfs`` command as a user runs it: ``dev``, ``config validate``, production refusals,
+unknown settings, ``--version``."""
 
 from __future__ import annotations
 
 import json
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.metadata import version
 from pathlib import Path
 
 import httpx
@@ -75,15 +78,26 @@ def test_dev_honours_configured_api_keys(tmp_path: Path) -> None:
     assert not (tmp_path / "data" / "api-key").exists()
 
 
-def test_config_validate_prints_settings_with_secrets_masked() -> None:
-    env = environment(
+def strong_secrets(**variables: str) -> dict[str, str]:
+    """The environment of settings every production role accepts, plus ``variables``."""
+    return environment(
         CALLFS_AUTH_API_KEYS="visible-nowhere-0123456789",
+        CALLFS_AUTH_INTERNAL_PROXY_SECRET=STRONG,
+        CALLFS_AUTH_SINGLE_USE_LINK_SECRET=STRONG,
+        **variables,
+    )
+
+
+def test_config_validate_prints_settings_with_secrets_masked() -> None:
+    env = strong_secrets(
         CALLFS_DLM_REDIS_PASSWORD="redis-password-0123456789",
         CALLFS_SERVER_LISTEN_ADDR=":9443",
     )
     result = run("config", "validate", env=env)
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
     assert "visible-nowhere" not in result.stdout
+    assert STRONG not in result.stdout
     assert "redis-password" not in result.stdout
     settings = json.loads(result.stdout)
     assert settings["server"]["listen_addr"] == ":9443"
@@ -115,6 +129,131 @@ def test_production_roles_refuse_short_secrets() -> None:
     result = run("config", "validate", "--role", "gateway", env=env)
     assert result.returncode == 1
     assert "16" in result.stderr
+
+
+def test_config_validate_without_a_role_reports_what_every_role_would_refuse() -> None:
+    result = run("config", "validate", env=environment())
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["server"]["listen_addr"] == ":8443"
+    lines = result.stderr.splitlines()
+    assert [line.partition(":")[2].partition(" would")[0] for line in lines] == [
+        " gateway, storage-node, link-service",
+        " gateway, link-service",
+        " gateway, link-service",
+    ]
+    assert "CALLFS_AUTH_INTERNAL_PROXY_SECRET" in lines[0]
+    assert "CALLFS_AUTH_SINGLE_USE_LINK_SECRET" in lines[1]
+    assert "CALLFS_AUTH_API_KEYS" in lines[2]
+
+
+def test_config_validate_for_one_role_reports_only_its_refusals() -> None:
+    env = environment(CALLFS_AUTH_INTERNAL_PROXY_SECRET=STRONG)
+    assert run("config", "validate", "--role", "storage-node", env=env).returncode == 0
+    result = run("config", "validate", "--role", "link-service", env=env)
+    assert result.returncode == 1
+    assert result.stderr.startswith("callfs: link-service would refuse to start: ")
+
+
+def test_a_misspelled_variable_stops_a_role_with_one_line_naming_the_setting() -> None:
+    env = strong_secrets(CALLFS_SERVER_LISTEN_ADRR="127.0.0.1:0")
+    for arguments in (["gateway"], ["config", "validate"]):
+        result = run(*arguments, env=env)
+        assert result.returncode == 2, arguments
+        assert result.stdout == ""
+        assert result.stderr == (
+            "callfs: CALLFS_SERVER_LISTEN_ADRR names no setting "
+            "(did you mean CALLFS_SERVER_LISTEN_ADDR?)\n"
+        )
+
+
+def test_a_misspelled_config_file_key_stops_with_its_dotted_path(tmp_path: Path) -> None:
+    config = tmp_path / "callfs.yaml"
+    config.write_text("dlm:\n  redis_adr: redis:6379\n")
+    result = run("config", "validate", "--config", str(config), env=strong_secrets())
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"callfs: config file {config}: dlm.redis_adr names no setting "
+        "(did you mean dlm.redis_addr?)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ("--config", "{config}", "config", "validate"),
+        ("config", "validate", "--config", "{config}"),
+        ("config", "validate", "--config", "{config}", "--role", "gateway"),
+    ],
+    ids=["before the command", "after the command", "among the options"],
+)
+def test_config_validate_reads_the_config_file_wherever_it_is_given(
+    tmp_path: Path, arguments: tuple[str, ...]
+) -> None:
+    config = tmp_path / "callfs.yaml"
+    config.write_text("server:\n  listen_addr: ':7443'\n")
+    argv = [argument.format(config=config) for argument in arguments]
+    result = run(*argv, env=strong_secrets())
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["server"]["listen_addr"] == ":7443"
+
+
+def test_version_prints_the_package_version() -> None:
+    result = run("--version", env=environment())
+    assert result.returncode == 0
+    assert result.stdout == f"callfs {version('callfs')}\n"
+
+
+def test_check_connectivity_reports_postgres_and_redis_answering(
+    postgres_dsn: str, redis_url: str
+) -> None:
+    env = strong_secrets(CALLFS_METADATA_STORE_DSN=postgres_dsn, CALLFS_DLM_REDIS_ADDR=redis_url)
+    result = run("config", "validate", "--check-connectivity", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "callfs: PostgreSQL metadata store answers",
+        "callfs: Redis answers",
+    ]
+
+
+def test_check_connectivity_reports_each_dependency_that_does_not_answer(
+    postgres_dsn: str,
+) -> None:
+    closed = free_port()
+    env = strong_secrets(
+        CALLFS_METADATA_STORE_DSN=f"postgres://callfs:pg-password-0123@127.0.0.1:{closed}/callfs",
+        CALLFS_DLM_REDIS_ADDR=f"127.0.0.1:{closed}",
+        CALLFS_DLM_REDIS_PASSWORD="redis-password-0123",
+    )
+    started = time.monotonic()
+    result = run("config", "validate", "--check-connectivity", env=env)
+    assert time.monotonic() - started < 30
+    assert result.returncode == 1
+    postgres, redis = result.stderr.splitlines()
+    assert postgres.startswith(
+        f"callfs: PostgreSQL metadata store check failed: PostgreSQL at 127.0.0.1:{closed}/callfs: "
+    )
+    assert redis.startswith(f"callfs: Redis check failed: Redis at 127.0.0.1:{closed}: ")
+    assert "pg-password" not in result.stderr and "redis-password" not in result.stderr
+    # A database that does not exist is named too, while Redis stays unreachable.
+    missing = postgres_dsn.rsplit("/", 1)[0] + "/callfs_never_created"
+    result = run(
+        "config", "validate", "--check-connectivity",
+        env={**env, "CALLFS_METADATA_STORE_DSN": missing},
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert 'database "callfs_never_created" does not exist' in result.stderr
+
+
+def test_check_connectivity_skips_what_the_settings_do_not_use() -> None:
+    env = strong_secrets(CALLFS_METADATA_STORE_TYPE="sqlite", CALLFS_DLM_TYPE="local")
+    result = run("config", "validate", "--check-connectivity", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "callfs: the settings use no PostgreSQL, Redis or S3\n"
+    # A storage node uses none of them, whatever the settings say.
+    env = strong_secrets(CALLFS_METADATA_STORE_DSN=f"postgres://x@127.0.0.1:{free_port()}/x")
+    result = run("config", "validate", "--role", "storage-node", "--check-connectivity", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "callfs: a storage node uses no PostgreSQL, Redis or S3\n"
 
 
 def test_no_subcommand_prints_help_and_fails() -> None:

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from callfs.settings import SettingsError, load_settings, masked, production_problems
+from callfs.settings import (
+    SettingsError,
+    load_settings,
+    masked,
+    production_problems,
+    unknown_variables,
+)
 
 
 def test_defaults_match_the_original() -> None:
@@ -130,3 +137,139 @@ def test_replication_factor_and_quorum() -> None:
         load_settings(environ={"CALLFS_REPLICATION_WRITE_QUORUM": "2"})
     with pytest.raises(SettingsError, match="replication"):
         load_settings(environ={"CALLFS_REPLICATION_FACTOR": "0"})
+
+
+# --- names that are no setting ---------------------------------------------------------
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def refusal(environ: dict[str, str], config: Path | None = None) -> str:
+    """The one-line message ``load_settings`` refuses ``environ`` (and ``config``) with."""
+    with pytest.raises(SettingsError) as caught:
+        load_settings(str(config) if config else None, environ=environ)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_a_misspelled_variable_is_refused_naming_the_setting_it_meant() -> None:
+    message = refusal({"CALLFS_SERVER_LISTEN_ADRR": ":9000"})
+    assert message == (
+        "CALLFS_SERVER_LISTEN_ADRR names no setting (did you mean CALLFS_SERVER_LISTEN_ADDR?)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "meant"),
+    [
+        ("CALLFS_SERVER__LISTEN_ADRR", "CALLFS_SERVER__LISTEN_ADDR"),
+        ("CALLFS_REDIS_ADDR", "CALLFS_DLM_REDIS_ADDR"),
+        ("CALLFS_METADATA_STORE_DNS", "CALLFS_METADATA_STORE_DSN"),
+        ("CALLFS_STORAGENODE_LISTEN_ADDR", "CALLFS_STORAGE_NODE_LISTEN_ADDR"),
+    ],
+)
+def test_the_suggestion_is_the_closest_setting_in_the_same_form(name: str, meant: str) -> None:
+    assert refusal({name: "x"}).endswith(f"(did you mean {meant}?)")
+
+
+def test_an_unknown_variable_close_to_nothing_is_named_alone() -> None:
+    assert refusal({"CALLFS_NONSENSE": "1"}) == "CALLFS_NONSENSE names no setting"
+
+
+def test_every_unknown_variable_is_named_in_one_line() -> None:
+    message = refusal({"CALLFS_LOG_LEVL": "debug", "CALLFS_AUTH_APIKEYS": "k", "HOME": "/"})
+    assert message == (
+        "CALLFS_AUTH_APIKEYS names no setting (did you mean CALLFS_AUTH_API_KEYS?); "
+        "CALLFS_LOG_LEVL names no setting (did you mean CALLFS_LOG_LEVEL?)"
+    )
+
+
+def test_an_unknown_name_is_reported_before_a_bad_value() -> None:
+    message = refusal({"CALLFS_SERVER_PROTOCOL": "gopher", "CALLFS_SERVER_PROTOCL": "http"})
+    assert message.startswith("CALLFS_SERVER_PROTOCL names no setting")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "CALLFS_URL",
+        "CALLFS_API_KEY",
+        "CALLFS_PROFILE",
+        "CALLFS_URL2",
+        "CALLFS_API_KEYS",
+        "CALLFS_METRICS",
+        "CALLFS_CLUSTER_DIR",
+        "CALLFS_CLUSTER_NODES",
+        "CALLFS_BENCH_SIZE_MIB",
+        "CALLFS_TEST_POSTGRES_DSN",
+        "CALLFS_TEST_REDIS_URL",
+        # What Kubernetes adds for a Service named callfs-gateway with service links on.
+        "CALLFS_GATEWAY_SERVICE_HOST",
+        "CALLFS_GATEWAY_SERVICE_PORT",
+        "CALLFS_GATEWAY_SERVICE_PORT_HTTP",
+        "CALLFS_GATEWAY_PORT_8080_TCP",
+        "CALLFS_GATEWAY_PORT_8080_TCP_ADDR",
+    ],
+)
+def test_variables_read_by_others_are_no_error(name: str) -> None:
+    load_settings(environ={name: "10.0.0.1"})
+
+
+def test_a_service_link_port_is_no_error_but_a_port_setting_is() -> None:
+    load_settings(environ={"CALLFS_GATEWAY_PORT": "tcp://10.0.0.1:8080"})
+    assert refusal({"CALLFS_SERVER_PORT": "8080"}).startswith("CALLFS_SERVER_PORT names no setting")
+
+
+def test_the_image_and_the_manifests_set_only_settings() -> None:
+    names = set()
+    for file in ("Dockerfile", "k8s/callfs.yaml"):
+        names |= set(re.findall(r"\bCALLFS_[A-Z0-9_]+\b", (REPOSITORY / file).read_text()))
+    assert "CALLFS_LOG_FORMAT" in names
+    assert unknown_variables(dict.fromkeys(names, "")) == []
+
+
+def test_a_misspelled_file_key_is_refused_with_its_dotted_path(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("server:\n  listen_adrr: ':7000'\n")
+    assert refusal({}, config) == (
+        f"config file {config}: server.listen_adrr names no setting "
+        "(did you mean server.listen_addr?)"
+    )
+
+
+def test_every_unknown_file_key_is_named_however_deep(tmp_path: Path) -> None:
+    config = tmp_path / "c.json"
+    config.write_text(
+        json.dumps(
+            {
+                "sever": {"listen_addr": ":1"},
+                "server": {"redis_addr": "redis:6379"},
+                "auth": {"users": [{"name": "ann", "api_key": "k" * 20, "grups": ["x"]}]},
+                "instance_discovery": {
+                    "peer_endpoints": {"any-name": "10.0.0.1:50051"},
+                    "peer_domains": {"any-name": {"zoen": "a"}},
+                },
+            }
+        )
+    )
+    assert refusal({"CALLFS_NONSENSE": "1"}, config) == (
+        f"config file {config}: "
+        "sever names no setting (did you mean server?); "
+        "server.redis_addr names no setting (did you mean dlm.redis_addr?); "
+        "auth.users[0].grups names no setting (did you mean auth.users[0].groups?); "
+        "instance_discovery.peer_domains.any-name.zoen names no setting "
+        "(did you mean instance_discovery.peer_domains.any-name.zone?); "
+        "CALLFS_NONSENSE names no setting"
+    )
+
+
+def test_keys_of_maps_are_names_not_settings(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "instance_discovery:\n"
+        "  peer_endpoints: {node-a: '10.0.0.1:50051'}\n"
+        "  peer_domains: {node-a: {zone: z1, host: h1}}\n"
+    )
+    settings = load_settings(str(config), environ={})
+    assert settings.instance_discovery.peer_domains["node-a"].zone == "z1"

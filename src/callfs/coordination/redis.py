@@ -14,6 +14,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -92,6 +93,33 @@ def redis_client(settings: DLMSettings) -> aioredis.Redis:
     return aioredis.Redis(
         host=host.strip("[]") or "localhost", port=int(port), db=settings.redis_db, **options
     )
+
+
+async def check_connectivity(settings: DLMSettings, timeout: float = 5.0) -> None:
+    """Check that Redis at ``settings.redis_addr`` lets us in and answers PING
+    (``config validate``).
+
+    Raises:
+        BackendUnavailable: saying where and why, never with the password.
+    """
+    addr = settings.redis_addr.strip()
+    if "://" in addr:
+        url = urlsplit(addr)
+        addr = url._replace(netloc=url.netloc.rpartition("@")[2]).geturl()
+    try:
+        client = redis_client(settings)
+    except ValueError as exc:
+        raise BackendUnavailable(str(exc)) from None
+    try:
+        async with asyncio.timeout(timeout):
+            await client.ping()
+    except TimeoutError:
+        raise BackendUnavailable(f"Redis at {addr}: no answer in {timeout:g}s") from None
+    except (RedisError, OSError) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise BackendUnavailable(f"Redis at {addr}: {reason}") from None
+    finally:
+        await client.aclose()
 
 
 @contextlib.contextmanager

@@ -9,11 +9,13 @@ retried. Lost connections surface as :class:`~callfs.errors.BackendUnavailable`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import asyncpg
 
@@ -582,3 +584,37 @@ class PostgresMetadataStore(MetadataStore):
                 batch,
             )
         return _count(status)
+
+
+async def check_connectivity(dsn: str, timeout: float = 5.0) -> None:
+    """Check that the PostgreSQL at ``dsn`` lets us in and answers (``config validate``).
+
+    Raises:
+        BackendUnavailable: saying where and why, never with the DSN's password.
+    """
+    where = _where(dsn)
+    try:
+        async with asyncio.timeout(timeout):
+            conn = await asyncpg.connect(dsn, timeout=timeout)
+            try:
+                await conn.fetchval("SELECT 1")
+            finally:
+                await conn.close(timeout=timeout)
+    except TimeoutError:
+        raise BackendUnavailable(f"PostgreSQL at {where}: no answer in {timeout:g}s") from None
+    except (*_UNAVAILABLE, asyncpg.PostgresError, ValueError) as exc:
+        # asyncpg's and the server's messages name the user and the host, not the password.
+        reason = str(exc) or type(exc).__name__
+        raise BackendUnavailable(f"PostgreSQL at {where}: {reason}") from None
+
+
+def _where(dsn: str) -> str:
+    """``host:port/database`` of a ``postgres://`` DSN, without user or password."""
+    try:
+        url = urlsplit(dsn)
+        port = url.port or 5432
+    except ValueError:  # several hosts, or a port that is not a number
+        return "metadata_store.dsn"
+    if url.scheme not in ("postgres", "postgresql"):
+        return "metadata_store.dsn"
+    return f"{url.hostname or 'localhost'}:{port}{url.path or '/'}"
