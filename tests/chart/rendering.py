@@ -17,6 +17,7 @@ NAMESPACE = "callfs"
 SCENARIOS = ["default", *sorted(path.name for path in (CHART / "ci").glob("*.yaml"))]
 KUBERNETES_VERSIONS = ["1.30", "1.31", "1.32", "1.33", "1.34"]
 SERVICEMONITOR_API = "monitoring.coreos.com/v1/ServiceMonitor"
+PROMETHEUSRULE_API = "monitoring.coreos.com/v1/PrometheusRule"
 
 Manifest = dict[str, Any]
 

@@ -1,4 +1,4 @@
-"""The chart lints, renders and validates: Kubernetes 1.30-1.34 schemas, the ServiceMonitor CRD."""
+"""The chart lints, renders and validates: Kubernetes 1.30-1.34 schemas, the monitoring CRDs."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import yaml
 from tests.chart.rendering import (
     CHART,
     KUBERNETES_VERSIONS,
+    PROMETHEUSRULE_API,
     ROOT,
     SCENARIOS,
     SERVICEMONITOR_API,
@@ -46,12 +47,13 @@ def test_helm_lint_strict_passes(helm: Helm, scenario: str) -> None:
 def test_rendered_objects_are_valid_kubernetes_in_strict_mode(
     helm: Helm, scenario: str, version: str
 ) -> None:
-    manifests = helm.scenario(scenario, "--api-versions", SERVICEMONITOR_API, kube_version=version)
+    apis = ("--api-versions", SERVICEMONITOR_API, "--api-versions", PROMETHEUSRULE_API)
+    manifests = helm.scenario(scenario, *apis, kube_version=version)
     assert manifests
     for manifest in manifests:
         name = f"{manifest['kind']}/{manifest['metadata']['name']}"
         if manifest["apiVersion"].startswith("monitoring.coreos.com/"):
-            # Not a built-in kind: test_servicemonitor_matches_the_prometheus_operator_crd.
+            # Not a built-in kind: test_monitoring_objects_match_the_prometheus_operator_crds.
             with pytest.raises(kubernetes_validate.SchemaNotFoundError):
                 kubernetes_validate.validate(manifest, version, strict=True)
             continue
@@ -70,15 +72,16 @@ def test_strict_validation_rejects_an_unknown_field(helm: Helm) -> None:
         kubernetes_validate.validate(deployment, "1.34", strict=True)
 
 
-def _servicemonitor_validator() -> jsonschema.protocols.Validator:
-    """The prometheus-operator ServiceMonitor CRD schema, made strict like the API server.
+def _crd_validator(kind: str) -> jsonschema.protocols.Validator:
+    """A prometheus-operator CRD's schema (ServiceMonitor, PrometheusRule), made strict like
+    the API server.
 
     The CRD's openAPIV3Schema comes from .tools/ (see scripts/fetch-tools.sh). The API server
     rejects unknown fields under strict field validation, so every object that lists its
     properties gets ``additionalProperties: false``; ``metadata`` is checked against the
     strict ObjectMeta of kubernetes-validate.
     """
-    schema: dict[str, Any] = json.loads(tool("servicemonitor.schema.json").read_text())
+    schema: dict[str, Any] = json.loads(tool(f"{kind.lower()}.schema.json").read_text())
 
     def strict(node: Any) -> Any:
         if isinstance(node, dict):
@@ -106,26 +109,34 @@ def _servicemonitor_validator() -> jsonschema.protocols.Validator:
     return jsonschema.Draft202012Validator(schema, registry=registry)
 
 
-def _servicemonitor(helm: Helm) -> Manifest:
-    monitors = find(helm.scenario("bundled-values.yaml"), "ServiceMonitor")
-    assert len(monitors) == 1
-    return monitors[0]
+def _monitoring(helm: Helm, kind: str) -> Manifest:
+    found = find(helm.scenario("bundled-values.yaml"), kind)
+    assert len(found) == 1
+    return found[0]
 
 
-def test_servicemonitor_matches_the_prometheus_operator_crd(helm: Helm) -> None:
-    validator = _servicemonitor_validator()
-    monitor = _servicemonitor(helm)
-    errors = [f"{'.'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(monitor)]
+@pytest.mark.parametrize("kind", ["ServiceMonitor", "PrometheusRule"])
+def test_monitoring_objects_match_the_prometheus_operator_crds(helm: Helm, kind: str) -> None:
+    validator = _crd_validator(kind)
+    manifest = _monitoring(helm, kind)
+    errors = [f"{'.'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(manifest)]
     assert errors == []
 
 
 def test_servicemonitor_crd_schema_rejects_a_misspelt_endpoint_field(helm: Helm) -> None:
-    monitor = copy.deepcopy(_servicemonitor(helm))
+    monitor = copy.deepcopy(_monitoring(helm, "ServiceMonitor"))
     monitor["spec"]["endpoints"][0]["intervall"] = "30s"
     monitor["spec"]["endpoints"][0]["port"] = 9090
-    messages = [e.message for e in _servicemonitor_validator().iter_errors(monitor)]
+    messages = [e.message for e in _crd_validator("ServiceMonitor").iter_errors(monitor)]
     assert any("intervall" in message for message in messages)
     assert any("9090" in message for message in messages)
+
+
+def test_prometheusrule_crd_schema_rejects_a_misspelt_rule_field(helm: Helm) -> None:
+    rule = copy.deepcopy(_monitoring(helm, "PrometheusRule"))
+    rule["spec"]["groups"][0]["rules"][0]["annotation"] = {"summary": "typo"}
+    messages = [e.message for e in _crd_validator("PrometheusRule").iter_errors(rule)]
+    assert any("annotation" in message for message in messages)
 
 
 def test_a_typo_in_values_fails_the_render_naming_it(helm: Helm) -> None:
