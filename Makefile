@@ -31,7 +31,7 @@ install: $(STAMP) ## Create .venv and install CallFS (editable) with its dev too
 run: install ## Run every role in one process on embedded defaults (callfs dev)
 	$(BIN)/callfs dev
 
-system-deps: ## Install PostgreSQL, Redis and nginx from Debian when missing (needs root)
+system-deps: ## Install PostgreSQL, Redis, nginx and chromium from Debian when missing (needs root)
 	@bash scripts/system-deps.sh
 
 proto: install ## Regenerate the gRPC stubs from proto/ (committed)
@@ -52,6 +52,9 @@ format: install ## Reformat the code with ruff
 test: install system-deps tools ## Install what is needed, lint, then run the whole suite (unit, chart, e2e-local)
 	$(MAKE) --no-print-directory lint
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+ui-screenshots: install system-deps ## Retake the web file browser's screenshots in docs/images (a real callfs dev)
+	$(BIN)/python -m tests.ui.screenshots docs/images
 
 bench: install ## Measure throughput and memory against nginx and SeaweedFS
 	@bash scripts/system-deps.sh --bench
@@ -101,4 +104,4 @@ IMAGE ?= callfs:dev
 image: ## Build the container image (IMAGE=callfs:dev)
 	docker build --tag $(IMAGE) .
 
-.PHONY: help install constraints run system-deps proto lint format test bench tools chart-lint manifests e2e-kind cluster-up cluster-down cluster-status e2e-local image
+.PHONY: help install constraints run system-deps proto lint format test ui-screenshots bench tools chart-lint manifests e2e-kind cluster-up cluster-down cluster-status e2e-local image

@@ -484,6 +484,7 @@ def _banner(settings: Settings, port: int, data_dir: Path) -> None:
         "\nCallFS dev is running.\n"
         f"  URL:      {url}\n"
         f"  API key:  {key}\n"
+        f"  browser:  {url}/ui/ (sign in with the API key)\n"
         f"  data:     {data_dir}\n"
         f"  metrics:  http://{_local(settings.metrics.listen_addr)}/metrics\n\n"
         "Try it:\n"

@@ -165,7 +165,7 @@ async def test_patch_directory_with_trailing_slashes_still_works(cluster: Cluste
 
 @pytest.mark.parametrize(
     ("method", "target"),
-    [("GET", "/v2/nothing"), ("GET", "/v1/file/x"), ("POST", "/v1/nothing"), ("GET", "/")],
+    [("GET", "/v2/nothing"), ("GET", "/v1/file/x"), ("POST", "/v1/nothing"), ("GET", "/ui/no.js")],
 )
 async def test_unknown_route_is_404_not_found(cluster: Cluster, method: str, target: str) -> None:
     response = await cluster.client("alice").request(method, target)

@@ -14,11 +14,13 @@ from callfs.settings import Settings
 from callfs_gateway.api import router
 from callfs_gateway.fastpath import FilesFastPath
 from callfs_gateway.filesystem import FileSystem
+from callfs_gateway.ui import ui_router
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     """The gateway: ``/v1/files``, ``/v1/directories``, ``/health``, ``/ready``, ``/metrics``,
-    and the reconciler, the repairer and the scrubber in the background.
+    the web file browser at ``/ui/``, and the reconciler, the repairer and the scrubber in
+    the background.
 
     With ``runtime`` given, the caller owns it (``callfs dev`` shares one runtime
     between roles); otherwise the app opens its own at start-up and closes it.
@@ -30,7 +32,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         from callfs_link_service.api import router as links
 
         documented.append(links)
-    return system.build_app(
+    app = system.build_app(
         settings,
         runtime,
         component="gateway",
@@ -41,6 +43,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         front=FilesFastPath,
         documented=documented,
     )
+    app.include_router(ui_router())
+    return app
 
 
 @asynccontextmanager
