@@ -76,6 +76,10 @@ manifests: tools ## Render the chart into k8s/callfs.yaml (plain manifests for u
 	bash scripts/render-manifests.sh > k8s/callfs.yaml.tmp
 	mv k8s/callfs.yaml.tmp k8s/callfs.yaml
 
+chart-readme: install ## Regenerate charts/callfs/README.md from the `# --` comments of values.yaml
+	$(BIN)/python scripts/chart-readme.py > charts/callfs/README.md.tmp
+	mv charts/callfs/README.md.tmp charts/callfs/README.md
+
 e2e-kind: install tools ## Create a kind cluster, build and load the image, install the chart, run tests/e2e, delete it
 	bash scripts/e2e-kind.sh
 
@@ -104,4 +108,4 @@ IMAGE ?= callfs:dev
 image: ## Build the container image (IMAGE=callfs:dev)
 	docker build --tag $(IMAGE) .
 
-.PHONY: help install constraints run system-deps proto lint format test ui-screenshots bench tools chart-lint manifests e2e-kind cluster-up cluster-down cluster-status e2e-local image
+.PHONY: help install constraints run system-deps proto lint format test ui-screenshots bench tools chart-lint manifests chart-readme e2e-kind cluster-up cluster-down cluster-status e2e-local image

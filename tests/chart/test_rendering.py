@@ -3,12 +3,6 @@
 from __future__ import annotations
 
 import base64
-import http.server
-import json
-import subprocess
-import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -762,58 +756,3 @@ def test_every_role_serves_metrics_on_the_port_the_servicemonitor_scrapes(
     service = one(manifests, "Service", f"callfs-{role}")
     (metrics,) = [port for port in service["spec"]["ports"] if port["name"] == "metrics"]
     assert metrics["targetPort"] == "metrics"
-
-
-# --- helm test ---------------------------------------------------------------------------
-
-
-class _Health(http.server.BaseHTTPRequestHandler):
-    status = "ok"
-
-    def do_GET(self) -> None:
-        body = json.dumps({"status": self.status if self.path == "/health" else "?"}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def health_server() -> Iterator[http.server.ThreadingHTTPServer]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
-
-
-def _helm_test_pod(helm: Helm) -> Manifest:
-    (pod,) = find(helm.scenario("default"), "Pod")
-    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
-    return pod
-
-
-@pytest.mark.parametrize(("status", "exit_code"), [("ok", 0), ("starting", 1)])
-def test_helm_test_pod_checks_health_through_the_gateway_service(
-    helm: Helm, health_server: http.server.ThreadingHTTPServer, status: str, exit_code: int
-) -> None:
-    (container,) = _helm_test_pod(helm)["spec"]["containers"]
-    command, flag, script = container["command"]
-    assert (command, flag) == ("python", "-c")
-    assert "http://callfs-gateway:80/health" in script
-    port = health_server.server_address[1]
-    local = script.replace("http://callfs-gateway:80", f"http://127.0.0.1:{port}")
-    _Health.status = status
-    try:
-        result = subprocess.run(
-            [sys.executable, "-c", local], capture_output=True, text=True, timeout=30, check=False
-        )
-    finally:
-        _Health.status = "ok"
-    assert result.returncode == exit_code, result.stderr

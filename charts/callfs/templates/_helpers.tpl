@@ -52,10 +52,44 @@ app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
 {{- end }}
 
 {{/*
-The CallFS image reference.
+An image reference: (dict "ctx" $ "image" .Values.postgresql.image "defaultTag" "16"). global.imageRegistry
+goes before the repository; a digest pins the image as repository@sha256:... and the tag is ignored.
+*/}}
+{{- define "callfs.imageRef" -}}
+{{- $repository := .image.repository }}
+{{- with (.ctx.Values.global | default dict).imageRegistry }}
+{{- $repository = printf "%s/%s" (trimSuffix "/" .) $repository }}
+{{- end }}
+{{- if .image.digest }}
+{{- printf "%s@%s" $repository .image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repository (default .defaultTag .image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The CallFS image reference (tag default: the chart's appVersion).
 */}}
 {{- define "callfs.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- include "callfs.imageRef" (dict "ctx" . "image" .Values.image "defaultTag" .Chart.AppVersion) }}
+{{- end }}
+
+{{/*
+Pull secrets of every pod: global.imagePullSecrets (as `{name: x}` or plain names) then
+imagePullSecrets, each name once; empty when there are none.
+*/}}
+{{- define "callfs.imagePullSecrets" -}}
+{{- $names := list }}
+{{- range concat ((.Values.global | default dict).imagePullSecrets | default list) .Values.imagePullSecrets }}
+{{- if kindIs "string" . }}
+{{- $names = append $names . }}
+{{- else }}
+{{- $names = append $names .name }}
+{{- end }}
+{{- end }}
+{{- range $names | uniq }}
+- name: {{ . }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -181,9 +215,12 @@ affinity / topologySpreadConstraints are empty, replaced as a whole when they ar
 */}}
 {{- define "callfs.podCommon" -}}
 enableServiceLinks: false
-{{- with .ctx.Values.imagePullSecrets }}
+{{- with include "callfs.imagePullSecrets" .ctx | trim }}
 imagePullSecrets:
-  {{- toYaml . | nindent 2 }}
+  {{- . | nindent 2 }}
+{{- end }}
+{{- with .values.priorityClassName }}
+priorityClassName: {{ . }}
 {{- end }}
 securityContext:
   {{- toYaml .ctx.Values.podSecurityContext | nindent 2 }}
@@ -296,29 +333,27 @@ variable names the settings read.
 {{- end }}
 
 {{/*
-HTTP probes of the gateway and link-service.
+Probes of one role: (dict "probes" $values.probes "startup" <handler> "liveness" <handler>
+"readiness" <handler>), each handler a dict such as (dict "grpc" (dict "port" 50051)); the
+timings come from the role's `probes` values.
+*/}}
+{{- define "callfs.probes" -}}
+{{- $probes := dict }}
+{{- range $probe := list "startup" "liveness" "readiness" }}
+{{- $timing := get $.probes $probe | default dict }}
+{{- $_ := set $probes (printf "%sProbe" $probe) (merge (deepCopy $timing) (get $ $probe)) }}
+{{- end }}
+{{- toYaml $probes }}
+{{- end }}
+
+{{/*
+HTTP probes of the gateway and link-service: (dict "probes" $values.probes). /health keeps a
+pod alive; /ready (the metadata store answers) puts it behind its Service.
 */}}
 {{- define "callfs.httpProbes" -}}
-startupProbe:
-  httpGet:
-    path: /health
-    port: http
-  periodSeconds: 2
-  failureThreshold: 60
-livenessProbe:
-  httpGet:
-    path: /health
-    port: http
-  periodSeconds: 10
-  timeoutSeconds: 3
-  failureThreshold: 3
-readinessProbe:
-  httpGet:
-    path: /ready
-    port: http
-  periodSeconds: 5
-  timeoutSeconds: 3
-  failureThreshold: 3
+{{- $health := dict "httpGet" (dict "path" "/health" "port" "http") }}
+{{- $ready := dict "httpGet" (dict "path" "/ready" "port" "http") }}
+{{- include "callfs.probes" (dict "probes" .probes "startup" $health "liveness" $health "readiness" $ready) }}
 {{- end }}
 
 {{/*
@@ -333,6 +368,16 @@ Refuse contradictory values with a message naming them.
 {{- end }}
 {{- if and .Values.redis.enabled (or .Values.externalRedis.password .Values.externalRedis.existingSecret) }}
 {{- fail "redis.enabled (bundled) and externalRedis credentials are both set: choose one" }}
+{{- end }}
+{{- range $role := list "gateway" "storageNode" "linkService" }}
+{{- range (get $.Values $role).extraEnv }}
+{{- if and (hasKey . "value") (regexMatch "SECRET|PASSWORD|API_KEYS|DSN|ACCESS_KEY" (upper .name)) }}
+{{- fail (printf "%s.extraEnv: %s looks like a secret: take it from a Secret (valueFrom.secretKeyRef) instead of a value" $role .name) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if and .Values.httpRoute.enabled (not .Values.httpRoute.parentRefs) }}
+{{- fail "httpRoute.enabled: set httpRoute.parentRefs to the Gateway(s) the route attaches to" }}
 {{- end }}
 {{- if and .Values.s3.existingSecret (or .Values.s3.accessKey .Values.s3.secretKey) }}
 {{- fail "s3.existingSecret and s3.accessKey/secretKey are both set: choose one" }}
@@ -355,4 +400,83 @@ percentage depends on the replica count at eviction time and is left alone. */}}
 {{- fail (printf "storageNode.pdb.maxUnavailable (%d) must be below replication.factor (%d): a node drain could take down every replica of a file at once and make it unreadable; set it to at most %d" (int $budget) $factor (sub $factor 1)) }}
 {{- end }}
 {{- end }}
+{{- end }}
+
+{{/*
+NetworkPolicy of an HTTP role (gateway, link-service): (dict "ctx" $ "component" "gateway").
+Ingress: the API port from anywhere (ingress controller, Gateway, other apps), the metrics port
+from networkPolicy.metricsFrom. With networkPolicy.egress.enabled, egress too: DNS, the storage
+nodes' gRPC, the bundled PostgreSQL and Redis, and networkPolicy.egress.extraRules (external
+databases, S3, the Kubernetes API server), nothing else.
+*/}}
+{{- define "callfs.apiNetworkPolicy" -}}
+{{- $ctx := .ctx }}
+{{- $egress := $ctx.Values.networkPolicy.egress }}
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: {{ include "callfs.componentName" (dict "ctx" $ctx "component" .component) }}
+  namespace: {{ $ctx.Release.Namespace }}
+  labels:
+    {{- include "callfs.labels" (dict "ctx" $ctx "component" .component) | nindent 4 }}
+spec:
+  podSelector:
+    matchLabels:
+      {{- include "callfs.selectorLabels" (dict "ctx" $ctx "component" .component) | nindent 6 }}
+  policyTypes:
+    - Ingress
+    {{- if $egress.enabled }}
+    - Egress
+    {{- end }}
+  ingress:
+    - ports:
+        - port: http
+          protocol: TCP
+    - ports:
+        - port: metrics
+          protocol: TCP
+      {{- with $ctx.Values.networkPolicy.metricsFrom }}
+      from:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+  {{- if $egress.enabled }}
+  egress:
+    - ports:
+        - port: 53
+          protocol: UDP
+        - port: 53
+          protocol: TCP
+      {{- with $egress.dnsTo }}
+      to:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+    - to:
+        - podSelector:
+            matchLabels:
+              {{- include "callfs.selectorLabels" (dict "ctx" $ctx "component" "storage-node") | nindent 14 }}
+      ports:
+        - port: 50051
+          protocol: TCP
+    {{- if $ctx.Values.postgresql.enabled }}
+    - to:
+        - podSelector:
+            matchLabels:
+              {{- include "callfs.selectorLabels" (dict "ctx" $ctx "component" "postgresql") | nindent 14 }}
+      ports:
+        - port: 5432
+          protocol: TCP
+    {{- end }}
+    {{- if $ctx.Values.redis.enabled }}
+    - to:
+        - podSelector:
+            matchLabels:
+              {{- include "callfs.selectorLabels" (dict "ctx" $ctx "component" "redis") | nindent 14 }}
+      ports:
+        - port: 6379
+          protocol: TCP
+    {{- end }}
+    {{- with $egress.extraRules }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- end }}
 {{- end }}
