@@ -5,6 +5,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Two stamps in one .venv: what `make run` needs (the server extra), and everything
+# (the dev extra: the server, fsspec and every tool of lint, test and bench).
+SERVER_STAMP := $(VENV)/.installed-server
 STAMP := $(VENV)/.installed
 TOOLS := .tools
 HELM := $(TOOLS)/helm
@@ -24,11 +27,16 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(SERVER_STAMP)
+
+$(SERVER_STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[server]'
+	touch $(SERVER_STAMP)
 
 install: $(STAMP) ## Create .venv and install CallFS (editable) with its dev tools
 
-run: install ## Run every role in one process on embedded defaults (callfs dev)
+run: $(SERVER_STAMP) ## Run every role in one process on embedded defaults (callfs dev); installs the server alone
 	$(BIN)/callfs dev
 
 system-deps: ## Install PostgreSQL, Redis, nginx and chromium from Debian when missing (needs root)
@@ -83,7 +91,7 @@ chart-readme: install ## Regenerate charts/callfs/README.md from the `# --` comm
 e2e-kind: install tools ## Create a kind cluster, build and load the image, install the chart, run tests/e2e, delete it
 	bash scripts/e2e-kind.sh
 
-CLUSTER := $(BIN)/python -m tests.e2e.cluster
+CLUSTER := $(BIN)/python -m tools.cluster
 CLUSTER_DIR ?= .callfs-cluster
 
 cluster-up: install system-deps ## Start the local multi-process cluster; URLs and keys in .callfs-cluster/cluster.env

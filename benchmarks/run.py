@@ -60,7 +60,7 @@ from benchmarks.procwatch import ProcessWatch, rss_bytes
 from benchmarks.profiling import Profile, Recording
 from benchmarks.report import MIB, Row, Target, markdown, table
 from benchmarks.servers import CallFSDev, Endpoint, Nginx, Seaweed
-from tests.e2e import cluster
+from tools import cluster
 
 logger = logging.getLogger("benchmarks")
 
@@ -1102,7 +1102,7 @@ def _revision() -> str:
 
 def environment() -> dict[str, Any]:
     """The machine and the versions a result was measured with."""
-    from tests.support.s3 import weed_binary
+    from tools.s3_server import weed_binary
 
     cpu_model = next(
         (

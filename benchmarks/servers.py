@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.s3 import SeaweedS3Server, free_port, http_answers
+from tools.s3_server import SeaweedS3Server, free_port, http_answers
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0

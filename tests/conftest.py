@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from callfs.settings import BackendSettings
-from tests.support.s3 import MotoServer, S3Server, SeaweedS3Server
 from tests.support.servers import PostgresInstance, PostgresServer, RedisInstance, RedisServer
+from tools.s3_server import MotoServer, S3Server, SeaweedS3Server
 
 # --- PostgreSQL and Redis -------------------------------------------------------------
 

@@ -51,7 +51,6 @@ SERVER_MODULES = frozenset(
         "prometheus_client",
         "pydantic",
         "pydantic_core",
-        "pydantic_settings",
         "redis",
         "starlette",
         "uvicorn",

@@ -20,11 +20,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp
 
 from callfs import __version__, openapi
+from callfs.addresses import TrustedProxies
 from callfs.metrics import Metrics, exposition
 from callfs.permissions import User
 from callfs.runtime import Runtime, open_runtime
 from callfs.settings import Settings
-from callfs.web import EdgeMiddleware, install_error_handlers
+from callfs.web import USER_KEY, EdgeMiddleware, install_error_handlers
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -48,8 +49,10 @@ async def get_user(
     runtime: Annotated[Runtime, Depends(get_runtime)],
     _scheme: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> User:
-    """The caller, from ``Authorization: Bearer <api-key>``."""
-    return runtime.auth.authenticate(request.headers.get("authorization"))
+    """The caller, from ``Authorization: Bearer <api-key>`` (named in the access log)."""
+    user = runtime.auth.authenticate(request.headers.get("authorization"))
+    request.scope[USER_KEY] = user.name
+    return user
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
@@ -146,6 +149,8 @@ class EdgeApp(FastAPI):
     documented: Sequence[APIRouter] = ()
     """Routers the OpenAPI document describes when the app does not serve them: another
     role serves them at the same base URL."""
+    proxies: TrustedProxies | None = None
+    """The proxies whose ``X-Forwarded-For`` the access log believes (None: none)."""
 
     def openapi(self) -> dict[str, Any]:
         if self.openapi_schema is None:
@@ -157,7 +162,7 @@ class EdgeApp(FastAPI):
         inner = super().build_middleware_stack()
         if self.front is not None:
             inner = self.front(inner, self)
-        return EdgeMiddleware(inner, metrics=metrics)
+        return EdgeMiddleware(inner, metrics=metrics, proxies=self.proxies)
 
 
 def build_app(
@@ -205,6 +210,8 @@ def build_app(
     app.state.metrics = metrics
     app.front = front
     app.documented = documented
+    if settings.server.trusted_proxies:
+        app.proxies = TrustedProxies(settings.server.trusted_proxies)
     install_error_handlers(app, metrics, component)
     app.include_router(routes)
     app.include_router(router)

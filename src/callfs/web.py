@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 import uuid
 from typing import Any
@@ -19,6 +18,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from callfs import logs
+from callfs.addresses import TrustedProxies
 from callfs.errors import (
     BackendUnavailable,
     BadRequest,
@@ -42,7 +42,6 @@ SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
     (b"cross-origin-resource-policy", b"same-origin"),
 ]
 HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 
 _HTTP_CODES = {
     400: "BAD_REQUEST",
@@ -175,30 +174,41 @@ def install_error_handlers(app: FastAPI, metrics: Metrics, component: str) -> No
     app.add_exception_handler(Exception, unexpected)
 
 
+USER_KEY = "callfs.user"
+"""The scope key under which authentication leaves the caller's name for the access log."""
+PATH_KEY = "callfs.path"
+"""The scope key under which a route leaves the path it serves (as the metadata names it)."""
+
+
 class EdgeMiddleware:
     """Request id, security headers, request metrics and the access log, on every response.
 
     A response that sets its own ``Content-Security-Policy`` (``/docs``) keeps it, alone:
-    the API's strict one is added to every other.
+    the API's strict one is added to every other. The access log's client address is the
+    peer's, or what ``proxies`` (when trusted) say in ``X-Forwarded-For``; its body byte
+    counts are taken only while the access log is on.
     """
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: Metrics, proxies: TrustedProxies | None = None
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.proxies = proxies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = _header(scope, b"x-request-id")
-        rid = incoming if incoming and _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        rid = logs.acceptable_request_id(_header(scope, b"x-request-id")) or uuid.uuid4().hex
         token = logs.request_id.set(rid)
         started = time.perf_counter()
         status = 500
         extra = [(b"x-request-id", rid.encode()), *SECURITY_HEADERS]
         if scope.get("scheme") == "https":
             extra.append(HSTS)
-
+        counting = logs.access.enabled
+        bytes_in = bytes_out = 0
         recorded = False
 
         def record() -> None:
@@ -211,10 +221,29 @@ class EdgeMiddleware:
             method = scope["method"]
             self.metrics.http_requests.labels(method, route, str(status)).inc()
             self.metrics.http_duration.labels(method, route).observe(elapsed)
-            logs.access.write(method, route, status, elapsed, rid)
+            if counting:
+                logs.access.write(
+                    method,
+                    route,
+                    status,
+                    elapsed,
+                    rid,
+                    path=scope.get(PATH_KEY),
+                    user=scope.get(USER_KEY),
+                    client=self._client(scope),
+                    bytes_in=bytes_in,
+                    bytes_out=bytes_out,
+                )
+
+        async def counted_receive() -> Message:
+            nonlocal bytes_in
+            message = await receive()
+            if message["type"] == "http.request":
+                bytes_in += len(message.get("body", b""))
+            return message
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal status
+            nonlocal status, bytes_out
             if message["type"] == "http.response.start":
                 status = message["status"]
                 own = message.get("headers", [])
@@ -222,19 +251,33 @@ class EdgeMiddleware:
                     message["headers"] = [*own, *(item for item in extra if item[0] != CSP)]
                 else:
                     message["headers"] = [*own, *extra]
-            elif message["type"] == "http.response.body" and not message.get("more_body", False):
-                # Counted before the last byte leaves: a client that has its answer and
-                # then scrapes /metrics finds it there.
-                record()
+            elif message["type"] == "http.response.body":
+                if counting:
+                    bytes_out += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    # Counted before the last byte leaves: a client that has its answer
+                    # and then scrapes /metrics finds it there.
+                    record()
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_headers)
+            await self.app(scope, counted_receive if counting else receive, send_with_headers)
         finally:
             # No last body went through us: a response cut off (a 500 for an unhandled
             # exception is sent from inside, through send_with_headers).
             record()
             logs.request_id.reset(token)
+
+    def _client(self, scope: Scope) -> str | None:
+        """The client's address: the peer's, or the one trusted proxies forwarded for."""
+        peer = scope.get("client")
+        host: str | None = peer[0] if peer else None
+        if self.proxies is None or host is None:
+            return host
+        forwarded = [
+            value.decode("latin-1") for key, value in scope["headers"] if key == b"x-forwarded-for"
+        ]
+        return self.proxies.client(host, forwarded)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -77,7 +77,6 @@ def test_client_commands_load_nothing_of_the_server(callfs: Callfs, home: str) -
         "uvloop",
         "grpc",
         "pydantic",
-        "pydantic_settings",
         "redis",
         "asyncpg",
         "aioboto3",

@@ -13,7 +13,6 @@ SERVER_SIDE = [
     "uvicorn",
     "grpc",
     "pydantic",
-    "pydantic_settings",
     "redis",
     "asyncpg",
     "aioboto3",

@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e import cluster as local
 from tests.e2e.target import chunks
+from tools import cluster as local
 
 SETTLE_TIMEOUT = 20.0
 

@@ -76,11 +76,14 @@ async def test_hold_releases_every_key_when_the_body_fails(replicas: Replicas) -
     assert await second.acquire("path:/b", timeout=0.5)
 
 
-async def test_hold_counts_as_active_only_while_held(replicas: Replicas) -> None:
-    first, _ = replicas.locks()
+async def test_hold_keeps_every_key_only_while_held(replicas: Replicas) -> None:
+    first, second = replicas.locks()
     async with first.hold(["path:/a", "path:/b"], timeout=1):
-        assert await first.active() == 2
-    assert await first.active() == 0
+        for key in ("path:/a", "path:/b"):
+            with pytest.raises(LockTimeout):
+                await second.acquire(key, timeout=0.05)
+    for key in ("path:/a", "path:/b"):
+        await second.release(key, await second.acquire(key, timeout=0.5))
 
 
 async def test_overlapping_holds_in_opposite_orders_do_not_deadlock(replicas: Replicas) -> None:

@@ -160,7 +160,6 @@ async def test_hold_logs_a_lost_lock_and_lets_the_body_finish(
         async with locks.hold(["path:/a"], timeout=1):
             await admin.delete("callfs:lock:path:/a")
             await asyncio.sleep(0.3)
-            assert await locks.active() == 0
         assert "lost the lock on path:/a" in caplog.text
     finally:
         await locks.close()

@@ -18,8 +18,8 @@ from types import FrameType
 import httpx
 import pytest
 
-from tests.e2e import cluster as local
 from tests.e2e.target import Target
+from tools import cluster as local
 
 LOCAL_CLUSTER = "local_cluster"
 GROWS_CLUSTER = "grows_cluster"

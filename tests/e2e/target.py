@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e.cluster import Cluster, load
+from tools.cluster import Cluster, load
 
 WAIT_TIMEOUT = 60.0
 

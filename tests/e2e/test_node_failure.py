@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from callfs.placement import rank
-from tests.e2e.cluster import Cluster
 from tests.e2e.target import Target, eventually
+from tools.cluster import Cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.local_cluster]
 

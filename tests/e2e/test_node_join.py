@@ -11,10 +11,10 @@ import time
 import pytest
 
 from callfs.placement import rank
-from tests.e2e.cluster import Cluster
 from tests.e2e.target import WAIT_TIMEOUT, Target
 from tests.e2e.test_repair import nodes_holding
 from tests.e2e.test_rolling_restart import Load
+from tools.cluster import Cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.local_cluster, pytest.mark.grows_cluster]
 

@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from tests.e2e.cluster import Cluster
 from tests.e2e.target import Target, eventually
+from tools.cluster import Cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.local_cluster]
 

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from tests.e2e.cluster import Cluster
 from tests.e2e.target import WAIT_TIMEOUT, Target
+from tools.cluster import Cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.local_cluster]
 

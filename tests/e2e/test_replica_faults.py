@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.cluster import Cluster
 from tests.e2e.target import WAIT_TIMEOUT, Target, code
+from tools.cluster import Cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.local_cluster]
 

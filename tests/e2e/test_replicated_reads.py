@@ -9,8 +9,8 @@ import hashlib
 
 import pytest
 
-from tests.e2e.cluster import Cluster
 from tests.e2e.target import Target, chunks
+from tools.cluster import Cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.local_cluster]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from callfs_link_service.addresses import TrustedProxies
+from callfs.addresses import TrustedProxies
 
 
 def test_without_trusted_proxies_the_peer_is_the_client() -> None:

@@ -27,7 +27,7 @@ from tests.gateway.test_files import error_code
 from tests.support.harness import USERS, Cluster, make_settings, running_cluster
 from tests.support.polling import wait_until
 from tests.support.proxy import CuttingProxy
-from tests.support.s3 import MotoServer, S3Server, SeaweedS3Server
+from tools.s3_server import MotoServer, S3Server, SeaweedS3Server
 
 pytestmark = pytest.mark.s3
 

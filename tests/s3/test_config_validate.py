@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.s3 import SeaweedS3Server
+from tools.s3_server import SeaweedS3Server
 
 pytestmark = pytest.mark.s3
 

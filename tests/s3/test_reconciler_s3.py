@@ -16,7 +16,7 @@ from callfs.backends.base import Backend, ObjectRef
 from callfs.backends.s3 import S3Backend
 from callfs.settings import BackendSettings
 from tests.support.harness import Cluster, make_settings, running_cluster
-from tests.support.s3 import S3Server
+from tools.s3_server import S3Server
 
 pytestmark = pytest.mark.s3
 

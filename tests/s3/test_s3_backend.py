@@ -19,7 +19,7 @@ from callfs.errors import BackendUnavailable, NotFound, RangeNotSatisfiable
 from callfs.metrics import Metrics
 from callfs.settings import BackendSettings
 from tests.support.proxy import CuttingProxy
-from tests.support.s3 import MotoServer, S3Server, SeaweedS3Server
+from tools.s3_server import MotoServer, S3Server, SeaweedS3Server
 
 pytestmark = pytest.mark.s3
 
@@ -256,64 +256,6 @@ async def test_delete_removes_the_object_and_a_missing_one_is_fine(
         await backend.read(ref)
 
 
-async def test_copy_is_server_side_and_reports_size_checksum_and_etag(
-    backend: S3Backend,
-) -> None:
-    data = b"copy me " * 1000
-    source = await backend.new_object("/src")
-    written = await backend.write(source, chunks_of(data))
-    target = await backend.new_object("/dst")
-
-    copied = await backend.copy(source, target, sha256=written.sha256)
-
-    assert copied.size == len(data)
-    assert copied.sha256 == written.sha256
-    assert copied.etag == written.etag
-    assert await read_all(backend, target) == data
-    assert await read_all(backend, source) == data
-
-
-async def test_copy_without_a_checksum_reads_the_copy_back_to_compute_it(
-    backend: S3Backend,
-) -> None:
-    data = b"checksum me"
-    source = await backend.new_object("/src")
-    await backend.write(source, chunks_of(data))
-    target = await backend.new_object("/dst")
-
-    copied = await backend.copy(source, target)
-
-    assert copied.sha256 == hashlib.sha256(data).hexdigest()
-
-
-async def test_copy_beyond_the_single_copy_limit_copies_in_parts(
-    s3_settings: BackendSettings, s3_server: S3Server
-) -> None:
-    s3 = S3Backend(s3_settings, max_copy_size=10 * MiB)
-    await s3.start()
-    try:
-        source = await s3.new_object("/big")
-        written = await s3.write(source, blocks(12))
-        target = await s3.new_object("/big-copy")
-
-        copied = await s3.copy(source, target)
-
-        assert (copied.size, copied.sha256) == (written.size, written.sha256)
-        assert copied.etag.endswith("-2")
-        assert await read_all(s3, target, offset=8 * MiB - 3, length=6) == expected(8 * MiB - 3, 6)
-        assert s3_server.multipart_uploads(s3.bucket) == []
-    finally:
-        await s3.close()
-
-
-async def test_copy_of_a_missing_source_is_not_found(backend: S3Backend) -> None:
-    source = await backend.new_object("/nothing")
-    target = await backend.new_object("/dst")
-
-    with pytest.raises(NotFound):
-        await backend.copy(source, target, sha256="0" * 64)
-
-
 async def test_missing_key_is_not_found_and_the_log_names_it(
     backend: S3Backend, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -343,10 +285,6 @@ async def test_range_starting_beyond_the_end_is_not_satisfiable(backend: S3Backe
         await backend.read(ref, offset=10, length=5)
 
 
-async def test_ping_answers_for_an_existing_bucket(backend: S3Backend) -> None:
-    await backend.ping()
-
-
 async def test_missing_bucket_is_backend_unavailable_with_a_clear_log(
     s3_settings: BackendSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -355,16 +293,14 @@ async def test_missing_bucket_is_backend_unavailable_with_a_clear_log(
     await s3.start()
     try:
         with caplog.at_level(logging.ERROR, logger=LOGGER):
-            with pytest.raises(BackendUnavailable) as pinged:
-                await s3.ping()
-            with pytest.raises(BackendUnavailable):
+            with pytest.raises(BackendUnavailable) as reading:
                 await s3.read(await s3.new_object("/x"))
             with pytest.raises(BackendUnavailable):
                 await s3.write(await s3.new_object("/x"), chunks_of(b"x"))
     finally:
         await s3.close()
 
-    assert pinged.value.message == "S3 is unavailable"
+    assert reading.value.message == "S3 is unavailable"
     assert f"bucket {bucket!r} does not exist" in caplog.text
 
 
@@ -383,11 +319,11 @@ async def test_wrong_secret_is_backend_unavailable_and_logs_denial_without_secre
     s3 = S3Backend(settings)
     await s3.start()
     try:
-        with caplog.at_level(logging.ERROR, logger=LOGGER):
-            with pytest.raises(BackendUnavailable):
-                await s3.ping()
-            with pytest.raises(BackendUnavailable):
-                await s3.write(await s3.new_object("/x"), chunks_of(b"x"))
+        with (
+            caplog.at_level(logging.ERROR, logger=LOGGER),
+            pytest.raises(BackendUnavailable),
+        ):
+            await s3.write(await s3.new_object("/x"), chunks_of(b"x"))
     finally:
         await s3.close()
 
@@ -424,8 +360,6 @@ async def test_stopped_server_makes_operations_backend_unavailable(
                     await s3.read(ref)
                 with pytest.raises(BackendUnavailable):
                     await s3.write(await s3.new_object("/after"), chunks_of(b"x"))
-                with pytest.raises(BackendUnavailable):
-                    await s3.ping()
         finally:
             await s3.close()
     finally:
@@ -440,20 +374,18 @@ async def test_instrumented_s3_counts_each_operation_once_whatever_it_asks_s3(
 ) -> None:
     settings = s3_settings.model_copy(update={"s3_part_size": 5 * MiB})
     metrics = Metrics()
-    inner = S3Backend(settings, max_copy_size=MiB, list_page_size=1)
+    inner = S3Backend(settings, list_page_size=1)
     s3 = InstrumentedBackend(inner, metrics)
     await s3.start()
     try:
         ref = await s3.new_object("/observed")
-        # A multipart upload (two parts), a copy in parts read back to hash it, and a
-        # listing of two pages are still one operation each.
+        # A multipart upload (two parts) and a listing of two pages are still one
+        # operation each.
         await s3.write(ref, blocks(6))
-        target = await s3.new_object("/copied")
-        await s3.copy(ref, target)
+        await s3.write(await s3.new_object("/small"), chunks_of(b"x"))
         assert len([stored async for stored in s3.list_objects()]) == 2
         await read_all(s3, ref)
         await s3.delete(ref)
-        await s3.ping()
         with pytest.raises(NotFound):
             await s3.read(ref)
     finally:
@@ -463,13 +395,11 @@ async def test_instrumented_s3_counts_each_operation_once_whatever_it_asks_s3(
         labels = {"backend_type": "s3", "operation": operation}
         return metrics.registry.get_sample_value("callfs_backend_ops_total", labels)
 
-    assert {op: count(op) for op in ("write", "copy", "list", "read", "delete", "ping")} == {
-        "write": 1.0,
-        "copy": 1.0,
+    assert {op: count(op) for op in ("write", "list", "read", "delete")} == {
+        "write": 2.0,
         "list": 1.0,
         "read": 2.0,
         "delete": 1.0,
-        "ping": 1.0,
     }
     # S3 is not a storage node: no proxy operations.
     assert (

@@ -131,15 +131,6 @@ async def test_delete_removes_the_object_and_a_missing_one_is_fine(cluster: Clus
     await cluster.backend.delete(ref)
 
 
-async def test_copy_streams_an_object_to_another_node(cluster: Cluster) -> None:
-    source = await cluster.backend.new_object(path_ranked_first_on("node-0"))
-    target = await cluster.backend.new_object(path_ranked_first_on("node-2"))
-    await cluster.backend.write(source, chunks_of(b"copied bytes"))
-    written = await cluster.backend.copy(source, target)
-    assert written.sha256 == hashlib.sha256(b"copied bytes").hexdigest()
-    assert await read_all(cluster.backend, target) == b"copied bytes"
-
-
 async def test_an_upload_that_breaks_off_raises_its_error_once_the_node_dropped_it(
     cluster: Cluster,
 ) -> None:
@@ -195,7 +186,6 @@ async def test_a_stopped_node_fails_its_reads_and_takes_no_new_files_until_it_re
     assert await read_all(cluster.backend, refs["node-2"]) == b"node-2"
     moved = await cluster.backend.new_object(path_ranked_first_on("node-1"))
     assert moved.instance_id == rank(path_ranked_first_on("node-1"), ["node-0", "node-2"])[0]
-    await cluster.backend.ping()
 
     await cluster.restart("node-1")
     await wait_until(lambda: cluster.backend.node_status()["node-1"], what="node-1 is up again")
@@ -266,13 +256,11 @@ async def test_a_new_file_is_replayed_when_its_node_dies_within_the_first_chunk(
     assert written.size == len(b"first piece, second piece")
 
 
-async def test_with_every_node_down_placement_and_ping_are_unavailable(cluster: Cluster) -> None:
+async def test_with_every_node_down_placement_is_unavailable(cluster: Cluster) -> None:
     for name in NAMES:
         await cluster.stop(name)
     with pytest.raises(BackendUnavailable, match="no storage node is available"):
         await cluster.backend.new_object("/anywhere")
-    with pytest.raises(BackendUnavailable):
-        await cluster.backend.ping()
     assert cluster.backend.node_status() == dict.fromkeys(NAMES, False)
 
 
@@ -288,8 +276,6 @@ async def test_nodes_short_of_free_space_take_no_new_files(cluster: Cluster) -> 
 async def test_a_wrong_secret_is_unavailable_not_a_crash(cluster: Cluster) -> None:
     wrong = StorageNodeBackend(cluster.discovery, "not-the-secret-at-all")
     try:
-        with pytest.raises(BackendUnavailable):
-            await wrong.ping()
         with pytest.raises(BackendUnavailable):
             await wrong.read(ObjectRef("localfs", "ab/cd/x", ("node-0",)))
     finally:

@@ -245,7 +245,7 @@ async def test_an_object_without_sidecar_is_read_unchecked(volume: Volume) -> No
     assert len(await read_all(volume)) == len(data)
 
 
-# --- delete, rename, list, sweep ------------------------------------------------------
+# --- delete, list, sweep --------------------------------------------------------------
 
 
 async def test_delete_removes_the_object_and_its_sidecar(volume: Volume) -> None:
@@ -260,16 +260,6 @@ async def test_delete_of_a_missing_object_removes_a_sidecar_left_alone(volume: V
     (Path(volume.root) / KEY).unlink()
     assert not await volume.delete(KEY, missing_ok=True)
     assert not sidecar(volume.root).exists()
-
-
-async def test_rename_moves_the_sidecar_and_drops_the_one_it_replaces(volume: Volume) -> None:
-    moved = pattern(2 * MiB + 3)
-    await store(volume, moved, "ab/cd/source")
-    await store(volume, b"replaced", "ab/cd/target")
-    await volume.rename("ab/cd/source", "ab/cd/target", overwrite=True)
-    assert not sidecar(volume.root, "ab/cd/source").exists()
-    assert parse_sidecar(sidecar(volume.root, "ab/cd/target"))[1] == len(moved)
-    assert await read_all(volume, "ab/cd/target") == moved
 
 
 async def test_listing_never_shows_sidecars(volume: Volume) -> None:

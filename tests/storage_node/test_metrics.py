@@ -120,7 +120,7 @@ async def test_rpcs_bytes_fsyncs_and_the_volume_show_on_the_metrics_listener(
         await read(scraped.stub, "ab/missing")
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
     with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await scraped.stub.Stat(storage_pb2.StatRequest(path="ab/small"))
+        await scraped.stub.Usage(storage_pb2.UsageRequest())
     assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
     response = await scrape(scraped.metrics_url)
@@ -131,7 +131,7 @@ async def test_rpcs_bytes_fsyncs_and_the_volume_show_on_the_metrics_listener(
     assert value(found, rpcs, service=SERVICE, method="Write", code="OK") == 2
     assert value(found, rpcs, service=SERVICE, method="Read", code="OK") == 1
     assert value(found, rpcs, service=SERVICE, method="Read", code="NOT_FOUND") == 1
-    assert value(found, rpcs, service=SERVICE, method="Stat", code="UNAUTHENTICATED") == 1
+    assert value(found, rpcs, service=SERVICE, method="Usage", code="UNAUTHENTICATED") == 1
     durations = "callfs_storage_node_rpc_duration_seconds_count"
     assert value(found, durations, service=SERVICE, method="Write") == 2
     assert value(found, durations, service=SERVICE, method="Read") == 2

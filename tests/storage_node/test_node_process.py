@@ -141,7 +141,9 @@ async def test_the_node_process_serves_its_metrics_on_the_metrics_address(
     body = b"metered" * 1000
     async with grpc.aio.insecure_channel(await node.address()) as channel:
         stub = storage_pb2_grpc.StorageNodeStub(channel)
-        await stub.Stat(storage_pb2.StatRequest(path="x"), metadata=METADATA, wait_for_ready=True)
+        await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), timeout=SERVE_TIMEOUT, wait_for_ready=True
+        )
         await write(stub, "ab/object", body)
         assert await read(stub, "ab/object") == body
     async with httpx.AsyncClient(base_url=metrics, timeout=30) as client:

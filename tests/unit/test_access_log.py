@@ -13,9 +13,10 @@ import pytest
 from starlette.types import Receive, Scope, Send
 
 from callfs import logs
+from callfs.addresses import TrustedProxies
 from callfs.logs import AccessLog
 from callfs.metrics import Metrics
-from callfs.web import EdgeMiddleware
+from callfs.web import PATH_KEY, EdgeMiddleware
 
 
 class Stream(io.StringIO):
@@ -69,12 +70,47 @@ def test_without_a_loop_a_line_is_written_at_once_in_console_format() -> None:
     stream = Stream()
     log = AccessLog()
     log.configure(stream, "console")
-    log.write("DELETE", "unmatched", 404, 0.002, "r1")
+    log.write("DELETE", "unmatched", 404, 0.002, "r1", client="127.0.0.1", bytes_out=60)
     assert re.fullmatch(
         r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO    \[r1\] callfs\.access: "
-        r"DELETE unmatched 404 2\.0ms",
+        r"DELETE unmatched 404 2\.0ms path=- user=- client=127\.0\.0\.1 in=0 out=60",
         stream.getvalue().rstrip("\n"),
     )
+
+
+def test_a_json_line_carries_every_field_and_the_formatters_time() -> None:
+    stream = Stream()
+    log = AccessLog()
+    log.configure(stream, "json")
+    log.write(
+        "PUT",
+        "/v1/files/{path:path}",
+        201,
+        0.0031234,
+        "abc",
+        path="/docs/résumé.txt",
+        user="alice",
+        client="203.0.113.9",
+        bytes_in=3000,
+        bytes_out=212,
+    )
+    line = json.loads(stream.getvalue())
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", line.pop("time"))
+    assert line == {
+        "level": "info",
+        "logger": "callfs.access",
+        "request_id": "abc",
+        "message": "PUT /v1/files/{path:path} 201 3.1ms",
+        "method": "PUT",
+        "route": "/v1/files/{path:path}",
+        "path": "/docs/résumé.txt",
+        "status": 201,
+        "duration_ms": 3.123,
+        "bytes_in": 3000,
+        "bytes_out": 212,
+        "user": "alice",
+        "client": "203.0.113.9",
+    }
 
 
 async def test_off_writes_nothing() -> None:
@@ -107,3 +143,36 @@ async def test_every_answer_through_the_edge_is_logged_with_its_request_id(strea
     assert [(line["request_id"], line["status"], line["route"]) for line in logged] == [
         (f"req-{number}", 418, "unmatched") for number in range(3)
     ]
+
+
+async def test_the_edge_counts_body_bytes_and_believes_only_trusted_proxies(
+    stream: Stream,
+) -> None:
+    async def echo(scope: Scope, receive: Receive, send: Send) -> None:
+        scope[PATH_KEY] = "/echo"
+        received = b""
+        more = True
+        while more:
+            message = await receive()
+            received += message.get("body", b"")
+            more = message.get("more_body", False)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": received, "more_body": True})
+        await send({"type": "http.response.body", "body": b"!"})
+
+    edge = EdgeMiddleware(echo, metrics=Metrics(), proxies=TrustedProxies(["127.0.0.0/8"]))
+    clients = [("127.0.0.1", 123), ("192.0.2.1", 123)]
+    for client in clients:
+        transport = httpx.ASGITransport(app=edge, client=client)
+        async with httpx.AsyncClient(transport=transport, base_url="http://callfs") as http:
+            answer = await http.post(
+                "/echo", content=b"x" * 70_000, headers={"x-forwarded-for": "198.51.100.4"}
+            )
+            assert len(answer.content) == 70_001
+    await asyncio.sleep(0)
+    logged = [json.loads(line) for line in stream.lines()]
+    assert [(line["client"], line["path"], line["user"]) for line in logged] == [
+        ("198.51.100.4", "/echo", None),
+        ("192.0.2.1", "/echo", None),
+    ]
+    assert {(line["bytes_in"], line["bytes_out"]) for line in logged} == {(70_000, 70_001)}

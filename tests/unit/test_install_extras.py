@@ -46,7 +46,6 @@ SERVER = {
     "asyncpg",
     "redis",
     "pydantic",
-    "pydantic-settings",
     "prometheus-client",
     "aioboto3",
     "kubernetes",

@@ -24,7 +24,7 @@ from callfs.entry import Entry, format_mode, format_time, parse_mode
 from callfs.errors import BadRequest, CallFSError, IsADirectory, NotADirectory, PayloadTooLarge
 from callfs.paths import RequestPath
 from callfs.permissions import User
-from callfs.web import json_object
+from callfs.web import PATH_KEY, json_object
 from callfs_gateway import admin, spec
 from callfs_gateway.deps import CurrentUser, FileSystemDep
 from callfs_gateway.filesystem import FileSystem, Listing, etag_matches
@@ -75,7 +75,8 @@ router = APIRouter(route_class=EntryRoute)
 
 
 def request_path(request: Request, prefix: bytes) -> RequestPath:
-    """The validated path named by the URL after ``prefix`` (percent-decoded once).
+    """The validated path named by the URL after ``prefix`` (percent-decoded once), also
+    left for the access log.
 
     The router matched the decoded URL; the path is read from the raw one, where
     ``%2F`` still differs from ``/``. The two agree only when the raw URL spells
@@ -90,7 +91,9 @@ def request_path(request: Request, prefix: bytes) -> RequestPath:
     rest = raw[len(prefix) :]
     if not raw.startswith(prefix) or rest[:1] not in (b"", b"/"):
         raise HTTPException(status_code=404)
-    return paths.from_url(rest)
+    target = paths.from_url(rest)
+    request.scope[PATH_KEY] = target.path
+    return target
 
 
 def entry_headers(entry: Entry) -> dict[str, str]:

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from callfs.errors import CallFSError
 from callfs.runtime import Runtime
 from callfs.web import (
+    USER_KEY,
     disconnected_response,
     domain_error_response,
     http_error_response,
@@ -87,6 +88,7 @@ class FilesFastPath:
         method = request.method
         try:
             user = runtime.auth.authenticate(headers.get("authorization"))
+            request.scope[USER_KEY] = user.name
             target = request_path(request, FILES_PREFIX)
             if method == "PUT":
                 return await answer_replace(

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from callfs import paths
 from callfs.errors import BadRequest, IsADirectory
 from callfs.openapi import UNAUTHENTICATED, UNAVAILABLE, answer, errors, header, json_content
-from callfs.web import json_object
+from callfs.web import PATH_KEY, json_object
 from callfs_link_service.deps import CurrentUser, LimitsDep, LinksDep
 from callfs_link_service.links import expiry_from_json
 
@@ -67,6 +67,7 @@ async def generate_link(
         raise IsADirectory("/ is a directory; links name files")
     if target.trailing_slash:
         raise BadRequest("links name files; a trailing '/' names a directory")
+    request.scope[PATH_KEY] = target.path
     issued = await links.generate(user, target.path, expiry_from_json(body))
     return JSONResponse(issued.to_json(), status_code=201)
 
@@ -109,6 +110,7 @@ async def download(
     await limits.download(peer, request.headers.getlist("x-forwarded-for"))
     opened = await links.consume(token)
     entry = opened.entry
+    request.scope[PATH_KEY] = entry.path
     headers = {
         "Content-Length": str(entry.size),
         "Content-Disposition": content_disposition(entry.name),

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from callfs.addresses import TrustedProxies
 from callfs.errors import RateLimitExceeded
 from callfs.permissions import User
 from callfs.runtime import Runtime
-from callfs_link_service.addresses import TrustedProxies
 
 GENERATE_ENDPOINT = "/v1/links/generate"
 DOWNLOAD_ENDPOINT = "/download/{token}"

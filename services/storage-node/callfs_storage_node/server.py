@@ -8,11 +8,14 @@ import contextlib
 import logging
 import signal
 import socket
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from callfs import logs
 from callfs.settings import Settings, split_address
 from callfs.storage.v1 import storage_pb2, storage_pb2_grpc
 from callfs_storage_node import sweeper
@@ -68,7 +71,9 @@ def _assemble(
         observe_fsync=None if metrics is None else metrics.observe_fsync,
     )
     interceptors: list[grpc.aio.ServerInterceptor] = [
-        InternalSecretInterceptor(settings.auth.internal_proxy_secret.get_secret_value())
+        # Before the secret check: its refusals are logged with the request id too.
+        RequestIdInterceptor(),
+        InternalSecretInterceptor(settings.auth.internal_proxy_secret.get_secret_value()),
     ]
     if metrics is not None:
         metrics.watch(volume)
@@ -105,6 +110,30 @@ def _assemble(
         bound,
     )
     return server, bound, checks, volume
+
+
+class RequestIdInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Serve each call under the gateway's request id (metadata ``x-request-id``), so
+    every line the node logs meanwhile carries it; log the call at debug level.
+
+    Each call runs in its own task, entered after the interceptors: the id set here
+    holds for that call alone (and for the volume's threads it starts).
+    """
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[Any], Awaitable[Any]],
+        handler_call_details: Any,
+    ) -> Any:
+        for key, value in handler_call_details.invocation_metadata or ():
+            if key == logs.REQUEST_ID_HEADER:
+                rid = logs.acceptable_request_id(value if isinstance(value, str) else None)
+                if rid is not None:
+                    logs.request_id.set(rid)
+                break
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("call %s", handler_call_details.method)
+        return await continuation(handler_call_details)
 
 
 _sweeps: set[asyncio.Task[None]] = set()

@@ -12,7 +12,6 @@ from callfs_storage_node.errors import translated
 from callfs_storage_node.metrics import NodeMetrics
 from callfs_storage_node.volume import (
     DEFAULT_CHUNK_SIZE,
-    DEFAULT_DIR_MODE,
     DEFAULT_FILE_MODE,
     DEFAULT_LIST_BATCH,
     ListedFile,
@@ -81,19 +80,6 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServicer):
                     self._read.inc(len(chunk))
 
     @translated
-    async def Stat(
-        self, request: storage_pb2.StatRequest, context: Any
-    ) -> storage_pb2.StatResponse:
-        found = await self.volume.stat(request.path)
-        return storage_pb2.StatResponse(
-            exists=found.exists,
-            is_dir=found.is_dir,
-            size=found.size,
-            mode=found.mode,
-            mtime_ns=found.mtime_ns,
-        )
-
-    @translated
     async def Delete(
         self, request: storage_pb2.DeleteRequest, context: Any
     ) -> storage_pb2.DeleteResponse:
@@ -101,27 +87,6 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServicer):
             request.path, recursive=request.recursive, missing_ok=request.missing_ok
         )
         return storage_pb2.DeleteResponse(existed=existed)
-
-    @translated
-    async def Mkdir(
-        self, request: storage_pb2.MkdirRequest, context: Any
-    ) -> storage_pb2.MkdirResponse:
-        await self.volume.mkdir(
-            request.path, parents=request.parents, mode=request.mode or DEFAULT_DIR_MODE
-        )
-        return storage_pb2.MkdirResponse()
-
-    @translated
-    async def Rename(
-        self, request: storage_pb2.RenameRequest, context: Any
-    ) -> storage_pb2.RenameResponse:
-        await self.volume.rename(
-            request.source,
-            request.destination,
-            overwrite=request.overwrite,
-            create_parents=request.create_parents,
-        )
-        return storage_pb2.RenameResponse()
 
     @translated
     async def Usage(

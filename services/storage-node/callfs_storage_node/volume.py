@@ -69,17 +69,6 @@ class Stored:
 
 
 @dataclass(frozen=True)
-class FileStat:
-    """One path's kind, size, mode bits and modification time."""
-
-    exists: bool
-    is_dir: bool = False
-    size: int = 0
-    mode: int = 0
-    mtime_ns: int = 0
-
-
-@dataclass(frozen=True)
 class ListedFile:
     """One stored file: its ``/``-separated path under the root, size and mtime."""
 
@@ -270,19 +259,6 @@ def _unlink_if_present(path: str) -> bool:
     except (FileNotFoundError, NotADirectoryError):
         return False
     return True
-
-
-def _replace(src: str, dst: str, sync: _Sync) -> None:
-    """Rename ``src`` over ``dst`` and sync both directories."""
-    try:
-        os.replace(src, dst)
-    except OSError as exc:
-        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
-            raise DirectoryNotEmpty() from None
-        raise
-    sync.directory(os.path.dirname(src))
-    if os.path.dirname(src) != os.path.dirname(dst):
-        sync.directory(os.path.dirname(dst))
 
 
 def _read_batch(fd: int, position: int, end: int, chunk_size: int) -> list[bytes]:
@@ -532,7 +508,7 @@ class Volume:
                 stack.enter_context(self._path_locks[index])
             yield
 
-    def resolve(self, path: str, *, allow_root: bool = False) -> str:
+    def resolve(self, path: str) -> str:
         """The real path of ``path`` under the root, symlinks followed (blocking).
 
         Raises:
@@ -550,13 +526,12 @@ class Volume:
             raise InvalidPath("path names a temporary file")
         if any(checksums.is_sidecar(part) for part in parts):
             raise InvalidPath("path names a checksum file")
-        if not parts and not allow_root:
+        if not parts:
             raise InvalidPath("path names the volume root")
         real = os.path.realpath(os.path.join(self.root, *parts))
         if real == self.root:
-            if parts and not allow_root:
-                raise InvalidPath("path resolves to the volume root")
-        elif not real.startswith(self.root + os.sep):
+            raise InvalidPath("path resolves to the volume root")
+        if not real.startswith(self.root + os.sep):
             raise InvalidPath("path leaves the volume")
         return real
 
@@ -938,25 +913,7 @@ class Volume:
                 _forget(pending)
                 await asyncio.to_thread(handle.close)
 
-    # --- metadata operations -------------------------------------------------------
-
-    async def stat(self, path: str) -> FileStat:
-        """Kind, size, mode and mtime of ``path`` (``exists`` false when absent)."""
-        return await asyncio.to_thread(self._stat, path)
-
-    def _stat(self, path: str) -> FileStat:
-        target = self.resolve(path, allow_root=True)
-        try:
-            info = os.stat(target)
-        except (FileNotFoundError, NotADirectoryError):
-            return FileStat(exists=False)
-        return FileStat(
-            exists=True,
-            is_dir=stat.S_ISDIR(info.st_mode),
-            size=info.st_size,
-            mode=stat.S_IMODE(info.st_mode),
-            mtime_ns=info.st_mtime_ns,
-        )
+    # --- delete ------------------------------------------------------------------
 
     async def delete(self, path: str, *, recursive: bool = False, missing_ok: bool = False) -> bool:
         """Remove a file (and its sidecar) or directory; whether something was there.
@@ -993,99 +950,6 @@ class Volume:
                     raise
         self._sync.directory(os.path.dirname(target))
         return True
-
-    async def mkdir(
-        self, path: str, *, parents: bool = False, mode: int = DEFAULT_DIR_MODE
-    ) -> None:
-        """Create a directory (with ``parents``, also missing ancestors; an existing one is fine).
-
-        Raises:
-            AlreadyExists, NotFound (parent missing), NotADirectory.
-        """
-        await asyncio.to_thread(self._mkdir, path, parents, mode)
-
-    def _mkdir(self, path: str, parents: bool, mode: int) -> None:
-        target = self.resolve(path)
-        if parents:
-            if os.path.isdir(target):
-                return
-            if os.path.lexists(target):
-                raise AlreadyExists("a file is at the path")
-            self._make_parents(os.path.dirname(target))
-        try:
-            os.mkdir(target, mode & 0o7777)
-        except FileExistsError:
-            if parents and os.path.isdir(target):
-                return
-            raise AlreadyExists() from None
-        except FileNotFoundError:
-            raise NotFound("the parent directory does not exist") from None
-        except NotADirectoryError:
-            raise NotADirectory("a parent of the path is a file") from None
-        self._sync.directory(os.path.dirname(target))
-
-    async def rename(
-        self,
-        source: str,
-        destination: str,
-        *,
-        overwrite: bool = False,
-        create_parents: bool = False,
-    ) -> None:
-        """Move ``source`` to ``destination`` atomically (a file's sidecar follows it).
-
-        Raises:
-            NotFound, AlreadyExists (``overwrite`` false), IsADirectory,
-            NotADirectory, DirectoryNotEmpty, InvalidPath (into itself).
-        """
-        await asyncio.to_thread(self._rename, source, destination, overwrite, create_parents)
-
-    def _rename(self, source: str, destination: str, overwrite: bool, create_parents: bool) -> None:
-        src = self.resolve(source)
-        dst = self.resolve(destination)
-        try:
-            src_info = os.lstat(src)
-        except (FileNotFoundError, NotADirectoryError):
-            raise NotFound() from None
-        if src == dst:
-            return
-        if dst.startswith(src + os.sep):
-            raise InvalidPath("cannot move a directory into itself")
-        parent = os.path.dirname(dst)
-        if create_parents:
-            self._make_parents(parent)
-        elif not os.path.isdir(parent):
-            raise NotFound("the destination's parent directory does not exist")
-        try:
-            dst_info: os.stat_result | None = os.lstat(dst)
-        except FileNotFoundError:
-            dst_info = None
-        if dst_info is not None:
-            if not overwrite:
-                raise AlreadyExists()
-            if stat.S_ISDIR(dst_info.st_mode) and not stat.S_ISDIR(src_info.st_mode):
-                raise IsADirectory("a directory is at the destination")
-            if stat.S_ISDIR(src_info.st_mode) and not stat.S_ISDIR(dst_info.st_mode):
-                raise NotADirectory("a file is at the destination")
-        if stat.S_ISDIR(src_info.st_mode):
-            # The sidecars inside move with the directory.
-            _replace(src, dst, self._sync)
-        else:
-            with self._locked(src, dst):
-                self._move_file(src, dst)
-
-    def _move_file(self, src: str, dst: str) -> None:
-        """Move the file ``src`` to ``dst``, then its sidecar (their locks held).
-
-        The file replaced at ``dst`` loses its sidecar first: a crash in between
-        leaves ``dst`` unchecked and ``src``'s sidecar alone (swept), never bytes
-        checked against another file's sums.
-        """
-        if _unlink_if_present(checksums.sidecar_of(dst)):
-            self._sync.directory(os.path.dirname(dst))
-        _replace(src, dst, self._sync)
-        if os.path.lexists(checksums.sidecar_of(src)):
-            _replace(checksums.sidecar_of(src), checksums.sidecar_of(dst), self._sync)
 
     # --- volume ------------------------------------------------------------------
 

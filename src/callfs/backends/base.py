@@ -156,13 +156,6 @@ class Backend(ABC):
             BackendUnavailable: the node or service does not answer (also mid-stream).
         """
 
-    async def copy(self, source: ObjectRef, target: ObjectRef) -> Written:
-        """Copy an object within this backend (default: stream it through)."""
-        return await self.write(target, await self.read(source))
-
-    async def ping(self) -> None:
-        """Raise BackendUnavailable unless the backend answers."""
-
 
 async def prefetched(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """Pull the first chunk of ``stream`` now, so its errors raise in the caller.

@@ -5,12 +5,11 @@ The runtime wraps each backend it opens in one, so ``callfs_backend_ops_total`` 
 backend that calls storage nodes, ``callfs_proxy_operations_total{operation, result}``)
 are counted in this one place, whoever calls the backend: the gateway, the
 link-service or the reconciler. Operations are labelled ``read``, ``write`` (also
-:meth:`~Backend.write_new`), ``delete``, ``copy``, ``list`` and ``ping``; placing an
-object (``new_object``), ``instances``, ``start`` and ``close`` are passed through
-uncounted.
+:meth:`~Backend.write_new`), ``delete`` and ``list``; placing an object
+(``new_object``), ``instances``, ``start`` and ``close`` are passed through uncounted.
 
 Each call of the interface is one operation, however many requests the backend
-makes for it (a multipart upload, a copy read back to hash it). A read is timed
+makes for it (a multipart upload is one ``write``). A read is timed
 until its stream is open, not while the caller drains it; a listing is timed over
 the waits for the backend only, so a slow consumer does not count, and is observed
 once it ends.
@@ -122,11 +121,3 @@ class InstrumentedBackend(Backend):
             self._observe("list", waited, ok)
             if isinstance(listing, AsyncGenerator):
                 await listing.aclose()
-
-    async def copy(self, source: ObjectRef, target: ObjectRef) -> Written:
-        with self._operation("copy"):
-            return await self.inner.copy(source, target)
-
-    async def ping(self) -> None:
-        with self._operation("ping"):
-            await self.inner.ping()

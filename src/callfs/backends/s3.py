@@ -42,7 +42,6 @@ from callfs.settings import BackendSettings
 logger = logging.getLogger(__name__)
 
 MAX_PARTS = 10_000
-MAX_COPY_OBJECT_SIZE = 5 * 1024**3
 MAX_LIST_PAGE = 1000
 DEFAULT_CHUNK_SIZE = 1024 * 1024
 # Parts uploading while the next one is read from the client. Each one more in flight
@@ -154,7 +153,6 @@ class S3Backend(Backend):
         *,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         max_attempts: int = 3,
-        max_copy_size: int = MAX_COPY_OBJECT_SIZE,
         list_page_size: int = MAX_LIST_PAGE,
         parts_in_flight: int = DEFAULT_PARTS_IN_FLIGHT,
     ) -> None:
@@ -164,7 +162,6 @@ class S3Backend(Backend):
         self._part_size = settings.s3_part_size
         self._chunk_size = chunk_size
         self._max_attempts = max_attempts
-        self._max_copy_size = max_copy_size
         self._list_page_size = list_page_size
         self._stack: AsyncExitStack | None = None
         self._client_handle: Any = None
@@ -417,76 +414,6 @@ class S3Backend(Backend):
             if not page.get("IsTruncated") or not token:
                 return
             arguments["ContinuationToken"] = token
-
-    async def copy(
-        self, source: ObjectRef, target: ObjectRef, *, sha256: str | None = None
-    ) -> Written:
-        """Copy server-side (CopyObject, or UploadPartCopy parts beyond 5 GiB).
-
-        The bytes never pass through CallFS. S3 does not know an object's SHA-256, so
-        pass the source's ``sha256`` (from its metadata) to report it; without it the
-        copy is read back once to compute it.
-
-        Raises:
-            NotFound: the source object is missing.
-            BackendUnavailable: S3 does not answer or refuses.
-        """
-        with self._translated(source.key):
-            head = await self._client.head_object(Bucket=self._bucket, Key=source.key)
-        size = int(head["ContentLength"])
-        if size > self._max_copy_size:
-            etag = await self._copy_in_parts(source.key, target.key, size)
-        else:
-            with self._translated(source.key):
-                response = await self._client.copy_object(
-                    Bucket=self._bucket,
-                    Key=target.key,
-                    CopySource={"Bucket": self._bucket, "Key": source.key},
-                    **self._put_arguments(),
-                )
-            etag = _etag(response["CopyObjectResult"]["ETag"])
-        if sha256 is None:
-            digest = hashlib.sha256()
-            async for chunk in await self.read(target):
-                digest.update(chunk)
-            sha256 = digest.hexdigest()
-        return Written(size=size, sha256=sha256, etag=etag)
-
-    async def _copy_in_parts(self, source_key: str, target_key: str, size: int) -> str:
-        part_size = max(self._part_size, -(-size // MAX_PARTS))
-        upload_id = await self._create_upload(target_key)
-        parts: list[dict[str, Any]] = []
-        try:
-            for start in range(0, size, part_size):
-                end = min(start + part_size, size) - 1
-                with self._translated(source_key):
-                    response = await self._client.upload_part_copy(
-                        Bucket=self._bucket,
-                        Key=target_key,
-                        UploadId=upload_id,
-                        PartNumber=len(parts) + 1,
-                        CopySource={"Bucket": self._bucket, "Key": source_key},
-                        CopySourceRange=f"bytes={start}-{end}",
-                    )
-                parts.append(
-                    {"ETag": response["CopyPartResult"]["ETag"], "PartNumber": len(parts) + 1}
-                )
-            with self._translated(target_key):
-                response = await self._client.complete_multipart_upload(
-                    Bucket=self._bucket,
-                    Key=target_key,
-                    UploadId=upload_id,
-                    MultipartUpload={"Parts": parts},
-                )
-        except BaseException:
-            await self._abort(target_key, upload_id)
-            raise
-        return _etag(response["ETag"])
-
-    async def ping(self) -> None:
-        """HeadBucket: the bucket exists and these credentials may use it."""
-        with self._translated(None):
-            await self._client.head_bucket(Bucket=self._bucket)
 
 
 class _MultipartUpload:

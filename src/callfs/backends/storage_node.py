@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from callfs import logs
 from callfs.backends.base import (
     Backend,
     ObjectRef,
@@ -116,7 +117,7 @@ class StorageNodeBackend(Backend):
         metrics: Metrics | None = None,
     ) -> None:
         self._discovery = discovery
-        self._metadata = ((SECRET_HEADER, secret),)
+        self._secret: tuple[tuple[str, str], ...] = ((SECRET_HEADER, secret),)
         self._max_chunk = max_message_bytes - _FRAMING
         self._chunk_size = max(1, min(chunk_size, self._max_chunk))
         self._timeout = timeout
@@ -147,6 +148,15 @@ class StorageNodeBackend(Backend):
         discovery.on_change(self._on_change)
 
     # --- life cycle -----------------------------------------------------------------
+
+    @property
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
+        """A call's metadata: the internal secret, and the id of the request being served
+        (``x-request-id``), which the node's log lines then carry."""
+        rid = logs.request_id.get()
+        if rid == logs.NO_REQUEST:
+            return self._secret
+        return (*self._secret, (logs.REQUEST_ID_HEADER, rid))
 
     async def start(self) -> None:
         """Start re-probing nodes marked down."""
@@ -570,26 +580,6 @@ class StorageNodeBackend(Backend):
         finally:
             call.cancel()
         self._mark_up(node.instance_id)
-
-    async def ping(self) -> None:
-        """Succeed when at least one node answers.
-
-        Raises:
-            BackendUnavailable: no node is known, or none answers.
-        """
-        instances = list(self._endpoints())
-        if not instances:
-            raise BackendUnavailable("no storage node is available")
-        answers = await asyncio.gather(
-            *(self.usage(instance_id) for instance_id in instances), return_exceptions=True
-        )
-        for answer in answers:
-            if not isinstance(answer, BaseException):
-                return
-        for answer in answers:
-            if isinstance(answer, BaseException) and not isinstance(answer, CallFSError):
-                raise answer
-        raise BackendUnavailable("no storage node answers")
 
     async def usage(self, instance_id: str) -> tuple[int, int, int]:
         """``(used, free, total)`` bytes of the node's volume.

@@ -48,10 +48,6 @@ class Locks(ABC):
         """Keep ``held`` alive while the body runs (no-op for adapters without expiry)."""
         yield
 
-    async def active(self) -> int:
-        """How many locks this process holds (for ``callfs_active_locks``)."""
-        return 0
-
     async def close(self) -> None:
         """Release connections."""
 

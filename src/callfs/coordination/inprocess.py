@@ -79,11 +79,6 @@ class InProcessLocks(Locks):
         async with renewing(self, held, every=self._ttl / 3):
             yield
 
-    async def active(self) -> int:
-        """How many unexpired locks are held."""
-        now = time.monotonic()
-        return sum(1 for hold in self._held.values() if hold.expires > now)
-
 
 class InProcessRateLimiter(RateLimiter):
     """GCRA token buckets kept in memory: ``burst`` tokens refilled at ``rate`` per second."""

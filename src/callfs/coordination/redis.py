@@ -143,7 +143,6 @@ class RedisLocks(Locks):
         self._prefix = key_prefix
         self._release = client.register_script(_RELEASE)
         self._renew = client.register_script(_RENEW)
-        self._mine: set[tuple[str, str]] = set()
 
     async def acquire(self, key: str, *, timeout: float) -> str:
         """Poll for ``key`` with short jittered sleeps for up to ``timeout`` seconds.
@@ -157,7 +156,6 @@ class RedisLocks(Locks):
         pause = 0.005
         while True:
             if await self._try(key, token):
-                self._mine.add((key, token))
                 return token
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -182,7 +180,6 @@ class RedisLocks(Locks):
 
         An unreachable Redis is logged, not raised: the lock expires by itself.
         """
-        self._mine.discard((key, token))
         try:
             await self._release(keys=[self._prefix + key], args=[token])
         except (RedisError, OSError) as exc:
@@ -195,19 +192,12 @@ class RedisLocks(Locks):
             BackendUnavailable: Redis does not answer.
         """
         with _unavailable("lock service"):
-            kept = bool(await self._renew(keys=[self._prefix + key], args=[token, self._ttl_ms]))
-        if not kept:
-            self._mine.discard((key, token))
-        return kept
+            return bool(await self._renew(keys=[self._prefix + key], args=[token, self._ttl_ms]))
 
     @contextlib.asynccontextmanager
     async def _renewing(self, held: list[tuple[str, str]]) -> AsyncIterator[None]:
         async with renewing(self, held, every=self._ttl / 3):
             yield
-
-    async def active(self) -> int:
-        """How many locks this process has taken and not yet released."""
-        return len(self._mine)
 
     async def close(self) -> None:
         """Close the client."""

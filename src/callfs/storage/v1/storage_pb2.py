@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63\x61llfs/storage/v1/storage.proto\x12\x11\x63\x61llfs.storage.v1\"\x82\x01\n\x0bWriteHeader\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\r\x12\x11\n\toverwrite\x18\x03 \x01(\x08\x12\x16\n\x0e\x63reate_parents\x18\x04 \x01(\x08\x12\x1a\n\rexpected_size\x18\x05 \x01(\x03H\x00\x88\x01\x01\x42\x10\n\x0e_expected_size\"\x88\x01\n\x0cWriteRequest\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.callfs.storage.v1.WriteHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x12*\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x1b.callfs.storage.v1.WriteEndH\x00\x42\t\n\x07payload\"\x18\n\x08WriteEnd\x12\x0c\n\x04size\x18\x01 \x01(\x03\"-\n\rWriteResponse\x12\x0c\n\x04size\x18\x01 \x01(\x03\x12\x0e\n\x06sha256\x18\x02 \x01(\t\"_\n\x0bReadRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x13\n\x06length\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\nchunk_size\x18\x04 \x01(\x05\x42\t\n\x07_length\"\x1d\n\x0cReadResponse\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\"\x1b\n\x0bStatRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\"\\\n\x0cStatResponse\x12\x0e\n\x06\x65xists\x18\x01 \x01(\x08\x12\x0e\n\x06is_dir\x18\x02 \x01(\x08\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x0c\n\x04mode\x18\x04 \x01(\r\x12\x10\n\x08mtime_ns\x18\x05 \x01(\x03\"D\n\rDeleteRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x11\n\trecursive\x18\x02 \x01(\x08\x12\x12\n\nmissing_ok\x18\x03 \x01(\x08\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x65xisted\x18\x01 \x01(\x08\";\n\x0cMkdirRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0f\n\x07parents\x18\x02 \x01(\x08\x12\x0c\n\x04mode\x18\x03 \x01(\r\"\x0f\n\rMkdirResponse\"_\n\rRenameRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x02 \x01(\t\x12\x11\n\toverwrite\x18\x03 \x01(\x08\x12\x16\n\x0e\x63reate_parents\x18\x04 \x01(\x08\"\x10\n\x0eRenameResponse\"\x0e\n\x0cUsageRequest\"L\n\rUsageResponse\x12\x12\n\nused_bytes\x18\x01 \x01(\x03\x12\x12\n\nfree_bytes\x18\x02 \x01(\x03\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x03\"6\n\x0bListRequest\x12\x12\n\nbatch_size\x18\x01 \x01(\x05\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\";\n\x0cListedObject\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x10\n\x08mtime_ns\x18\x03 \x01(\x03\"@\n\x0cListResponse\x12\x30\n\x07objects\x18\x01 \x03(\x0b\x32\x1f.callfs.storage.v1.ListedObject2\xf0\x04\n\x0bStorageNode\x12L\n\x05Write\x12\x1f.callfs.storage.v1.WriteRequest\x1a .callfs.storage.v1.WriteResponse(\x01\x12I\n\x04Read\x12\x1e.callfs.storage.v1.ReadRequest\x1a\x1f.callfs.storage.v1.ReadResponse0\x01\x12G\n\x04Stat\x12\x1e.callfs.storage.v1.StatRequest\x1a\x1f.callfs.storage.v1.StatResponse\x12M\n\x06\x44\x65lete\x12 .callfs.storage.v1.DeleteRequest\x1a!.callfs.storage.v1.DeleteResponse\x12J\n\x05Mkdir\x12\x1f.callfs.storage.v1.MkdirRequest\x1a .callfs.storage.v1.MkdirResponse\x12M\n\x06Rename\x12 .callfs.storage.v1.RenameRequest\x1a!.callfs.storage.v1.RenameResponse\x12J\n\x05Usage\x12\x1f.callfs.storage.v1.UsageRequest\x1a .callfs.storage.v1.UsageResponse\x12I\n\x04List\x12\x1e.callfs.storage.v1.ListRequest\x1a\x1f.callfs.storage.v1.ListResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63\x61llfs/storage/v1/storage.proto\x12\x11\x63\x61llfs.storage.v1\"\x82\x01\n\x0bWriteHeader\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\r\x12\x11\n\toverwrite\x18\x03 \x01(\x08\x12\x16\n\x0e\x63reate_parents\x18\x04 \x01(\x08\x12\x1a\n\rexpected_size\x18\x05 \x01(\x03H\x00\x88\x01\x01\x42\x10\n\x0e_expected_size\"\x88\x01\n\x0cWriteRequest\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.callfs.storage.v1.WriteHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x12*\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x1b.callfs.storage.v1.WriteEndH\x00\x42\t\n\x07payload\"\x18\n\x08WriteEnd\x12\x0c\n\x04size\x18\x01 \x01(\x03\"-\n\rWriteResponse\x12\x0c\n\x04size\x18\x01 \x01(\x03\x12\x0e\n\x06sha256\x18\x02 \x01(\t\"_\n\x0bReadRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x13\n\x06length\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\nchunk_size\x18\x04 \x01(\x05\x42\t\n\x07_length\"\x1d\n\x0cReadResponse\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\"D\n\rDeleteRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x11\n\trecursive\x18\x02 \x01(\x08\x12\x12\n\nmissing_ok\x18\x03 \x01(\x08\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x65xisted\x18\x01 \x01(\x08\"\x0e\n\x0cUsageRequest\"L\n\rUsageResponse\x12\x12\n\nused_bytes\x18\x01 \x01(\x03\x12\x12\n\nfree_bytes\x18\x02 \x01(\x03\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x03\"6\n\x0bListRequest\x12\x12\n\nbatch_size\x18\x01 \x01(\x05\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\";\n\x0cListedObject\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x10\n\x08mtime_ns\x18\x03 \x01(\x03\"@\n\x0cListResponse\x12\x30\n\x07objects\x18\x01 \x03(\x0b\x32\x1f.callfs.storage.v1.ListedObject2\x8c\x03\n\x0bStorageNode\x12L\n\x05Write\x12\x1f.callfs.storage.v1.WriteRequest\x1a .callfs.storage.v1.WriteResponse(\x01\x12I\n\x04Read\x12\x1e.callfs.storage.v1.ReadRequest\x1a\x1f.callfs.storage.v1.ReadResponse0\x01\x12M\n\x06\x44\x65lete\x12 .callfs.storage.v1.DeleteRequest\x1a!.callfs.storage.v1.DeleteResponse\x12J\n\x05Usage\x12\x1f.callfs.storage.v1.UsageRequest\x1a .callfs.storage.v1.UsageResponse\x12I\n\x04List\x12\x1e.callfs.storage.v1.ListRequest\x1a\x1f.callfs.storage.v1.ListResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,32 +43,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_READREQUEST']._serialized_end=494
   _globals['_READRESPONSE']._serialized_start=496
   _globals['_READRESPONSE']._serialized_end=525
-  _globals['_STATREQUEST']._serialized_start=527
-  _globals['_STATREQUEST']._serialized_end=554
-  _globals['_STATRESPONSE']._serialized_start=556
-  _globals['_STATRESPONSE']._serialized_end=648
-  _globals['_DELETEREQUEST']._serialized_start=650
-  _globals['_DELETEREQUEST']._serialized_end=718
-  _globals['_DELETERESPONSE']._serialized_start=720
-  _globals['_DELETERESPONSE']._serialized_end=753
-  _globals['_MKDIRREQUEST']._serialized_start=755
-  _globals['_MKDIRREQUEST']._serialized_end=814
-  _globals['_MKDIRRESPONSE']._serialized_start=816
-  _globals['_MKDIRRESPONSE']._serialized_end=831
-  _globals['_RENAMEREQUEST']._serialized_start=833
-  _globals['_RENAMEREQUEST']._serialized_end=928
-  _globals['_RENAMERESPONSE']._serialized_start=930
-  _globals['_RENAMERESPONSE']._serialized_end=946
-  _globals['_USAGEREQUEST']._serialized_start=948
-  _globals['_USAGEREQUEST']._serialized_end=962
-  _globals['_USAGERESPONSE']._serialized_start=964
-  _globals['_USAGERESPONSE']._serialized_end=1040
-  _globals['_LISTREQUEST']._serialized_start=1042
-  _globals['_LISTREQUEST']._serialized_end=1096
-  _globals['_LISTEDOBJECT']._serialized_start=1098
-  _globals['_LISTEDOBJECT']._serialized_end=1157
-  _globals['_LISTRESPONSE']._serialized_start=1159
-  _globals['_LISTRESPONSE']._serialized_end=1223
-  _globals['_STORAGENODE']._serialized_start=1226
-  _globals['_STORAGENODE']._serialized_end=1850
+  _globals['_DELETEREQUEST']._serialized_start=527
+  _globals['_DELETEREQUEST']._serialized_end=595
+  _globals['_DELETERESPONSE']._serialized_start=597
+  _globals['_DELETERESPONSE']._serialized_end=630
+  _globals['_USAGEREQUEST']._serialized_start=632
+  _globals['_USAGEREQUEST']._serialized_end=646
+  _globals['_USAGERESPONSE']._serialized_start=648
+  _globals['_USAGERESPONSE']._serialized_end=724
+  _globals['_LISTREQUEST']._serialized_start=726
+  _globals['_LISTREQUEST']._serialized_end=780
+  _globals['_LISTEDOBJECT']._serialized_start=782
+  _globals['_LISTEDOBJECT']._serialized_end=841
+  _globals['_LISTRESPONSE']._serialized_start=843
+  _globals['_LISTRESPONSE']._serialized_end=907
+  _globals['_STORAGENODE']._serialized_start=910
+  _globals['_STORAGENODE']._serialized_end=1306
 # @@protoc_insertion_point(module_scope)

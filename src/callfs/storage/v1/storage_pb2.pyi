@@ -62,26 +62,6 @@ class ReadResponse(_message.Message):
     chunk: bytes
     def __init__(self, chunk: _Optional[bytes] = ...) -> None: ...
 
-class StatRequest(_message.Message):
-    __slots__ = ("path",)
-    PATH_FIELD_NUMBER: _ClassVar[int]
-    path: str
-    def __init__(self, path: _Optional[str] = ...) -> None: ...
-
-class StatResponse(_message.Message):
-    __slots__ = ("exists", "is_dir", "size", "mode", "mtime_ns")
-    EXISTS_FIELD_NUMBER: _ClassVar[int]
-    IS_DIR_FIELD_NUMBER: _ClassVar[int]
-    SIZE_FIELD_NUMBER: _ClassVar[int]
-    MODE_FIELD_NUMBER: _ClassVar[int]
-    MTIME_NS_FIELD_NUMBER: _ClassVar[int]
-    exists: bool
-    is_dir: bool
-    size: int
-    mode: int
-    mtime_ns: int
-    def __init__(self, exists: _Optional[bool] = ..., is_dir: _Optional[bool] = ..., size: _Optional[int] = ..., mode: _Optional[int] = ..., mtime_ns: _Optional[int] = ...) -> None: ...
-
 class DeleteRequest(_message.Message):
     __slots__ = ("path", "recursive", "missing_ok")
     PATH_FIELD_NUMBER: _ClassVar[int]
@@ -97,36 +77,6 @@ class DeleteResponse(_message.Message):
     EXISTED_FIELD_NUMBER: _ClassVar[int]
     existed: bool
     def __init__(self, existed: _Optional[bool] = ...) -> None: ...
-
-class MkdirRequest(_message.Message):
-    __slots__ = ("path", "parents", "mode")
-    PATH_FIELD_NUMBER: _ClassVar[int]
-    PARENTS_FIELD_NUMBER: _ClassVar[int]
-    MODE_FIELD_NUMBER: _ClassVar[int]
-    path: str
-    parents: bool
-    mode: int
-    def __init__(self, path: _Optional[str] = ..., parents: _Optional[bool] = ..., mode: _Optional[int] = ...) -> None: ...
-
-class MkdirResponse(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
-
-class RenameRequest(_message.Message):
-    __slots__ = ("source", "destination", "overwrite", "create_parents")
-    SOURCE_FIELD_NUMBER: _ClassVar[int]
-    DESTINATION_FIELD_NUMBER: _ClassVar[int]
-    OVERWRITE_FIELD_NUMBER: _ClassVar[int]
-    CREATE_PARENTS_FIELD_NUMBER: _ClassVar[int]
-    source: str
-    destination: str
-    overwrite: bool
-    create_parents: bool
-    def __init__(self, source: _Optional[str] = ..., destination: _Optional[str] = ..., overwrite: _Optional[bool] = ..., create_parents: _Optional[bool] = ...) -> None: ...
-
-class RenameResponse(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
 
 class UsageRequest(_message.Message):
     __slots__ = ()

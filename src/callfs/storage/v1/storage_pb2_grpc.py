@@ -44,25 +44,10 @@ class StorageNodeStub:
                 request_serializer=callfs_dot_storage_dot_v1_dot_storage__pb2.ReadRequest.SerializeToString,
                 response_deserializer=callfs_dot_storage_dot_v1_dot_storage__pb2.ReadResponse.FromString,
                 _registered_method=True)
-        self.Stat = channel.unary_unary(
-                '/callfs.storage.v1.StorageNode/Stat',
-                request_serializer=callfs_dot_storage_dot_v1_dot_storage__pb2.StatRequest.SerializeToString,
-                response_deserializer=callfs_dot_storage_dot_v1_dot_storage__pb2.StatResponse.FromString,
-                _registered_method=True)
         self.Delete = channel.unary_unary(
                 '/callfs.storage.v1.StorageNode/Delete',
                 request_serializer=callfs_dot_storage_dot_v1_dot_storage__pb2.DeleteRequest.SerializeToString,
                 response_deserializer=callfs_dot_storage_dot_v1_dot_storage__pb2.DeleteResponse.FromString,
-                _registered_method=True)
-        self.Mkdir = channel.unary_unary(
-                '/callfs.storage.v1.StorageNode/Mkdir',
-                request_serializer=callfs_dot_storage_dot_v1_dot_storage__pb2.MkdirRequest.SerializeToString,
-                response_deserializer=callfs_dot_storage_dot_v1_dot_storage__pb2.MkdirResponse.FromString,
-                _registered_method=True)
-        self.Rename = channel.unary_unary(
-                '/callfs.storage.v1.StorageNode/Rename',
-                request_serializer=callfs_dot_storage_dot_v1_dot_storage__pb2.RenameRequest.SerializeToString,
-                response_deserializer=callfs_dot_storage_dot_v1_dot_storage__pb2.RenameResponse.FromString,
                 _registered_method=True)
         self.Usage = channel.unary_unary(
                 '/callfs.storage.v1.StorageNode/Usage',
@@ -96,25 +81,7 @@ class StorageNodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Stat(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def Delete(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def Mkdir(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def Rename(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -148,25 +115,10 @@ def add_StorageNodeServicer_to_server(servicer, server):
                     request_deserializer=callfs_dot_storage_dot_v1_dot_storage__pb2.ReadRequest.FromString,
                     response_serializer=callfs_dot_storage_dot_v1_dot_storage__pb2.ReadResponse.SerializeToString,
             ),
-            'Stat': grpc.unary_unary_rpc_method_handler(
-                    servicer.Stat,
-                    request_deserializer=callfs_dot_storage_dot_v1_dot_storage__pb2.StatRequest.FromString,
-                    response_serializer=callfs_dot_storage_dot_v1_dot_storage__pb2.StatResponse.SerializeToString,
-            ),
             'Delete': grpc.unary_unary_rpc_method_handler(
                     servicer.Delete,
                     request_deserializer=callfs_dot_storage_dot_v1_dot_storage__pb2.DeleteRequest.FromString,
                     response_serializer=callfs_dot_storage_dot_v1_dot_storage__pb2.DeleteResponse.SerializeToString,
-            ),
-            'Mkdir': grpc.unary_unary_rpc_method_handler(
-                    servicer.Mkdir,
-                    request_deserializer=callfs_dot_storage_dot_v1_dot_storage__pb2.MkdirRequest.FromString,
-                    response_serializer=callfs_dot_storage_dot_v1_dot_storage__pb2.MkdirResponse.SerializeToString,
-            ),
-            'Rename': grpc.unary_unary_rpc_method_handler(
-                    servicer.Rename,
-                    request_deserializer=callfs_dot_storage_dot_v1_dot_storage__pb2.RenameRequest.FromString,
-                    response_serializer=callfs_dot_storage_dot_v1_dot_storage__pb2.RenameResponse.SerializeToString,
             ),
             'Usage': grpc.unary_unary_rpc_method_handler(
                     servicer.Usage,
@@ -244,33 +196,6 @@ class StorageNode:
             _registered_method=True)
 
     @staticmethod
-    def Stat(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/callfs.storage.v1.StorageNode/Stat',
-            callfs_dot_storage_dot_v1_dot_storage__pb2.StatRequest.SerializeToString,
-            callfs_dot_storage_dot_v1_dot_storage__pb2.StatResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
     def Delete(request,
             target,
             options=(),
@@ -287,60 +212,6 @@ class StorageNode:
             '/callfs.storage.v1.StorageNode/Delete',
             callfs_dot_storage_dot_v1_dot_storage__pb2.DeleteRequest.SerializeToString,
             callfs_dot_storage_dot_v1_dot_storage__pb2.DeleteResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Mkdir(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/callfs.storage.v1.StorageNode/Mkdir',
-            callfs_dot_storage_dot_v1_dot_storage__pb2.MkdirRequest.SerializeToString,
-            callfs_dot_storage_dot_v1_dot_storage__pb2.MkdirResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Rename(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/callfs.storage.v1.StorageNode/Rename',
-            callfs_dot_storage_dot_v1_dot_storage__pb2.RenameRequest.SerializeToString,
-            callfs_dot_storage_dot_v1_dot_storage__pb2.RenameResponse.FromString,
             options,
             channel_credentials,
             insecure,

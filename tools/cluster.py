@@ -1,11 +1,11 @@
-"""A local multi-process CallFS cluster on loopback, for people and for ``tests/e2e``.
+"""A local multi-process CallFS cluster on loopback, for people, ``tests/e2e`` and ``make bench``.
 
 PostgreSQL, Redis, three storage nodes, two gateways, a link-service and nginx (the
 ingress: two front doors that route like the chart's Ingress) each run as a separate OS
 process in a process group of its own, detached from the caller. Data, logs, pid files
 and ``cluster.env`` live under one directory::
 
-    .venv/bin/python -m tests.e2e.cluster up|down|status [--dir .callfs-cluster]
+    .venv/bin/python -m tools.cluster up|down|status [--dir .callfs-cluster]
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from callfs.settings import ENV_NAMES
 
 logger = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DIR = REPO / ".callfs-cluster"
 NODES = ("storage-node-0", "storage-node-1", "storage-node-2")
 GATEWAYS = ("gateway-1", "gateway-2")
@@ -477,7 +477,7 @@ def _component(
 
 def watchdog_component(root: Path, pid: int) -> Component:
     """A process that stops the cluster under ``root`` once process ``pid`` is gone."""
-    argv = [sys.executable, "-m", "tests.e2e.cluster", "watch", "--dir", str(root), "--pid"]
+    argv = [sys.executable, "-m", "tools.cluster", "watch", "--dir", str(root), "--pid"]
     return _component(
         root, "watchdog", [*argv, str(pid)], dict(os.environ), [], PHASE_WATCHDOG, cwd=REPO
     )
@@ -620,7 +620,7 @@ def nginx_config(root: Path, doors: Mapping[int, int], link_service: int) -> str
     location / {{ proxy_pass http://gateway_{index}; }}
   }}"""
         )
-    return f"""# The ingress of the local CallFS cluster (written by tests/e2e/cluster.py).
+    return f"""# The ingress of the local CallFS cluster (written by tools/cluster.py).
 daemon off;
 worker_processes 1;
 pid {root / "nginx" / "nginx.pid"};
@@ -932,9 +932,9 @@ def _banner(cluster: Cluster) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tests.e2e.cluster up|down|status``."""
+    """``python -m tools.cluster up|down|status``."""
     parser = argparse.ArgumentParser(
-        prog="python -m tests.e2e.cluster", description="The local multi-process CallFS cluster."
+        prog="python -m tools.cluster", description="The local multi-process CallFS cluster."
     )
     parser.add_argument("command", choices=["up", "down", "status", "watch"])
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="default .callfs-cluster")

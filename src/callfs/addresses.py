@@ -1,4 +1,5 @@
-"""Client addresses for per-client rate limits: ``X-Forwarded-For`` only from trusted proxies."""
+"""Client addresses (for rate limits and the access log): ``X-Forwarded-For`` only from
+trusted proxies."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Real S3-compatible servers for tests: moto in server mode and SeaweedFS's S3 gateway."""
+"""Real S3-compatible servers for tests and benchmarks: moto in server mode and
+SeaweedFS's S3 gateway."""
 
 from __future__ import annotations
 
