@@ -1,4 +1,5 @@
-"""Fixtures for the gateway suite: every API test runs against SQLite and PostgreSQL."""
+"""Fixtures for the gateway suite: every API test runs on SQLite, those marked
+``both_stores`` on PostgreSQL too (tests/support/stores.py)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,18 @@ import pytest
 
 from callfs.settings import Settings
 from tests.support.harness import Cluster, make_settings, running_cluster
+from tests.support.stores import parametrize_stores
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    parametrize_stores(metafunc)
+
+
+@pytest.fixture
+def settings(request: pytest.FixtureRequest, tmp_path: Path, store_kind: str) -> Settings:
     """Test settings on one metadata store (PostgreSQL: a fresh database per test)."""
-    dsn = request.getfixturevalue("postgres_dsn") if request.param == "postgres" else None
-    return make_settings(tmp_path, request.param, dsn)
+    dsn = request.getfixturevalue("postgres_dsn") if store_kind == "postgres" else None
+    return make_settings(tmp_path, store_kind, dsn)
 
 
 @pytest.fixture

@@ -11,6 +11,9 @@ import pytest
 
 from tests.support.harness import USERS, Cluster
 
+# On PostgreSQL as well: these answers depend on the store's own behaviour.
+pytestmark = pytest.mark.both_stores
+
 
 async def test_racing_creates_give_one_201_and_409s(cluster: Cluster) -> None:
     client = cluster.client("alice")

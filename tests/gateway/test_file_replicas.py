@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.support.harness import Cluster
+
+# On PostgreSQL as well: these answers depend on the store's own behaviour.
+pytestmark = pytest.mark.both_stores
 
 
 async def test_a_created_file_reports_its_node_as_its_only_replica(cluster: Cluster) -> None:

@@ -22,6 +22,9 @@ from callfs.permissions import EXECUTE, READ, User
 from callfs.runtime import open_runtime
 from tests.support.harness import Cluster, make_settings
 
+# On PostgreSQL as well: these answers depend on the store's own behaviour.
+pytestmark = pytest.mark.both_stores
+
 
 def cursor_for(path: str) -> str:
     """A listing cursor naming ``path``, encoded as the gateway encodes its own."""

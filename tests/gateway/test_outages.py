@@ -21,6 +21,9 @@ from tests.gateway.test_files import error_code
 from tests.support.harness import make_settings, running_cluster
 from tests.support.servers import PostgresServer, RedisServer
 
+# On PostgreSQL as well: these answers depend on the store's own behaviour.
+pytestmark = pytest.mark.both_stores
+
 
 @pytest.fixture
 def own_redis() -> Iterator[RedisServer]:

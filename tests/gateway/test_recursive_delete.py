@@ -15,6 +15,9 @@ from tests.gateway.test_files import error_code
 from tests.gateway.test_reconciler import later, reconciler_of
 from tests.support.harness import Cluster
 
+# On PostgreSQL as well: these answers depend on the store's own behaviour.
+pytestmark = pytest.mark.both_stores
+
 TREE = ["t/a", "t/b/c", "t/b/d/e", "t/b/d/f", "t/g"]
 
 

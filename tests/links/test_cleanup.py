@@ -21,6 +21,7 @@ from callfs.metadata import open_store
 from callfs.metadata.base import LinkRecord, MetadataStore
 from callfs.settings import Settings
 from tests.links.support import GENEROUS_LIMITS, claims, download_path, error_code, issue
+from tests.support.clock import ManualClock
 from tests.support.harness import LINK_SECRET, Cluster, make_settings, running_cluster
 
 WAIT = 20.0
@@ -74,9 +75,9 @@ async def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         yield running
 
 
-async def outcome_of(store: MetadataStore, token_id: str) -> str:
-    """What consuming ``token_id`` now finds (this uses up a live link)."""
-    outcome, _ = await store.consume_link(token_id, datetime.now(UTC))
+async def outcome_of(store: MetadataStore, token_id: str, now: datetime | None = None) -> str:
+    """What consuming ``token_id`` at ``now`` (default: now) finds (this uses up a live link)."""
+    outcome, _ = await store.consume_link(token_id, now or datetime.now(UTC))
     return outcome
 
 
@@ -170,7 +171,9 @@ async def test_worker_purges_a_used_link_once_it_expired_and_it_answers_410_expi
     assert error_code(response) == "LINK_EXPIRED"
 
 
-async def test_worker_purges_an_unused_link_once_it_expired(cluster: Cluster) -> None:
+async def test_worker_purges_an_unused_link_once_it_expired(
+    cluster: Cluster, clock: ManualClock
+) -> None:
     alice = cluster.client("alice")
     anonymous = cluster.client("anonymous")
     store = cluster.gateway.runtime.store
@@ -179,10 +182,10 @@ async def test_worker_purges_an_unused_link_once_it_expired(cluster: Cluster) ->
     live = await issue(alice, "/f.txt")
     expiring_claims = claims(expiring["token"])
     # Look only once it has expired: consuming it earlier would use it up.
-    await asyncio.sleep(max(0.0, expiring_claims.expires - time.time()) + 0.1)
+    clock.seconds = expiring_claims.expires
 
     async def expired_is_purged() -> bool:
-        return await outcome_of(store, expiring_claims.token_id) == "not_found"
+        return await outcome_of(store, expiring_claims.token_id, clock.now()) == "not_found"
 
     await eventually(expired_is_purged)
     response = await anonymous.get(download_path(expiring))

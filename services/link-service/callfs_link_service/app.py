@@ -54,10 +54,14 @@ def mount_links(app: FastAPI, settings: Settings, runtime: Runtime) -> None:
 @asynccontextmanager
 async def _serving_links(app: FastAPI, runtime: Runtime) -> AsyncIterator[None]:
     """Attach the link domain to ``app`` and run the cleanup worker while the block runs."""
-    app.state.links = Links(runtime)
+    app.state.links = domain = Links(runtime)
     app.state.link_limits = LinkLimits(runtime)
     links = runtime.settings.links
+    # Purged by the links' own clock: a link is gone once it answers LINK_EXPIRED.
     async with cleanup.running(
-        runtime.store, interval=links.cleanup_interval, batch=links.cleanup_batch
+        runtime.store,
+        interval=links.cleanup_interval,
+        batch=links.cleanup_batch,
+        now=domain.now,
     ):
         yield

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 from callfs import background
@@ -21,17 +21,25 @@ from callfs.metadata.base import MetadataStore
 
 logger = logging.getLogger(__name__)
 
+Clock = Callable[[], datetime]
+"""What time it is, for deciding which links have expired."""
+
 # Full batches in a row before yielding to the next interval, so a huge backlog
 # cannot keep one replica's store connection busy without pause.
 MAX_BATCHES_PER_ROUND = 100
 MIN_INTERVAL = 0.1
 
 
-async def purge(store: MetadataStore, batch: int) -> int:
-    """Delete expired links now, batch after batch while batches come back full; return how many."""
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+async def purge(store: MetadataStore, batch: int, now: Clock = _wall_clock) -> int:
+    """Delete the links expired by ``now()``, batch after batch while batches come back
+    full; return how many."""
     total = 0
     for _ in range(MAX_BATCHES_PER_ROUND):
-        removed = await store.purge_links(datetime.now(UTC), batch)
+        removed = await store.purge_links(now(), batch)
         total += removed
         if removed < batch:
             break
@@ -40,11 +48,13 @@ async def purge(store: MetadataStore, batch: int) -> int:
     return total
 
 
-async def run(store: MetadataStore, *, interval: float, batch: int) -> None:
+async def run(
+    store: MetadataStore, *, interval: float, batch: int, now: Clock = _wall_clock
+) -> None:
     """Purge every ``interval`` seconds until cancelled."""
     while True:
         try:
-            removed = await purge(store, batch)
+            removed = await purge(store, batch, now)
         except Exception:
             logger.warning("link cleanup failed; retrying in %.0fs", interval, exc_info=True)
         else:
@@ -54,7 +64,10 @@ async def run(store: MetadataStore, *, interval: float, batch: int) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running(store: MetadataStore, *, interval: float, batch: int) -> AsyncIterator[None]:
+async def running(
+    store: MetadataStore, *, interval: float, batch: int, now: Clock = _wall_clock
+) -> AsyncIterator[None]:
     """Run the worker in the background for the duration of the block."""
-    async with background.running(run(store, interval=interval, batch=batch), "link-cleanup"):
+    worker = run(store, interval=interval, batch=batch, now=now)
+    async with background.running(worker, "link-cleanup"):
         yield

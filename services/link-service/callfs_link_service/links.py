@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -76,12 +76,18 @@ def base_url(external_url: str) -> str:
 class Links:
     """Issues and consumes the single-use links of one process's runtime."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, clock: Callable[[], float] = time.time) -> None:
         self.rt = runtime
         self.store = runtime.store
         self.metrics = runtime.metrics
         self.signer = Signer(runtime.settings.link_secrets())
         self.base_url = base_url(runtime.settings.server.external_url)
+        self.clock = clock
+        """Seconds since the epoch: when links are issued, expire and are purged."""
+
+    def now(self) -> datetime:
+        """The moment :attr:`clock` tells."""
+        return datetime.fromtimestamp(self.clock(), UTC)
 
     async def generate(
         self, user: User, path: str, expiry_seconds: int = DEFAULT_EXPIRY
@@ -102,7 +108,7 @@ class Links:
         if entry.is_dir:
             raise IsADirectory(f"{path} is a directory; links name files")
         permissions.require(user, entry, READ, "read")
-        now = time.time()
+        now = self.clock()
         # Rounded up to a whole second, so a link never lives shorter than asked.
         expires = math.ceil(now + expiry_seconds)
         token, claims = self.signer.issue(entry.path, expires)
@@ -133,7 +139,7 @@ class Links:
             BackendUnavailable: the bytes cannot be reached now (the link stays usable).
         """
         claims = self._verify(token)
-        now = datetime.now(UTC)
+        now = self.now()
         if claims.expired(now.timestamp()):
             self._count("expired")
             raise LinkExpired("this link has expired")
