@@ -59,7 +59,10 @@ format: install ## Reformat the code with ruff
 
 test: install system-deps tools ## Install what is needed, lint, then run the whole suite (unit, chart, e2e-local)
 	$(MAKE) --no-print-directory lint
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --durations=20 $(PYTEST_ARGS)
+
+test-fast: install ## The quick loop: no lint, stop at the first failure, without the chart, browser, S3 and local-cluster suites
+	$(BIN)/pytest -x -q --ignore=tests/chart --ignore=tests/ui --ignore=tests/e2e --ignore=tests/cluster --ignore=tests/s3 $(PYTEST_ARGS)
 
 ui-screenshots: install system-deps ## Retake the web file browser's screenshots in docs/images (a real callfs dev)
 	$(BIN)/python -m tests.ui.screenshots docs/images
@@ -116,4 +119,4 @@ IMAGE ?= callfs:dev
 image: ## Build the container image (IMAGE=callfs:dev)
 	docker build --tag $(IMAGE) .
 
-.PHONY: help install constraints run system-deps proto lint format test ui-screenshots bench tools chart-lint manifests chart-readme e2e-kind cluster-up cluster-down cluster-status e2e-local image
+.PHONY: help install constraints run system-deps proto lint format test test-fast ui-screenshots bench tools chart-lint manifests chart-readme e2e-kind cluster-up cluster-down cluster-status e2e-local image

@@ -445,7 +445,8 @@ async def run_dev(
                 tasks[0].result()
                 return
             await asyncio.sleep(0.05)
-        _banner(settings, bound_port(api), data_dir)
+        metrics_port = None if metrics_socket is None else metrics_socket.getsockname()[1]
+        _banner(settings, bound_port(api), metrics_port, data_dir)
         if ready is not None:
             ready.set()
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -470,7 +471,7 @@ def _local(addr: str) -> str:
     return f"{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
 
 
-def _banner(settings: Settings, port: int, data_dir: Path) -> None:
+def _banner(settings: Settings, port: int, metrics_port: int | None, data_dir: Path) -> None:
     host = _local(settings.server.listen_addr).rpartition(":")[0]
     scheme = "http" if settings.server.protocol == "http" else "https"
     url = f"{scheme}://{host}:{port}"
@@ -479,13 +480,17 @@ def _banner(settings: Settings, port: int, data_dir: Path) -> None:
     ]
     key = keys[0] if keys else "<your key>"
     insecure = " -k" if scheme == "https" else ""
+    metrics = ""
+    if metrics_port is not None:
+        metrics_host = _local(settings.metrics.listen_addr).rpartition(":")[0]
+        metrics = f"  metrics:  http://{metrics_host}:{metrics_port}/metrics\n"
     sys.stdout.write(
         "\nCallFS dev is running.\n"
         f"  URL:      {url}\n"
         f"  API key:  {key}\n"
         f"  browser:  {url}/ui/ (sign in with the API key)\n"
         f"  data:     {data_dir}\n"
-        f"  metrics:  http://{_local(settings.metrics.listen_addr)}/metrics\n\n"
+        f"{metrics}\n"
         "Try it:\n"
         f'  curl{insecure} -X POST -H "Authorization: Bearer {key}" --data-binary "hello" '
         f"{url}/v1/files/hello.txt\n"

@@ -65,7 +65,17 @@ def dev_server(data_dir: Path, **variables: str) -> Iterator[tuple[str, str]]:
 
 
 def dev_ports() -> dict[str, str]:
-    """Free API and metrics listener addresses for one ``callfs dev``."""
+    """API and metrics listeners on ports the system picks (0): no port is guessed free
+    and then lost to another process; the banner tells which ones they are."""
+    return {
+        "CALLFS_SERVER_LISTEN_ADDR": "127.0.0.1:0",
+        "CALLFS_METRICS_LISTEN_ADDR": "127.0.0.1:0",
+    }
+
+
+def chosen_ports() -> dict[str, str]:
+    """Free API and metrics listener addresses chosen beforehand, for the tests of a
+    listener the user names (everything else takes :func:`dev_ports`)."""
     return {
         "CALLFS_SERVER_LISTEN_ADDR": f"127.0.0.1:{free_port()}",
         "CALLFS_METRICS_LISTEN_ADDR": f"127.0.0.1:{free_port()}",

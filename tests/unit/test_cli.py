@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.dev import CALLFS, dev_ports, dev_server, environment
+from tests.support.dev import CALLFS, chosen_ports, dev_ports, dev_server, environment
 from tests.support.servers import free_port
 
 STRONG = "a-strong-secret-of-32-characters!"
@@ -28,7 +28,7 @@ def run(*arguments: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
 
 
 def test_dev_serves_files_and_links_on_its_own_listener(tmp_path: Path) -> None:
-    ports = dev_ports()
+    ports = chosen_ports()
     with dev_server(tmp_path / "data", **ports) as (url, key):
         assert url == f"http://{ports['CALLFS_SERVER_LISTEN_ADDR']}"
         auth = {"Authorization": f"Bearer {key}"}
@@ -283,13 +283,13 @@ def taken_address() -> Iterator[str]:
 
 
 def role_environment(role: str, tmp_path: Path) -> dict[str, str]:
-    """What a role needs to get as far as binding its listeners, on free ports."""
+    """What a role needs to get as far as binding its listeners, on ports the system picks."""
     if role == "dev":
         return dev_ports()
     variables = {
         "CALLFS_AUTH_INTERNAL_PROXY_SECRET": STRONG,
-        "CALLFS_STORAGE_NODE_LISTEN_ADDR": f"127.0.0.1:{free_port()}",
-        "CALLFS_METRICS_LISTEN_ADDR": f"127.0.0.1:{free_port()}",
+        "CALLFS_STORAGE_NODE_LISTEN_ADDR": "127.0.0.1:0",
+        "CALLFS_METRICS_LISTEN_ADDR": "127.0.0.1:0",
         "CALLFS_BACKEND_LOCALFS_ROOT_PATH": str(tmp_path / "volume"),
     }
     if role in ("gateway", "link-service"):
