@@ -12,12 +12,13 @@ RUN apt-get update \
 RUN python -m venv /opt/callfs
 WORKDIR /src
 COPY . .
-# The server roles need the `server` extra (`pip install callfs` is the client alone);
+# The server roles need the `server` extra (`pip install callfs` is the client alone),
+# and tracing the `otel` one (imported only when tracing.otlp_endpoint is set);
 # `config validate` imports the server's settings, so a missing extra fails the build.
 # It checks secrets as the roles would: throwaway ones, for this command only.
 RUN /opt/callfs/bin/pip install --upgrade pip \
-    && /opt/callfs/bin/pip wheel --wheel-dir /wheels -c constraints.txt '.[server]' \
-    && /opt/callfs/bin/pip install --no-index --find-links /wheels 'callfs[server]' \
+    && /opt/callfs/bin/pip wheel --wheel-dir /wheels -c constraints.txt '.[server,otel]' \
+    && /opt/callfs/bin/pip install --no-index --find-links /wheels 'callfs[server,otel]' \
     && /opt/callfs/bin/python -m compileall -q /opt/callfs/lib \
     && /opt/callfs/bin/callfs --help >/dev/null \
     && /opt/callfs/bin/callfs --version \

@@ -58,6 +58,8 @@ SERVER_MODULES = frozenset(
     }
 )
 SERVER_EXTRA_HINT = "pip install 'callfs[server]'"
+# Tracing (tracing.otlp_endpoint) imports OpenTelemetry's SDK and exporter, of this extra.
+OTEL_EXTRA_HINT = "pip install 'callfs[otel]'"
 # Seconds each dependency of `config validate --check-connectivity` has to answer.
 CHECK_TIMEOUT = 5.0
 
@@ -101,12 +103,19 @@ def missing_server_module(exc: ModuleNotFoundError) -> str | None:
     return top if top in SERVER_MODULES else None
 
 
+def missing_otel_module(exc: ModuleNotFoundError) -> str | None:
+    """The OpenTelemetry module whose absence ``exc`` reports, else None (any other)."""
+    name = exc.name or ""
+    return name if name.partition(".")[0] == "opentelemetry" else None
+
+
 def _server(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """A server subcommand: its settings are loaded (and refused) in the handler.
 
     Its modules are imported here and in the handler, on first use: when one of the
     server's dependencies is missing (``pip install callfs`` without the ``server``
-    extra) it ends with one line saying what to install, exit 1.
+    extra), or tracing is on without the ``otel`` extra, it ends with one line saying
+    what to install, exit 1.
     """
 
     def run(args: argparse.Namespace) -> int:
@@ -119,16 +128,22 @@ def _server(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.
                 sys.stderr.write(f"callfs: {exc}\n")
                 return 2
         except ModuleNotFoundError as exc:
-            missing = missing_server_module(exc)
-            if missing is None:
-                raise
             command = " ".join(
                 part for part in (args.command, getattr(args, "config_command", None)) if part
             )
-            sys.stderr.write(
-                f"callfs: {command} needs the server's dependencies, not installed "
-                f"(no module named {missing!r}): {SERVER_EXTRA_HINT}\n"
-            )
+            if missing := missing_server_module(exc):
+                sys.stderr.write(
+                    f"callfs: {command} needs the server's dependencies, not installed "
+                    f"(no module named {missing!r}): {SERVER_EXTRA_HINT}\n"
+                )
+            elif missing := missing_otel_module(exc):
+                sys.stderr.write(
+                    f"callfs: {command} traces (tracing.otlp_endpoint is set) with "
+                    f"OpenTelemetry's SDK, not installed (no module named {missing!r}): "
+                    f"{OTEL_EXTRA_HINT}\n"
+                )
+            else:
+                raise
             return 1
 
     return run
@@ -413,23 +428,33 @@ async def run_dev(
     from callfs.discovery.base import StaticDiscovery
     from callfs.runtime import Runtime, open_runtime
     from callfs.serving import api_server, bind_web, bound_port, metrics_server
+    from callfs.tracing import open_tracing
 
     api_socket, metrics_socket = bind_web(settings)
     volumes = Path(settings.backend.localfs_root_path)
     nodes = []
     runtime: Runtime | None = None
+    node_tracing = None
     try:
+        # The nodes' spans are the storage-node service's, the rest the gateway's.
+        node_tracing = open_tracing(settings.tracing, "storage-node")
         endpoints: dict[str, str] = {}
         # The embedded nodes are not instrumented: the one metrics listener serves the
         # gateway's families (and the process's), not storage-node ones (docs/api.md).
         for node in DEV_NODES:
             root = volumes / node
             root.mkdir(parents=True, exist_ok=True)
-            server, port = build_server(settings, root=root, listen="127.0.0.1:0", instance_id=node)
+            server, port = build_server(
+                settings, root=root, listen="127.0.0.1:0", instance_id=node, tracing=node_tracing
+            )
             await server.start()
             nodes.append(server)
             endpoints[node] = f"127.0.0.1:{port}"
-        runtime = await open_runtime(settings, discovery=StaticDiscovery(endpoints))
+        runtime = await open_runtime(
+            settings,
+            discovery=StaticDiscovery(endpoints),
+            tracing=open_tracing(settings.tracing, "gateway"),
+        )
         app = create_app(settings, runtime)
         with contextlib.suppress(ImportError):
             from callfs_link_service.app import mount_links
@@ -459,6 +484,8 @@ async def run_dev(
             await runtime.close()
         for server in nodes:
             await server.stop(1.0)
+        if node_tracing is not None:
+            await node_tracing.close()
         api_socket.close()
         if metrics_socket is not None:
             metrics_socket.close()

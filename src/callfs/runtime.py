@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from callfs.auth import Authenticator
 from callfs.backends.base import Backend
@@ -29,6 +30,9 @@ from callfs.metrics import Metrics
 from callfs.objectcache import ObjectCache
 from callfs.reclaimer import Reclaimer
 from callfs.settings import Settings
+
+if TYPE_CHECKING:
+    from callfs.tracing.otel import Tracing
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +65,8 @@ class Runtime:
     background), through :meth:`backend`."""
     objects: ObjectCache | None = None
     """Small objects' bytes (None: the cache is off)."""
+    tracing: Tracing | None = None
+    """Where the spans of requests, queries and node calls go (None: tracing is off)."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -101,6 +107,8 @@ class Runtime:
         await self.bus.close()
         await self.limiter.close()
         await self.locks.close()
+        if self.tracing is not None:
+            await self.tracing.close()
 
 
 async def open_runtime(
@@ -108,8 +116,10 @@ async def open_runtime(
     *,
     discovery: Discovery | None = None,
     metrics: Metrics | None = None,
+    tracing: Tracing | None = None,
 ) -> Runtime:
-    """Build and open every adapter the settings ask for.
+    """Build and open every adapter the settings ask for; with ``tracing``, the metadata
+    store and the storage-node channels are traced, and the runtime closes it last.
 
     Raises:
         BackendUnavailable: the metadata store cannot be reached at start-up.
@@ -117,7 +127,12 @@ async def open_runtime(
     metrics = metrics or Metrics()
     locks, limiter, bus = build_coordination(settings.dlm)
     discovery = discovery or build_discovery(settings.instance_discovery)
-    inner = InstrumentedMetadataStore(open_store(settings.metadata_store), metrics)
+    database = open_store(settings.metadata_store)
+    inner = (
+        InstrumentedMetadataStore(database, metrics)
+        if tracing is None
+        else tracing.metadata_store(database, metrics, settings.metadata_store.type)
+    )
     store = CachedMetadataStore(
         inner,
         bus,
@@ -136,6 +151,7 @@ async def open_runtime(
         write_quorum=settings.replication.quorum,
         draining=settings.replication.draining,
         metrics=metrics,
+        interceptors=None if tracing is None else tracing.channel_interceptors,
     )
     backends: dict[str, Backend] = {"localfs": nodes}
     if settings.backend.s3_configured:
@@ -159,6 +175,7 @@ async def open_runtime(
         auth=Authenticator(settings.auth),
         metrics=metrics,
         objects=_object_cache(settings, metrics),
+        tracing=tracing,
     )
     try:
         await discovery.start()

@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -352,6 +353,42 @@ class LogSettings(Section):
         return value.lower() if isinstance(value, str) else value
 
 
+class TracingSettings(Section):
+    """OpenTelemetry tracing, exported over OTLP/HTTP; off while no endpoint is set."""
+
+    # The collector's OTLP/HTTP address (http://collector:4318, /v1/traces added unless
+    # the path ends so); empty: no tracing, and nothing of OpenTelemetry's SDK is loaded.
+    otlp_endpoint: str = ""
+    # The spans' service.name; empty: callfs-<role> (callfs-gateway, callfs-storage-node…).
+    service_name: str = ""
+    # The share of traces kept, decided where a trace starts; the rest of it follows.
+    sample_ratio: float = Field(default=1.0, ge=0, le=1)
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            parsed = urlsplit(value)
+            if parsed.scheme not in ("http", "https") or not parsed.hostname:
+                raise ValueError("must be an http:// or https:// URL (or empty: off)")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.otlp_endpoint)
+
+    @property
+    def traces_url(self) -> str:
+        """Where spans are posted: the endpoint, with ``/v1/traces`` unless it ends so."""
+        base = self.otlp_endpoint.rstrip("/")
+        return base if base.endswith("/v1/traces") else f"{base}/v1/traces"
+
+    def service(self, role: str) -> str:
+        """The service name of ``role``'s spans."""
+        return self.service_name or f"callfs-{role}"
+
+
 class Settings(BaseModel):
     """Every CallFS setting, one section per concern."""
 
@@ -369,6 +406,7 @@ class Settings(BaseModel):
     reconciler: ReconcilerSettings = Field(default_factory=ReconcilerSettings)
     replication: ReplicationSettings = Field(default_factory=ReplicationSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
 
     def link_secrets(self) -> list[bytes]:
         """The link-signing secrets: the first signs, every one verifies."""

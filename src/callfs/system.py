@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.telemetry import TelemetryConfig
 from starlette.types import ASGIApp
 
 from callfs import __version__, openapi
@@ -25,7 +26,11 @@ from callfs.metrics import Metrics, exposition
 from callfs.permissions import User
 from callfs.runtime import Runtime, open_runtime
 from callfs.settings import Settings
+from callfs.tracing import open_tracing
 from callfs.web import USER_KEY, EdgeMiddleware, install_error_handlers
+
+if TYPE_CHECKING:
+    from callfs.tracing.otel import Tracing
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -135,8 +140,18 @@ async def _answers(ping: Callable[[], Awaitable[None]]) -> bool:
     return True
 
 
+NO_FASTAPI_TELEMETRY: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "auto_configure": False,
+}
+"""FastAPI's own OpenTelemetry layer, off: CallFS traces with :mod:`callfs.tracing`."""
+
+
 class EdgeApp(FastAPI):
-    """A FastAPI app whose outermost layer is :class:`EdgeMiddleware` (on ``state.metrics``).
+    """A FastAPI app whose outermost layer is :class:`EdgeMiddleware` (on ``state.metrics``),
+    behind only the request spans when tracing is on.
 
     Starlette puts ``ServerErrorMiddleware``, which turns an unhandled exception into
     the 500, outside every added middleware; wrapping it gives that 500 the request id
@@ -151,6 +166,8 @@ class EdgeApp(FastAPI):
     role serves them at the same base URL."""
     proxies: TrustedProxies | None = None
     """The proxies whose ``X-Forwarded-For`` the access log believes (None: none)."""
+    tracing: Tracing | None = None
+    """What puts a server span around each request, outside everything (None: off)."""
 
     def openapi(self) -> dict[str, Any]:
         if self.openapi_schema is None:
@@ -162,7 +179,8 @@ class EdgeApp(FastAPI):
         inner = super().build_middleware_stack()
         if self.front is not None:
             inner = self.front(inner, self)
-        return EdgeMiddleware(inner, metrics=metrics, proxies=self.proxies)
+        edge = EdgeMiddleware(inner, metrics=metrics, proxies=self.proxies)
+        return edge if self.tracing is None else self.tracing.requests(edge)
 
 
 def build_app(
@@ -181,14 +199,24 @@ def build_app(
     handlers; ``serving(app, runtime)`` runs for the app's lifespan.
 
     With ``runtime`` given, the caller owns it (``callfs dev`` shares one runtime
-    between roles); otherwise the app opens its own at start-up and closes it.
-    ``documented`` routers are described by ``/openapi.json`` but served elsewhere.
+    between roles) and the requests are traced as it is; otherwise the app opens its own
+    at start-up (with the role's tracing, when ``tracing.otlp_endpoint`` is set) and
+    closes it. ``documented`` routers are described by ``/openapi.json`` but served
+    elsewhere.
+
+    Raises:
+        ModuleNotFoundError: tracing is on but the ``otel`` extra is not installed.
     """
     metrics = runtime.metrics if runtime is not None else Metrics()
+    tracing = runtime.tracing if runtime is not None else open_tracing(settings.tracing, component)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        active = runtime if runtime is not None else await open_runtime(settings, metrics=metrics)
+        active = (
+            runtime
+            if runtime is not None
+            else await open_runtime(settings, metrics=metrics, tracing=tracing)
+        )
         try:
             app.state.runtime = active
             await dependency_checks(active)
@@ -206,8 +234,12 @@ def build_app(
         openapi_url=None,  # served by docs_router, as server.docs says
         docs_url=None,
         redoc_url=None,
+        # Not asked per request whether a global provider turned it on; its spans would
+        # miss the fast path's requests, which never reach FastAPI's routing.
+        telemetry=NO_FASTAPI_TELEMETRY,
     )
     app.state.metrics = metrics
+    app.tracing = tracing
     app.front = front
     app.documented = documented
     if settings.server.trusted_proxies:

@@ -4,7 +4,8 @@ Two checks, both without building or installing anything (no network, a few seco
 
 * the declared requirements (pyproject.toml, which setuptools copies into the wheel's
   metadata as they are): the unconditional ones are exactly the client's, every server
-  package is under the ``server`` extra, and ``dev`` pulls in ``server`` and ``fsspec``;
+  package is under the ``server`` extra, tracing's under ``otel``, and ``dev`` pulls in
+  ``server``, ``fsspec`` and ``otel``;
 * the client as that install leaves it: a fresh interpreter in which only the standard
   library, CallFS's own packages and the distributions that ``pip install callfs``
   brings (the client's requirements and theirs, read from the installed metadata) can be
@@ -51,6 +52,7 @@ SERVER = {
     "kubernetes",
     "cryptography",
 }
+OTEL = {"opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http"}
 
 
 def declared() -> tuple[list[Requirement], dict[str, list[Requirement]]]:
@@ -97,10 +99,11 @@ def test_a_plain_install_requires_the_client_alone() -> None:
     assert all(requirement.marker is None for requirement in dependencies)
     assert names(extras["server"]) == SERVER
     assert names(extras["fsspec"]) == {"fsspec"}
+    assert names(extras["otel"]) == OTEL
     itself = [r for r in extras["dev"] if canonicalize_name(r.name) == "callfs"]
-    assert len(itself) == 1 and itself[0].extras == {"server", "fsspec"}
-    # The server's packages are declared once, under `server`.
-    assert not names(extras["dev"]) & SERVER
+    assert len(itself) == 1 and itself[0].extras == {"server", "fsspec", "otel"}
+    # The server's and tracing's packages are declared once, under their extra.
+    assert not names(extras["dev"]) & (SERVER | OTEL)
 
 
 def test_the_hint_knows_every_server_package_and_no_client_one() -> None:
@@ -128,6 +131,22 @@ def test_a_missing_server_module_is_one_line_and_any_other_is_raised(
         with pytest.raises(ModuleNotFoundError):
             cli._server(lambda _, module=module: needs(module))(args)
     assert cli.missing_server_module(ModuleNotFoundError("no name")) is None
+
+
+def test_a_missing_opentelemetry_module_is_one_line_naming_the_otel_extra(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def needs(module: str) -> int:
+        raise ModuleNotFoundError(f"No module named {module!r}", name=module)
+
+    args = argparse.Namespace(command="gateway")
+    assert cli._server(lambda _: needs("opentelemetry.sdk"))(args) == 1
+    assert capsys.readouterr().err == (
+        "callfs: gateway traces (tracing.otlp_endpoint is set) with OpenTelemetry's SDK, "
+        "not installed (no module named 'opentelemetry.sdk'): pip install 'callfs[otel]'\n"
+    )
+    # The server's hint never claims them: FastAPI brings OpenTelemetry's API, not its SDK.
+    assert "opentelemetry" not in cli.SERVER_MODULES
 
 
 # --- the client as `pip install callfs` leaves it -------------------------------------

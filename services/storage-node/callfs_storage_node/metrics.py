@@ -178,9 +178,9 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler is None:
             return None
         service, _, method = str(handler_call_details.method).lstrip("/").rpartition("/")
-        return _instrumented(handler, self._record(service, method))
+        return instrumented(handler, self._record(service, method))
 
-    def _record(self, service: str, method: str) -> _Record:
+    def _record(self, service: str, method: str) -> Record:
         duration = self._metrics.rpc_duration.labels(service, method)
         rpcs = self._metrics.rpcs
 
@@ -191,10 +191,11 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return record
 
 
-_Record = Callable[[str, float], None]
+Record = Callable[[str, float], None]
+"""Called once a call ends, with its status code's name (``OK``...) and its seconds."""
 
 
-def _instrumented(handler: Any, record: _Record) -> Any:
+def instrumented(handler: Any, record: Record) -> Any:
     """A handler of the same shape as ``handler`` whose calls are recorded."""
     codec = {
         "request_deserializer": handler.request_deserializer,
@@ -211,7 +212,7 @@ def _instrumented(handler: Any, record: _Record) -> Any:
     return grpc.unary_unary_rpc_method_handler(_wrapped(handler.unary_unary, record), **codec)
 
 
-def _wrapped(behavior: Callable[..., Any], record: _Record) -> Callable[..., Any]:
+def _wrapped(behavior: Callable[..., Any], record: Record) -> Callable[..., Any]:
     """``behavior`` (a coroutine function or an async generator function), recorded."""
     if inspect.isasyncgenfunction(behavior):
 

@@ -10,7 +10,7 @@ import signal
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -23,6 +23,9 @@ from callfs_storage_node.auth import InternalSecretInterceptor
 from callfs_storage_node.metrics import MetricsInterceptor, NodeMetrics
 from callfs_storage_node.servicer import StorageNodeServicer
 from callfs_storage_node.volume import Volume
+
+if TYPE_CHECKING:
+    from callfs.tracing.otel import Tracing
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +41,13 @@ def build_server(
     listen: str | None = None,
     instance_id: str | None = None,
     metrics: NodeMetrics | None = None,
+    tracing: Tracing | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """A storage-node server over ``root`` (default ``backend.localfs_root_path``),
     bound to ``listen`` (default ``storage_node.listen_addr``; port 0 picks one),
     known as ``instance_id`` (default ``instance_discovery.instance_id``), recording
-    its RPCs, bytes, fsyncs and volume usage in ``metrics`` if given.
+    its RPCs, bytes, fsyncs and volume usage in ``metrics`` if given, and a span per
+    RPC with ``tracing`` if given (the caller closes it).
 
     Returns the server (not started) and its bound port. Called on an event loop,
     it sweeps the temp files interrupted uploads left in the volume in the
@@ -51,7 +56,7 @@ def build_server(
     Raises:
         OSError: the address cannot be bound.
     """
-    server, port, _, volume = _assemble(settings, root, listen, instance_id, metrics)
+    server, port, _, volume = _assemble(settings, root, listen, instance_id, metrics, tracing)
     _sweep_soon(volume)
     return server, port
 
@@ -62,6 +67,7 @@ def _assemble(
     listen: str | None,
     instance_id: str | None = None,
     metrics: NodeMetrics | None = None,
+    tracing: Tracing | None = None,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer, Volume]:
     volume_root = Path(root if root is not None else settings.backend.localfs_root_path)
     volume_root.mkdir(parents=True, exist_ok=True)
@@ -79,6 +85,10 @@ def _assemble(
         metrics.watch(volume)
         # First: the calls the secret check refuses are counted too.
         interceptors.insert(0, MetricsInterceptor(metrics))
+    if tracing is not None:
+        from callfs_storage_node.tracing import TracingInterceptor
+
+        interceptors.insert(0, TracingInterceptor(tracing.tracer))
     limit = settings.storage_node.max_message_bytes
     server = grpc.aio.server(
         interceptors=interceptors,
@@ -156,20 +166,28 @@ async def serve(settings: Settings, metrics_socket: socket.socket | None = None)
 
     Unless ``metrics.enabled`` is false, ``/metrics`` and ``/health`` are served on
     the metrics listener: ``metrics_socket`` if bound already, else
-    ``metrics.listen_addr``, bound before the gRPC port.
+    ``metrics.listen_addr``, bound before the gRPC port. With ``tracing.otlp_endpoint``
+    set, each RPC is a span, the last of them exported before it returns.
 
     Raises:
         ListenError: ``metrics.listen_addr`` cannot be bound.
+        ModuleNotFoundError: tracing is on but the ``otel`` extra is not installed.
     """
     from callfs.serving import metrics_server
+    from callfs.tracing import open_tracing
 
+    tracing = open_tracing(settings.tracing, "storage-node")
     metrics = NodeMetrics() if settings.metrics.enabled else None
     listener = None if metrics is None else metrics_server(metrics, settings, metrics_socket)
     try:
-        server, _port, checks, volume = _assemble(settings, None, None, metrics=metrics)
+        server, _port, checks, volume = _assemble(
+            settings, None, None, metrics=metrics, tracing=tracing
+        )
     except BaseException:
         if listener is not None:
             listener.sock.close()
+        if tracing is not None:
+            await tracing.close()
         raise
     scraping = None if listener is None else asyncio.create_task(listener.serve())
     try:
@@ -180,6 +198,8 @@ async def serve(settings: Settings, metrics_socket: socket.socket | None = None)
         if listener is not None and scraping is not None:
             listener.should_exit = True
             await asyncio.gather(scraping, return_exceptions=True)
+        if tracing is not None:
+            await tracing.close()
 
 
 async def _serve_until_stopped(

@@ -115,6 +115,7 @@ class StorageNodeBackend(Backend):
         write_quorum: int | None = None,
         draining: Sequence[str] = (),
         metrics: Metrics | None = None,
+        interceptors: Callable[[str, str], Sequence[Any]] | None = None,
     ) -> None:
         self._discovery = discovery
         self._secret: tuple[tuple[str, str], ...] = ((SECRET_HEADER, secret),)
@@ -142,6 +143,8 @@ class StorageNodeBackend(Backend):
         self._usage: dict[str, tuple[float, tuple[int, int, int]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._metrics = metrics
+        # (instance_id, address) -> the client interceptors of a channel to it (tracing).
+        self._interceptors = interceptors
         # (key, instance_id) -> the heal copying good bytes over that corrupted replica.
         self._heals: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._prober: asyncio.Task[None] | None = None
@@ -746,7 +749,13 @@ class StorageNodeBackend(Backend):
         if node is None or node.address != address:
             if node is not None:
                 self._retire(node)
-            channel = grpc.aio.insecure_channel(address, options=self._options)
+            channel = grpc.aio.insecure_channel(
+                address,
+                options=self._options,
+                interceptors=None
+                if self._interceptors is None
+                else self._interceptors(instance_id, address),
+            )
             node = _Node(instance_id, address, channel)
             self._nodes[instance_id] = node
         return node
