@@ -373,19 +373,19 @@ def _dev(args: argparse.Namespace) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     settings = _load(args, dev_overrides(data_dir))
     settings = _dev_secrets(settings, data_dir)
-    settings = _dev_external_url(settings)
     return _serving(lambda: run_loop(run_dev(settings, data_dir)))
 
 
-def _dev_external_url(settings: Settings) -> Settings:
-    """Links point at the dev listener itself unless ``server.external_url`` says otherwise."""
+def _dev_external_url(settings: Settings, port: int) -> None:
+    """Links point at the dev listener itself, on the ``port`` it is bound to (the one
+    the system picked for port 0), unless ``server.external_url`` says otherwise."""
     from callfs.settings import ServerSettings
 
     server = settings.server
     if server.external_url == ServerSettings.model_fields["external_url"].default:
         scheme = "http" if server.protocol == "http" else "https"
-        server.external_url = f"{scheme}://{_local(server.listen_addr)}"
-    return settings
+        host = _local(server.listen_addr).rpartition(":")[0]
+        server.external_url = f"{scheme}://{host}:{port}"
 
 
 def _dev_secrets(settings: Settings, data_dir: Path) -> Settings:
@@ -431,6 +431,7 @@ async def run_dev(
     from callfs.tracing import open_tracing
 
     api_socket, metrics_socket = bind_web(settings)
+    _dev_external_url(settings, api_socket.getsockname()[1])
     volumes = Path(settings.backend.localfs_root_path)
     nodes = []
     runtime: Runtime | None = None
