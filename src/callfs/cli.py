@@ -383,9 +383,7 @@ def _dev_external_url(settings: Settings, port: int) -> None:
 
     server = settings.server
     if server.external_url == ServerSettings.model_fields["external_url"].default:
-        scheme = "http" if server.protocol == "http" else "https"
-        host = _local(server.listen_addr).rpartition(":")[0]
-        server.external_url = f"{scheme}://{host}:{port}"
+        server.external_url = _dev_url(settings, port)
 
 
 def _dev_secrets(settings: Settings, data_dir: Path) -> Settings:
@@ -492,25 +490,30 @@ async def run_dev(
             metrics_socket.close()
 
 
-def _local(addr: str) -> str:
+def _reachable_host(addr: str) -> str:
+    """The host of listen address ``addr`` as a client on this machine reaches it."""
     from callfs.settings import split_address
 
-    host, port = split_address(addr)
-    return f"{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    host, _port = split_address(addr)
+    return "127.0.0.1" if host in ("0.0.0.0", "::") else host
+
+
+def _dev_url(settings: Settings, port: int) -> str:
+    """The base URL of the dev API listener, bound to ``port``."""
+    scheme = "http" if settings.server.protocol == "http" else "https"
+    return f"{scheme}://{_reachable_host(settings.server.listen_addr)}:{port}"
 
 
 def _banner(settings: Settings, port: int, metrics_port: int | None, data_dir: Path) -> None:
-    host = _local(settings.server.listen_addr).rpartition(":")[0]
-    scheme = "http" if settings.server.protocol == "http" else "https"
-    url = f"{scheme}://{host}:{port}"
+    url = _dev_url(settings, port)
     keys = [k.get_secret_value() for k in settings.auth.api_keys] or [
         u.api_key.get_secret_value() for u in settings.auth.users
     ]
     key = keys[0] if keys else "<your key>"
-    insecure = " -k" if scheme == "https" else ""
+    insecure = "" if settings.server.protocol == "http" else " -k"
     metrics = ""
     if metrics_port is not None:
-        metrics_host = _local(settings.metrics.listen_addr).rpartition(":")[0]
+        metrics_host = _reachable_host(settings.metrics.listen_addr)
         metrics = f"  metrics:  http://{metrics_host}:{metrics_port}/metrics\n"
     sys.stdout.write(
         "\nCallFS dev is running.\n"
