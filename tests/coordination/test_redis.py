@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import pytest
 import redis.asyncio as aioredis
@@ -20,7 +19,7 @@ from callfs.coordination.redis import (
 from callfs.errors import BackendUnavailable, LockTimeout
 from callfs.settings import DLMSettings
 from tests.coordination.test_cache_bus import Heard
-from tests.support.servers import RedisServer, free_port
+from tests.support.servers import RedisServer, free_port, silent_port
 
 
 def settings_for(addr: str, **extra: object) -> DLMSettings:
@@ -189,10 +188,6 @@ async def test_check_connectivity_names_where_without_the_password() -> None:
 
 
 async def test_check_connectivity_gives_up_on_a_server_that_never_answers() -> None:
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen()
-        port = silent.getsockname()[1]
-        with pytest.raises(BackendUnavailable) as caught:
-            await check_connectivity(settings_for(f"127.0.0.1:{port}"), timeout=0.5)
+    with silent_port() as port, pytest.raises(BackendUnavailable) as caught:
+        await check_connectivity(settings_for(f"127.0.0.1:{port}"), timeout=0.5)
     assert str(caught.value) == f"Redis at 127.0.0.1:{port}: no answer in 0.5s"

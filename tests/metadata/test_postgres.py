@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import asyncpg
 import pytest
@@ -13,7 +12,7 @@ from callfs.errors import BackendUnavailable
 from callfs.metadata import migration, open_store
 from callfs.metadata.postgres import MIGRATION_LOCK, PostgresMetadataStore, check_connectivity
 from callfs.settings import MetadataStoreSettings
-from tests.support.servers import free_port
+from tests.support.servers import free_port, silent_port
 
 
 async def test_unreachable_server_is_backend_unavailable_without_details() -> None:
@@ -99,12 +98,8 @@ async def test_check_connectivity_names_where_without_the_password() -> None:
 
 
 async def test_check_connectivity_gives_up_on_a_server_that_never_answers() -> None:
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen()
-        port = silent.getsockname()[1]
-        with pytest.raises(BackendUnavailable) as caught:
-            await check_connectivity(f"postgresql://callfs@127.0.0.1:{port}/callfs", timeout=0.5)
+    with silent_port() as port, pytest.raises(BackendUnavailable) as caught:
+        await check_connectivity(f"postgresql://callfs@127.0.0.1:{port}/callfs", timeout=0.5)
     assert str(caught.value) == f"PostgreSQL at 127.0.0.1:{port}/callfs: no answer in 0.5s"
 
 

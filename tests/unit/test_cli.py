@@ -4,11 +4,8 @@ unknown settings, ``--version``."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
 
@@ -16,7 +13,7 @@ import httpx
 import pytest
 
 from tests.support.dev import CALLFS, chosen_ports, dev_ports, dev_server, environment
-from tests.support.servers import free_port
+from tests.support.servers import free_port, silent_port
 
 STRONG = "a-strong-secret-of-32-characters!"
 
@@ -273,15 +270,6 @@ def test_dev_auto_protocol_serves_https_with_a_self_signed_certificate(tmp_path:
             httpx.get(f"{url}/health", timeout=10)  # the certificate is self-signed
 
 
-@contextmanager
-def taken_address() -> Iterator[str]:
-    """An address another socket is listening on while the block runs."""
-    with socket.socket() as holder:
-        holder.bind(("127.0.0.1", 0))
-        holder.listen()
-        yield f"127.0.0.1:{holder.getsockname()[1]}"
-
-
 def role_environment(role: str, tmp_path: Path) -> dict[str, str]:
     """What a role needs to get as far as binding its listeners, on ports the system picks."""
     if role == "dev":
@@ -322,7 +310,8 @@ def test_a_taken_port_stops_with_one_line_naming_the_setting(
 ) -> None:
     arguments = ("dev", "--data-dir", str(tmp_path / "data")) if role == "dev" else (role,)
     variable = "CALLFS_" + setting.upper().replace(".", "_")
-    with taken_address() as taken:
+    with silent_port() as port:
+        taken = f"127.0.0.1:{port}"
         env = environment(**{**role_environment(role, tmp_path), variable: taken})
         result = run(*arguments, env=env)
     assert result.returncode == 1, result.stderr
