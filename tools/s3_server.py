@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -68,6 +69,7 @@ class S3Server:
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._log: Any = None
+        self._log_start = 0
         self._admin: Any = None
 
     @property
@@ -97,6 +99,10 @@ class S3Server:
             ),
         )
 
+    def _pick_port(self) -> int:
+        """The S3 port to start on: one free right now (0 when the server picks and tells)."""
+        return free_port()
+
     def _command(self) -> list[str]:
         raise NotImplementedError
 
@@ -119,9 +125,10 @@ class S3Server:
 
     def _launch(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.port = self._pick_port()
         command = self._command()
         self._log = (self.workdir / "server.log").open("ab")
+        self._log_start = self._log.tell()
         self._process = subprocess.Popen(
             command,
             cwd=self.workdir,
@@ -138,6 +145,15 @@ class S3Server:
                 return
             time.sleep(0.1)
         raise RuntimeError(f"{command[0]} did not start in {START_TIMEOUT}s:\n{self.log_tail()}")
+
+    def _log_since_launch(self) -> str:
+        """What the server has written since it was last launched."""
+        path = self.workdir / "server.log"
+        if not path.exists():
+            return ""
+        with path.open("rb") as log:
+            log.seek(self._log_start)
+            return log.read().decode(errors="replace")
 
     def log_tail(self, lines: int = 30) -> str:
         """The last lines of the server's output, for failure messages."""
@@ -191,11 +207,28 @@ class S3Server:
 
 
 class MotoServer(S3Server):
-    """moto's S3 in server mode (``moto_server``); it accepts any credentials."""
+    """moto's S3 in server mode (``moto_server``); it accepts any credentials.
+
+    It listens on a port the system picks, read back from its start-up line, so no port
+    is guessed free and then lost to another process.
+    """
+
+    _RUNNING_ON = re.compile(r"Running on http://127\.0\.0\.1:(\d+)")
+
+    def _pick_port(self) -> int:
+        return 0
 
     def _command(self) -> list[str]:
         moto = Path(sys.executable).parent / "moto_server"
-        return [str(moto), "-H", "127.0.0.1", "-p", str(self.port)]
+        return [str(moto), "-H", "127.0.0.1", "-p", "0"]
+
+    def _ready(self) -> bool:
+        if self.port == 0:
+            running = self._RUNNING_ON.search(self._log_since_launch())
+            if running is None:
+                return False
+            self.port = int(running.group(1))
+        return super()._ready()
 
 
 class SeaweedS3Server(S3Server):

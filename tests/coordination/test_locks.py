@@ -47,22 +47,57 @@ async def test_release_with_a_wrong_token_keeps_the_lock(replicas: Replicas) -> 
 
 
 async def test_lock_of_a_holder_that_never_releases_expires(replicas: Replicas) -> None:
-    first, second = replicas.locks(ttl=0.2)
+    first, second = replicas.locks(ttl=0.5)
     stale = await first.acquire("path:/a", timeout=1)
-    fresh = await second.acquire("path:/a", timeout=10)
+    await replicas.lapse(0.6)
+    fresh = await second.acquire("path:/a", timeout=0)
     assert fresh != stale
     assert not await first.renew("path:/a", stale)
     await first.release("path:/a", stale)
     with pytest.raises(LockTimeout):
-        await first.acquire("path:/a", timeout=0.05)
+        await first.acquire("path:/a", timeout=0)
 
 
-async def test_hold_renews_the_lock_past_its_ttl(replicas: Replicas) -> None:
-    first, second = replicas.locks(ttl=0.6)
+class Renewals:
+    """Counts the renewals of one lock adapter, so a test waits for one instead of sleeping."""
+
+    def __init__(self, locks: Locks, monkeypatch: pytest.MonkeyPatch) -> None:
+        self._started = 0
+        self._finished = 0  # the number of the latest renewal to finish
+        self._changed = asyncio.Condition()
+        renew = locks.renew
+
+        async def counted(key: str, token: str) -> bool:
+            self._started += 1
+            number = self._started
+            try:
+                return await renew(key, token)
+            finally:
+                async with self._changed:
+                    self._finished = max(self._finished, number)
+                    self._changed.notify_all()
+
+        monkeypatch.setattr(locks, "renew", counted)
+
+    async def next(self) -> None:
+        """Wait for a renewal that starts from now on to finish (failing after 5 s)."""
+        after = self._started
+        async with asyncio.timeout(5), self._changed:
+            await self._changed.wait_for(lambda: self._finished > after)
+
+
+async def test_hold_renews_the_lock_past_its_ttl(
+    replicas: Replicas, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = replicas.locks(ttl=1.0)
+    renewals = Renewals(first, monkeypatch)
     async with first.hold(["path:/a"], timeout=1):
-        await asyncio.sleep(1.5)
+        for _ in range(2):
+            await replicas.lapse(0.6)
+            await renewals.next()
+        # 1.2 s on a 1 s lock: still held only because it was renewed.
         with pytest.raises(LockTimeout):
-            await second.acquire("path:/a", timeout=0.05)
+            await second.acquire("path:/a", timeout=0)
     token = await second.acquire("path:/a", timeout=1)
     await second.release("path:/a", token)
 

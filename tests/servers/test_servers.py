@@ -11,9 +11,11 @@ import time
 from pathlib import Path
 
 import asyncpg
+import pytest
 import redis.asyncio as aioredis
 
-from tests.support.servers import PostgresInstance, PostgresServer, RedisServer
+from tests.support import servers
+from tests.support.servers import PostgresInstance, PostgresServer, RedisServer, free_port
 
 
 def alive(pid: int) -> bool:
@@ -99,6 +101,36 @@ async def test_redis_server_serves_and_leaves_nothing_behind() -> None:
     assert not workdir.exists()
     assert not server.answers()
     server.stop()
+
+
+def test_redis_server_moves_to_a_new_port_when_its_port_is_taken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with RedisServer() as other:
+        ports = iter([other.port, free_port()])
+        monkeypatch.setattr(servers, "free_port", lambda: next(ports))
+        with RedisServer() as server:
+            assert server.port != other.port
+            with server.client() as client:
+                assert client.info("server")["process_id"] == server.pid
+
+
+async def test_postgres_server_moves_to_a_new_port_when_its_port_is_taken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with PostgresServer() as other:
+        ports = iter([other.port, free_port()])
+        monkeypatch.setattr(servers, "free_port", lambda: next(ports))
+        with PostgresServer() as server:
+            assert server.port != other.port
+            server.create_database("callfs_mine")
+            for owner, expected in ((server, True), (other, False)):
+                admin = await asyncpg.connect(owner.admin_dsn)
+                try:
+                    names = await admin.fetch("SELECT datname FROM pg_database")
+                finally:
+                    await admin.close()
+                assert ("callfs_mine" in {row["datname"] for row in names}) is expected
 
 
 def test_server_dies_with_the_process_that_started_it(tmp_path: Path) -> None:

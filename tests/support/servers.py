@@ -5,6 +5,12 @@ launch them. ``PostgresInstance`` and ``RedisInstance`` speak to any reachable
 server (an external one from the environment); ``PostgresServer`` and
 ``RedisServer`` also start one on a free loopback port in a temporary folder and
 remove every trace of it on ``stop()``.
+
+Neither server can listen on port 0 and say which port it got, so each is given a
+port that was free a moment ago. Another process may take it first: the server
+then fails to bind and exits, and start-up tries again on a new port. Readiness is
+asked of our own process only, so a server that already held the port never passes
+for ours.
 """
 
 from __future__ import annotations
@@ -361,7 +367,11 @@ class PostgresServer(_Throwaway, PostgresInstance):
         raise RuntimeError(f"postgres did not start in {START_TIMEOUT}s:\n{_log_tail(log_path)}")
 
     def _accepts(self, binaries: Path) -> bool:
-        probe = [str(binaries / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)]
+        # Through our own socket folder, so only our server can answer; postgres opens
+        # it after binding the TCP port, and exits if that bind fails.
+        assert self.workdir is not None
+        sockets = str(self.workdir / "sockets")
+        probe = [str(binaries / "pg_isready"), "-q", "-h", sockets, "-p", str(self.port)]
         probe += ["-U", self.user, "-d", "postgres", "-t", "1"]
         return subprocess.run(probe, stdin=subprocess.DEVNULL, check=False).returncode == 0
 
@@ -444,10 +454,21 @@ class RedisServer(_Throwaway, RedisInstance):
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise RuntimeError(f"redis-server exited early:\n{_log_tail(log_path)}")
-            if self.answers():
+            # Ours, not a Redis that held the port first (ours then exits, and is retried).
+            if self._answering_pid() == process.pid:
                 return
             time.sleep(0.02)
         raise RuntimeError(f"redis-server did not start in {START_TIMEOUT}s")
+
+    def _answering_pid(self) -> int | None:
+        """The process id of the Redis that answers at :attr:`url`, if one does."""
+        try:
+            with self.client() as client:
+                info = client.info("server")
+        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+            return None
+        pid = info.get("process_id")
+        return pid if isinstance(pid, int) else None
 
     def resume(self) -> None:
         """Serve again on the same port (Redis keeps nothing: it starts empty)."""

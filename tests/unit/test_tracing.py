@@ -30,7 +30,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from callfs.settings import SettingsError, load_settings
 from tests.storage_node.conftest import METADATA
 from tests.storage_node.test_node_process import SERVE_TIMEOUT, NodeProcess
-from tests.support.dev import chosen_ports, dev_ports, dev_server, environment
+from tests.support.dev import dev_ports, dev_server, environment
 
 SERVER, CLIENT = 2, 3  # opentelemetry.proto.trace.v1.Span.SpanKind
 FILE_ROUTE = "/v1/files/{path:path}"
@@ -231,7 +231,7 @@ async def test_a_traced_node_process_continues_the_callers_trace_and_exports_on_
 
 
 UNTRACED_PROBE = """
-import asyncio, json, sys
+import asyncio, contextlib, io, json, re, sys
 from pathlib import Path
 
 import httpx
@@ -243,10 +243,12 @@ async def main():
     data = Path(sys.argv[1])
     settings = load_settings(overrides=dev_overrides(data))
     ready = asyncio.Event()
-    serving = asyncio.create_task(run_dev(settings, data, ready=ready))
-    await ready.wait()
-    url = "http://" + sys.argv[2]
-    auth = {"Authorization": "Bearer " + sys.argv[3]}
+    banner = io.StringIO()
+    with contextlib.redirect_stdout(banner):
+        serving = asyncio.create_task(run_dev(settings, data, ready=ready))
+        await ready.wait()
+    url = re.search(r"URL:\\s+(\\S+)", banner.getvalue()).group(1)
+    auth = {"Authorization": "Bearer " + sys.argv[2]}
     async with httpx.AsyncClient(base_url=url, headers=auth) as client:
         assert (await client.post("/v1/files/a.txt", content=b"a")).status_code == 201
         assert (await client.get("/v1/files/a.txt")).content == b"a"
@@ -261,18 +263,10 @@ print(json.dumps(sorted(sys.modules)))
 def test_without_an_endpoint_nothing_of_the_sdk_or_the_tracing_layers_is_loaded(
     tmp_path: Path,
 ) -> None:
-    ports = chosen_ports()
     key = "untraced-key-0123456789"
     result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            UNTRACED_PROBE,
-            str(tmp_path / "data"),
-            ports["CALLFS_SERVER_LISTEN_ADDR"],
-            key,
-        ],
-        env=environment(**ports, CALLFS_AUTH_API_KEYS=key, CALLFS_LOG_LEVEL="warning"),
+        [sys.executable, "-c", UNTRACED_PROBE, str(tmp_path / "data"), key],
+        env=environment(**dev_ports(), CALLFS_AUTH_API_KEYS=key, CALLFS_LOG_LEVEL="warning"),
         capture_output=True,
         text=True,
         timeout=120,
@@ -306,7 +300,7 @@ sys.exit(main(sys.argv[1:]))
 def test_tracing_without_the_otel_extra_says_what_to_install(tmp_path: Path, role: str) -> None:
     arguments = [role, "--data-dir", str(tmp_path / "data")] if role == "dev" else [role]
     env = environment(
-        **chosen_ports(),
+        **dev_ports(),
         CALLFS_TRACING_OTLP_ENDPOINT="http://127.0.0.1:4318",
         CALLFS_AUTH_API_KEYS=STRONG,
         CALLFS_AUTH_INTERNAL_PROXY_SECRET=STRONG,

@@ -11,7 +11,7 @@ import inspect
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from callfs.coordination.base import CacheBus, Invalidation, Locks, RateLimiter
@@ -28,10 +28,15 @@ class _Hold:
 
 
 class InProcessLocks(Locks):
-    """Exclusive locks with owner tokens that expire ``ttl`` seconds after the last renewal."""
+    """Exclusive locks with owner tokens that expire ``ttl`` seconds after the last renewal.
 
-    def __init__(self, *, ttl: float = 30.0) -> None:
+    Expiry goes by ``clock`` (monotonic seconds); how long ``acquire`` waits goes by the
+    event loop's own time, whatever ``clock`` says.
+    """
+
+    def __init__(self, *, ttl: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
         self._ttl = ttl
+        self.clock = clock
         self._held: dict[str, _Hold] = {}
         self._changed = asyncio.Condition()
 
@@ -45,16 +50,17 @@ class InProcessLocks(Locks):
         deadline = time.monotonic() + timeout
         async with self._changed:
             while True:
-                now = time.monotonic()
+                now = self.clock()
                 current = self._held.get(key)
                 if current is None or current.expires <= now:
                     self._held[key] = _Hold(token, now + self._ttl)
                     return token
-                if now >= deadline:
+                left = deadline - time.monotonic()
+                if left <= 0:
                     raise LockTimeout()
                 # Wake on a release, or when the holder's lock runs out.
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(min(deadline, current.expires) - now):
+                    async with asyncio.timeout(min(left, current.expires - now)):
                         await self._changed.wait()
 
     async def release(self, key: str, token: str) -> None:
@@ -67,7 +73,7 @@ class InProcessLocks(Locks):
 
     async def renew(self, key: str, token: str) -> bool:
         """Push the expiry of a held lock ``ttl`` seconds ahead; False when it was lost."""
-        now = time.monotonic()
+        now = self.clock()
         current = self._held.get(key)
         if current is None or current.token != token or current.expires <= now:
             return False
@@ -81,18 +87,20 @@ class InProcessLocks(Locks):
 
 
 class InProcessRateLimiter(RateLimiter):
-    """GCRA token buckets kept in memory: ``burst`` tokens refilled at ``rate`` per second."""
+    """GCRA token buckets kept in memory: ``burst`` tokens refilled at ``rate`` per second
+    of ``clock`` (monotonic seconds)."""
 
     _SWEEP_EVERY = 1024
 
-    def __init__(self) -> None:
-        # key -> theoretical arrival time of the next request (monotonic seconds)
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        # key -> theoretical arrival time of the next request (clock seconds)
         self._tat: dict[str, float] = {}
         self._hits = 0
 
     async def hit(self, key: str, *, rate: float, burst: int) -> float:
         """Take one token: 0.0 when allowed, else the seconds until one is free."""
-        now = time.monotonic()
+        now = self.clock()
         interval = 1.0 / rate
         tat = max(self._tat.get(key, now), now) + interval
         allowed_at = tat - max(burst, 1) * interval
