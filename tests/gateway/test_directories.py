@@ -179,10 +179,17 @@ class GatedStore:
         self.gate = asyncio.Event()
 
     async def list_tree(self, path: str, **options: Any) -> list[Entry]:
+        await self._read()
+        return await self.inner.list_tree(path, **options)
+
+    async def list_children_json(self, path: str, **options: Any) -> list[dict[str, Any]]:
+        await self._read()
+        return await self.inner.list_children_json(path, **options)
+
+    async def _read(self) -> None:
         self.reads += 1
         if self.reads >= self.hold:
             await self.gate.wait()
-        return await self.inner.list_tree(path, **options)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

@@ -244,6 +244,29 @@ async def test_list_tree_of_depth_zero_is_list_children(store: MetadataStore) ->
         )
 
 
+async def test_list_children_json_is_each_entrys_metadata_object(store: MetadataStore) -> None:
+    """The rows a listing encodes, built by the store: the same objects ``to_json``
+    makes of the entries, for every kind of row (directory, replicated file, S3 file,
+    a file an older version left without trusted replicas), page by page."""
+    await build_tree(store)
+    later = T0 + timedelta(days=400, seconds=7)
+    await store.create(replicated("/d/r", THREE, mode=0o4750, mtime=later, size=10))
+    await store.create(file("/d/s3", backend="s3", instance_id=None, object_key="k", size=0))
+    await store.create(replicated("/d/old", ("node-0", "node-1")))
+    await store.update(file("/d/old", instance_id="node-2", replicas=("node-0", "node-1")))
+    third = sorted(paths_of(await store.list_children("/d")))[2]
+    for limit, after in ((None, None), (4, None), (4, third), (None, "/d/zzz")):
+        entries = await store.list_children("/d", limit=limit, after=after)
+        items = await store.list_children_json("/d", limit=limit, after=after)
+        assert items == [entry.to_json() for entry in entries]
+    items = {item["path"]: item for item in await store.list_children_json("/d")}
+    assert items["/d/r"]["replicas"] == list(THREE) and items["/d/r"]["mode"] == "4750"
+    assert items["/d/r"]["mtime"] == "2027-04-05T12:30:52Z"
+    assert items["/d/old"]["replicas"] == ["node-2"]
+    assert items["/d/s3"]["instance_id"] is None and items["/d/s3"]["replicas"] == []
+    assert items["/d/a"]["type"] == "directory" and "etag" not in items["/d/a"]
+
+
 async def test_list_children_of_a_file_or_missing_path_is_empty(store: MetadataStore) -> None:
     await build_tree(store)
     assert await store.list_children("/d/b") == []

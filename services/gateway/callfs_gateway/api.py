@@ -480,8 +480,9 @@ async def _json_items(listing: Listing, limit: int | None = None) -> AsyncIterat
     a time (each page encoded between two reads of the store).
     """
     separator = b""
-    async for page in listing.pages(limit):
-        yield separator + b",".join([orjson.dumps(entry.to_json()) for entry in page])
+    async for page in listing.items(limit):
+        # One encode per page: the array's members without its brackets.
+        yield separator + orjson.dumps(page)[1:-1]
         separator = b","
 
 

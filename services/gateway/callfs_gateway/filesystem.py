@@ -17,7 +17,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -659,9 +659,19 @@ class FileSystem:
             reclaimer.given_up(ref, exc)
 
 
-LISTING_PAGE = 500
+LISTING_PAGE = 1000
 """Rows read from the store per page of a listing: a page is encoded on the event loop
-between two store reads, so it stays small enough not to hold the loop for long."""
+between two store reads (about a millisecond for a non-recursive listing's rows), so it
+stays small enough not to hold the loop for long."""
+
+
+def _entry_path(entry: Entry) -> str:
+    return entry.path
+
+
+def _item_path(item: dict[str, Any]) -> str:
+    path: str = item["path"]
+    return path
 
 
 class Listing:
@@ -714,30 +724,67 @@ class Listing:
         """
         store = self.fs.store
         path = self.directory.path
+        # Directory -> whether user may list and enter it and each one above it up to path.
+        entered = {path: permissions.may(self.user, self.directory, EXECUTE)}
+
+        async def read(want: int, cursor: str | None) -> tuple[list[Entry], int, str | None]:
+            batch = await store.list_tree(path, max_depth=self.max_depth, limit=want, after=cursor)
+            visible = batch if self.max_depth == 0 else await self._visible(batch, entered)
+            return visible, len(batch), batch[-1].path if batch else None
+
+        async for page in self._walk(read, _entry_path, limit):
+            yield page
+
+    async def items(self, limit: int | None = None) -> AsyncIterator[list[dict[str, Any]]]:
+        """:meth:`pages` as API.md's metadata objects; a non-recursive listing has the
+        store build them from its rows (no ``Entry`` each).
+        """
+        if self.max_depth:
+            async for page in self.pages(limit):
+                yield [entry.to_json() for entry in page]
+            return
+        store = self.fs.store
+        path = self.directory.path
+
+        async def read(
+            want: int, cursor: str | None
+        ) -> tuple[list[dict[str, Any]], int, str | None]:
+            batch = await store.list_children_json(path, limit=want, after=cursor)
+            return batch, len(batch), batch[-1]["path"] if batch else None
+
+        async for rows in self._walk(read, _item_path, limit):
+            yield rows
+
+    async def _walk(
+        self,
+        read: Callable[[int, str | None], Awaitable[tuple[list[T], int, str | None]]],
+        path_of: Callable[[T], str],
+        limit: int | None,
+    ) -> AsyncIterator[list[T]]:
+        """Page through the store with ``read(want, after)`` (what it read: the visible
+        part, how many rows, the last row's path) until the end or ``limit`` (default:
+        the listing's own); sets :attr:`next_after` when ``limit`` cut it short.
+        """
         remaining = self.limit if limit is None else limit
         self.next_after = None
         last: str | None = None
         cursor = self.after
-        # Directory -> whether user may list and enter it and each one above it up to path.
-        entered = {path: permissions.may(self.user, self.directory, EXECUTE)}
         while True:
             want = LISTING_PAGE if remaining is None else min(LISTING_PAGE, remaining + 1)
-            batch = await store.list_tree(path, max_depth=self.max_depth, limit=want, after=cursor)
-            visible = batch if self.max_depth == 0 else await self._visible(batch, entered)
+            visible, read_rows, cursor = await read(want, cursor)
             if remaining is not None and len(visible) > remaining:
                 if remaining:
                     yield visible[:remaining]
-                    last = visible[remaining - 1].path
+                    last = path_of(visible[remaining - 1])
                 self.next_after = last
                 return
             if visible:
                 yield visible
-                last = visible[-1].path
+                last = path_of(visible[-1])
                 if remaining is not None:
                     remaining -= len(visible)
-            if len(batch) < want:
+            if read_rows < want:
                 return
-            cursor = batch[-1].path
 
     async def _visible(self, batch: list[Entry], entered: dict[str, bool]) -> list[Entry]:
         """The entries of ``batch`` the user may see; ``entered`` learns its directories."""

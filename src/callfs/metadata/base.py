@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from callfs.entry import Entry
 from callfs.errors import BadRequest
@@ -88,6 +88,14 @@ class MetadataStore(ABC):
         self, path: str, *, limit: int | None = None, after: str | None = None
     ) -> list[Entry]:
         """Immediate children of the directory ``path``, sorted by path (the ``parent`` index)."""
+
+    async def list_children_json(
+        self, path: str, *, limit: int | None = None, after: str | None = None
+    ) -> list[dict[str, Any]]:
+        """:meth:`list_children` as API.md's metadata objects, what ``Entry.to_json``
+        makes of each: a listing's rows, which a store builds straight from its own."""
+        children = await self.list_children(path, limit=limit, after=after)
+        return [entry.to_json() for entry in children]
 
     @abstractmethod
     async def count_children(

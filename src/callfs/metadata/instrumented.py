@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from typing import Any
 
 from callfs.entry import Entry
 from callfs.metadata.base import ConsumeOutcome, LinkRecord, MetadataStore
@@ -57,6 +58,12 @@ class InstrumentedMetadataStore(MetadataStore):
     ) -> list[Entry]:
         with self._query("list_children"):
             return await self.inner.list_children(path, limit=limit, after=after)
+
+    async def list_children_json(
+        self, path: str, *, limit: int | None = None, after: str | None = None
+    ) -> list[dict[str, Any]]:
+        with self._query("list_children"):
+            return await self.inner.list_children_json(path, limit=limit, after=after)
 
     async def count_children(
         self, path: str, *, limit: int | None = None, after: str | None = None

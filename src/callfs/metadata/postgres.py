@@ -10,6 +10,7 @@ retried. Lost connections surface as :class:`~callfs.errors.BackendUnavailable`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -20,7 +21,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from callfs import paths
-from callfs.entry import Entry
+from callfs.entry import Entry, format_time, metadata_json
 from callfs.errors import (
     AlreadyExists,
     BackendUnavailable,
@@ -100,6 +101,32 @@ def _entry(row: Any) -> Entry:
         object_key=row["object_key"],
         replicas=recorded_replicas(row["instance_id"], row["replicas"]),
         entry_id=row["entry_id"],
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _time_text(value: datetime) -> str:
+    """A time column as API.md writes it, remembered for the last few thousand moments
+    (a long listing's rows share a few seconds between them)."""
+    return format_time(_aware(value))
+
+
+def _metadata_json(row: Any) -> dict[str, Any]:
+    """``_entry(row).to_json()``, without the Entry."""
+    instance_id = row["instance_id"]
+    return metadata_json(
+        row["path"],
+        row["type"],
+        row["size"],
+        row["mode"],
+        row["owner"],
+        row["grp"],
+        _time_text(row["mtime"]),
+        _time_text(row["ctime"]),
+        row["etag"],
+        row["backend"],
+        instance_id,
+        recorded_replicas(instance_id, row["replicas"]),
     )
 
 
@@ -303,6 +330,13 @@ class PostgresMetadataStore(MetadataStore):
                 limit,
             )
         return [_entry(row) for row in rows]
+
+    async def list_children_json(
+        self, path: str, *, limit: int | None = None, after: str | None = None
+    ) -> list[dict[str, Any]]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(CHILDREN, path, after or "", limit)
+        return [_metadata_json(row) for row in rows]
 
     async def count_children(
         self, path: str, *, limit: int | None = None, after: str | None = None

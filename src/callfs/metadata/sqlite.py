@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from callfs import paths
-from callfs.entry import Entry, utcnow
+from callfs.entry import Entry, format_time, metadata_json, utcnow
 from callfs.errors import (
     AlreadyExists,
     BackendUnavailable,
@@ -91,6 +91,31 @@ def _entry(row: sqlite3.Row | tuple[Any, ...]) -> Entry:
         object_key=row[11],
         replicas=recorded_replicas(row[10], row[12].split(",") if row[12] else ()),
         entry_id=row[13],
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _time_text(value: int) -> str:
+    """A time column as API.md writes it (remembered, as :func:`_from_db`)."""
+    return format_time(_from_db(value))
+
+
+def _metadata_json(row: sqlite3.Row | tuple[Any, ...]) -> dict[str, Any]:
+    """``_entry(row).to_json()``, without the Entry."""
+    instance_id = row[10]
+    return metadata_json(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        _time_text(row[6]),
+        _time_text(row[7]),
+        row[8],
+        row[9],
+        instance_id,
+        recorded_replicas(instance_id, row[12].split(",") if row[12] else ()),
     )
 
 
@@ -462,6 +487,12 @@ class SQLiteMetadataStore(MetadataStore):
     ) -> list[Entry]:
         params = (path, after or "", -1 if limit is None else limit)
         return [_entry(row) for row in await self._rows(CHILDREN, params)]
+
+    async def list_children_json(
+        self, path: str, *, limit: int | None = None, after: str | None = None
+    ) -> list[dict[str, Any]]:
+        params = (path, after or "", -1 if limit is None else limit)
+        return [_metadata_json(row) for row in await self._rows(CHILDREN, params)]
 
     async def count_children(
         self, path: str, *, limit: int | None = None, after: str | None = None
