@@ -425,7 +425,7 @@ async def run_dev(
 
     from callfs.discovery.base import StaticDiscovery
     from callfs.runtime import Runtime, open_runtime
-    from callfs.serving import api_server, bind_web, bound_port, metrics_server
+    from callfs.serving import api_server, bind_web, bound_port, metrics_server, settle
     from callfs.tracing import open_tracing
 
     api_socket, metrics_socket = bind_web(settings)
@@ -471,6 +471,7 @@ async def run_dev(
             await asyncio.sleep(0.05)
         metrics_port = None if metrics_socket is None else metrics_socket.getsockname()[1]
         _banner(settings, bound_port(api), metrics_port, data_dir)
+        settle()
         if ready is not None:
             ready.set()
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)

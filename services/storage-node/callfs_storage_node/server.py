@@ -16,6 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from callfs import logs
+from callfs.serving import settle
 from callfs.settings import Settings, split_address
 from callfs.storage.v1 import storage_pb2, storage_pb2_grpc
 from callfs_storage_node import sweeper
@@ -211,6 +212,7 @@ async def _serve_until_stopped(
     """Serve until SIGTERM or SIGINT (or the metrics listener fails), then drain."""
     await checks.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
     await server.start()
+    settle()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
