@@ -12,7 +12,7 @@ import pytest
 
 from callfs.placement import rank
 from tests.e2e.target import WAIT_TIMEOUT, Target
-from tests.e2e.test_repair import nodes_holding
+from tests.e2e.test_repair import holders, sha256
 from tests.e2e.test_rolling_restart import Load
 from tools.cluster import Cluster
 
@@ -30,7 +30,8 @@ def test_a_joining_node_takes_its_share_without_a_failed_request(
     files = {f"{home}/j{n}.bin": f"joins {n} {home}\n".encode() * 64 for n in range(FILES)}
     for path, data in files.items():
         assert client.post(f"/v1/files{path}", content=data).status_code == 201
-    assert not any(NEWCOMER in nodes_holding(cluster, data) for data in files.values())
+    held = holders(cluster, files.values())
+    assert not any(NEWCOMER in held[sha256(data)] for data in files.values())
 
     with Load(target, home) as load:
         before = load.requests
@@ -44,7 +45,8 @@ def test_a_joining_node_takes_its_share_without_a_failed_request(
         while pending and time.monotonic() < deadline:
             # Polling another process's work: the repairer runs every few seconds.
             time.sleep(0.5)
-            pending = [p for p in files if nodes_holding(cluster, files[p]) != wanted[p]]
+            held = holders(cluster, files.values())
+            pending = [p for p, data in files.items() if held[sha256(data)] != wanted[p]]
         during = load.requests - before
 
     assert pending == [], f"not where their placement names: {pending}"

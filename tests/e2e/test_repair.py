@@ -6,8 +6,11 @@ Needs the local cluster (it kills a process and empties its volume).
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import time
+from collections.abc import Collection
+from pathlib import Path
 
 import pytest
 
@@ -19,21 +22,31 @@ pytestmark = [pytest.mark.e2e, pytest.mark.local_cluster]
 VICTIM = "storage-node-2"
 
 
-def nodes_holding(cluster: Cluster, data: bytes) -> set[str]:
-    """The nodes whose volume holds an object with exactly ``data`` (files that vanish
-    while they are looked at, under concurrent traffic, hold nothing)."""
-    digest = hashlib.sha256(data).hexdigest()
-    found = set()
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def holders(cluster: Cluster, blobs: Collection[bytes]) -> dict[str, set[str]]:
+    """For each of ``blobs``, by SHA-256: the nodes whose volume holds an object with
+    exactly those bytes (files that vanish while they are looked at, under concurrent
+    traffic, hold nothing). One walk of the volumes for all of them: a volume keeps the
+    folders of every object it ever held, so after a busy suite a walk is not cheap."""
+    found: dict[str, set[str]] = {sha256(blob): set() for blob in blobs}
+    sizes = {len(blob) for blob in blobs}
     for node in cluster.nodes:
-        for stored in (cluster.root / "volumes" / node).rglob("*"):
-            if stored.name.startswith(".callfs-tmp-") or stored.suffix == ".sums":
-                continue
-            try:
-                held = stored.is_file() and stored.stat().st_size == len(data)
-                if held and hashlib.sha256(stored.read_bytes()).hexdigest() == digest:
-                    found.add(node)
-            except FileNotFoundError:
-                continue
+        for folder, _, names in os.walk(cluster.root / "volumes" / node):
+            for name in names:
+                if name.startswith(".callfs-tmp-") or name.endswith(".sums"):
+                    continue
+                stored = Path(folder, name)
+                try:
+                    if stored.stat().st_size not in sizes:
+                        continue
+                    digest = sha256(stored.read_bytes())
+                except FileNotFoundError:
+                    continue
+                if digest in found:
+                    found[digest].add(node)
     return found
 
 
@@ -42,7 +55,8 @@ def test_a_wiped_volume_gets_its_replicas_back(cluster: Cluster, target: Target,
     files = {f"{home}/w{n}.txt": f"wiped {n} {home}".encode() for n in range(20)}
     for path, data in files.items():
         assert client.post(f"/v1/files{path}", content=data).status_code == 201
-    assert any(VICTIM in nodes_holding(cluster, data) for data in files.values())
+    held = holders(cluster, files.values())
+    assert any(VICTIM in held[sha256(data)] for data in files.values())
 
     cluster.kill_node(VICTIM)
     try:
@@ -57,9 +71,11 @@ def test_a_wiped_volume_gets_its_replicas_back(cluster: Cluster, target: Target,
     while short and time.monotonic() < deadline:
         # Polling another process's work: the repairer runs every few seconds.
         time.sleep(0.5)
-        short = [path for path, data in files.items() if len(nodes_holding(cluster, data)) < 2]
+        held = holders(cluster, files.values())
+        short = [path for path, data in files.items() if len(held[sha256(data)]) < 2]
     assert short == []
+    held = holders(cluster, files.values())
     for path, data in files.items():
         head = client.head(f"/v1/files{path}")
-        assert set(head.headers["x-callfs-replicas"].split(",")) == nodes_holding(cluster, data)
+        assert set(head.headers["x-callfs-replicas"].split(",")) == held[sha256(data)]
         assert client.get(f"/v1/files{path}").content == data
