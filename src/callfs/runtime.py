@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from prometheus_client import Gauge
 
 from callfs.auth import Authenticator
 from callfs.backends.base import Backend
@@ -191,11 +194,27 @@ async def open_runtime(
 
 async def _report_nodes(runtime: Runtime) -> None:
     """Keep ``callfs_storage_node_up`` current."""
+    reported: set[str] = set()
     while True:
-        gauge = runtime.metrics.storage_node_up
-        for instance, up in runtime.nodes.node_status().items():
-            gauge.labels(instance).set(1 if up else 0)
+        reported = report_nodes(
+            runtime.metrics.storage_node_up, runtime.nodes.node_status(), reported
+        )
         await asyncio.sleep(NODE_STATUS_INTERVAL)
+
+
+def report_nodes(gauge: Gauge, status: Mapping[str, bool], reported: set[str]) -> set[str]:
+    """Set ``gauge`` to ``status`` (instance id -> up) and drop the series of the nodes
+    ``reported`` last time that discovery no longer names; returns the nodes reported.
+
+    A node scaled away was down when it left: its series would otherwise stay at 0
+    for the life of the gateway, and the node-down alert would fire on for a node
+    that is gone on purpose.
+    """
+    for instance in reported - status.keys():
+        gauge.remove(instance)
+    for instance, up in status.items():
+        gauge.labels(instance).set(1 if up else 0)
+    return set(status)
 
 
 def _object_cache(settings: Settings, metrics: Metrics) -> ObjectCache | None:
