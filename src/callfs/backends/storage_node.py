@@ -88,10 +88,38 @@ class _Node:
     channel: grpc.aio.Channel
     stub: storage_pb2_grpc.StorageNodeStub = field(init=False)
     health: health_pb2_grpc.HealthStub = field(init=False)
+    write: Any = field(init=False)
+    """``Write``, its requests given encoded (see :func:`encoded_chunk`): a chunk going
+    to several replicas is encoded once, not once per replica."""
 
     def __post_init__(self) -> None:
         self.stub = storage_pb2_grpc.StorageNodeStub(self.channel)  # type: ignore[no-untyped-call]
         self.health = health_pb2_grpc.HealthStub(self.channel)
+        self.write = self.channel.stream_unary(
+            WRITE_METHOD,
+            request_serializer=_as_is,
+            response_deserializer=storage_pb2.WriteResponse.FromString,
+        )
+
+
+WRITE_METHOD = "/callfs.storage.v1.StorageNode/Write"
+_CHUNK_TAG = b"\x12"  # WriteRequest field 2 (chunk), length-delimited
+
+
+def encoded_chunk(piece: bytes) -> bytes:
+    """``WriteRequest(chunk=piece)`` as its wire bytes, built with one copy of
+    ``piece`` (protobuf would copy it into the message, then out again)."""
+    size = len(piece)
+    prefix = bytearray(_CHUNK_TAG)
+    while size >= 0x80:
+        prefix.append((size & 0x7F) | 0x80)
+        size >>= 7
+    prefix.append(size)
+    return b"".join((prefix, piece))
+
+
+def _as_is(message: bytes) -> bytes:
+    return message
 
 
 class StorageNodeBackend(Backend):
@@ -340,7 +368,8 @@ class StorageNodeBackend(Backend):
             await group.each(_Upload.begin)
             size = 0
             async for piece in _pieces(chunks, self._chunk_size, self._max_chunk):
-                await group.each(functools.partial(_Upload.send, piece=piece))
+                message = encoded_chunk(piece)
+                await group.each(functools.partial(_Upload.send, message=message))
                 size += len(piece)
             await group.each(functools.partial(_Upload.finish, size=size))
             stored = group.agreeing()
@@ -850,19 +879,21 @@ class _Upload:
         self.backend = backend
         self.node = node
         self.key = key
-        self.call: Any = node.stub.Write(metadata=backend._metadata)
+        self.call: Any = node.write(metadata=backend._metadata)
         self.response: storage_pb2.WriteResponse | None = None
 
     async def begin(self) -> None:
         header = storage_pb2.WriteHeader(path=self.key, overwrite=True, create_parents=True)
-        await self._send(storage_pb2.WriteRequest(header=header))
+        await self._send(storage_pb2.WriteRequest(header=header).SerializeToString())
 
-    async def send(self, piece: bytes) -> None:
-        await self._send(storage_pb2.WriteRequest(chunk=piece))
+    async def send(self, message: bytes) -> None:
+        """Send a chunk, as :func:`encoded_chunk` made it."""
+        await self._send(message)
 
     async def finish(self, size: int) -> None:
         """Send ``end`` and wait for the node's answer: the object is then fsynced."""
-        await self._send(storage_pb2.WriteRequest(end=storage_pb2.WriteEnd(size=size)))
+        end = storage_pb2.WriteRequest(end=storage_pb2.WriteEnd(size=size))
+        await self._send(end.SerializeToString())
         try:
             async with asyncio.timeout(self.backend._timeout):
                 await _half_close(self.call)
@@ -889,7 +920,7 @@ class _Upload:
                 exc.message,
             )
 
-    async def _send(self, message: storage_pb2.WriteRequest) -> None:
+    async def _send(self, message: bytes) -> None:
         try:
             async with asyncio.timeout(self.backend._timeout):
                 await self.call.write(message)
