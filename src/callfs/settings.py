@@ -208,6 +208,8 @@ class BackendSettings(Section):
     s3_kms_key_id: str = ""
     s3_acl: str = "private"
     s3_part_size: int = Field(default=8 * 1024 * 1024, ge=5 * 1024 * 1024)
+    # Attempts per S3 request, the first included (botocore's standard retries); 1: none.
+    s3_max_attempts: int = Field(default=3, ge=1)
 
     @property
     def s3_configured(self) -> bool:

@@ -1,19 +1,32 @@
-"""The ``callfs`` client commands as a user runs them: the real console script, as a
-subprocess, against one real ``callfs dev`` per test module (two API keys: api-user-1
-and api-user-2), each test in a remote directory of its own."""
+"""The ``callfs`` client commands against one real ``callfs dev`` per test module (two
+API keys: api-user-1 and api-user-2), each test in a remote directory of its own.
+
+Most tests run a command through the console script's entry point,
+:func:`callfs.cli.main`, in this process (:func:`run_cli`): the same parser, handlers
+and exit codes, with the environment, stdin, stdout, stderr and working directory of
+the call. What only a separate process shows — the installed console script itself,
+a terminal on stderr, the modules a command loads, its peak memory — runs it as a
+subprocess (:meth:`Callfs.console`, :meth:`Callfs.in_terminal`, and the tests that
+start their own interpreter).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from callfs.cli import main
 from tests.support.dev import (
     CALLFS,
     TwoUsers,
@@ -43,8 +56,67 @@ class Result:
         return f"exit {self.code}; stdout {self.stdout[:500]!r}; stderr {self.stderr[:2000]!r}"
 
 
+@contextlib.contextmanager
+def environ(variables: Mapping[str, str]) -> Iterator[None]:
+    """``os.environ`` is exactly ``variables`` inside the block (as a subprocess's
+    ``env=``), and as it was after it."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@contextlib.contextmanager
+def standard_streams(stdin: io.BufferedIOBase) -> Iterator[tuple[io.BytesIO, io.StringIO]]:
+    """``sys.stdin`` reads ``stdin``; ``sys.stdout`` (text, and bytes through its
+    ``.buffer``) and ``sys.stderr`` are captured, as pipes (not terminals) would be."""
+    out, err = io.BytesIO(), io.StringIO()
+    text_in = io.TextIOWrapper(stdin, encoding="utf-8")
+    # write_through: text and bytes written to stdout keep their order.
+    text_out = io.TextIOWrapper(out, encoding="utf-8", write_through=True)
+    saved = sys.stdin, sys.stdout, sys.stderr
+    sys.stdin, sys.stdout, sys.stderr = text_in, text_out, err
+    try:
+        yield out, err
+    finally:
+        sys.stdin, sys.stdout, sys.stderr = saved
+        text_out.flush()
+        # The caller's buffers stay open for reading.
+        text_in.detach()
+        text_out.detach()
+
+
+def run_cli(
+    *arguments: str,
+    env: Mapping[str, str],
+    stdin: bytes | Path | None = None,
+    cwd: Path | None = None,
+) -> Result:
+    """``callfs ARGS`` through :func:`callfs.cli.main` in this process: its exit code
+    (argparse's ``SystemExit`` included), stdout and stderr."""
+    with contextlib.ExitStack() as stack:
+        if isinstance(stdin, Path):
+            source: io.BufferedIOBase = stack.enter_context(stdin.open("rb"))
+        else:
+            source = io.BytesIO(stdin or b"")
+        stack.enter_context(environ(env))
+        if cwd is not None:
+            stack.enter_context(contextlib.chdir(cwd))
+        out, err = stack.enter_context(standard_streams(source))
+        try:
+            code = main(list(arguments))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    return Result(code, out.getvalue(), err.getvalue())
+
+
 class Callfs:
-    """Runs ``callfs ARGS`` with CALLFS_URL and api-user-1's CALLFS_API_KEY (or ``key``)."""
+    """Runs ``callfs ARGS`` with CALLFS_URL and api-user-1's CALLFS_API_KEY (or ``key``):
+    in this process by default, as the console script with :meth:`console`."""
 
     def __init__(self, server: Server, config_home: Path) -> None:
         self.server = server
@@ -66,27 +138,33 @@ class Callfs:
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
     ) -> Result:
+        return run_cli(
+            *arguments, env=env if env is not None else self.env(key), stdin=stdin, cwd=cwd
+        )
+
+    def console(
+        self,
+        *arguments: str,
+        key: str | None = None,
+        stdin: bytes | Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Result:
+        """Run the installed console script as a subprocess, stdin and stdout pipes (or
+        ``stdin`` a file)."""
         environment_ = env if env is not None else self.env(key)
-        if isinstance(stdin, Path):
-            with stdin.open("rb") as source:
-                done = subprocess.run(
-                    [str(CALLFS), *arguments],
-                    stdin=source,
-                    capture_output=True,
-                    env=environment_,
-                    cwd=cwd,
-                    timeout=120,
-                    check=False,
-                )
-        else:
+        with contextlib.ExitStack() as stack:
+            feed: dict[str, Any] = (
+                {"stdin": stack.enter_context(stdin.open("rb"))}
+                if isinstance(stdin, Path)
+                else {"input": stdin or b""}
+            )
             done = subprocess.run(
                 [str(CALLFS), *arguments],
-                input=stdin if stdin is not None else b"",
                 capture_output=True,
                 env=environment_,
-                cwd=cwd,
                 timeout=120,
                 check=False,
+                **feed,
             )
         return Result(done.returncode, done.stdout, done.stderr.decode(errors="replace"))
 

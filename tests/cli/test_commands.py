@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.cli.conftest import Callfs, read_tree, write_tree
+from tests.cli.conftest import Callfs, read_tree, run_cli, write_tree
 from tests.support.dev import CALLFS, environment
 
 TREE = {
@@ -29,6 +29,7 @@ def upload_tree(callfs: Callfs, tmp_path: Path, home: str) -> None:
 
 
 def test_client_commands_sit_beside_the_server_roles() -> None:
+    """The installed console script lists them (the rest run its entry point in-process)."""
     result = subprocess.run(
         [str(CALLFS), "--help"], env=environment(), capture_output=True, text=True, check=False
     )
@@ -42,15 +43,9 @@ def test_client_commands_sit_beside_the_server_roles() -> None:
         *("ls", "stat", "cat", "cp", "mv", "rm", "mkdir", "chmod", "link", "du", "tree"),
     ):
         assert command in result.stdout
-    ls_help = subprocess.run(
-        [str(CALLFS), "ls", "--help"],
-        env=environment(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert ls_help.returncode == 0
-    assert "--url" in ls_help.stdout and "--api-key" in ls_help.stdout
+    ls_help = run_cli("ls", "--help", env=environment())
+    assert ls_help.code == 0, ls_help
+    assert "--url" in ls_help.out and "--api-key" in ls_help.out
 
 
 def test_client_commands_load_nothing_of_the_server(callfs: Callfs, home: str) -> None:

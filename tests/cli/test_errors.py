@@ -184,3 +184,20 @@ def test_tree_marks_a_directory_it_may_not_list_and_goes_on(callfs: Callfs, home
         "1 directory, 1 file",
     ]
     failed(callfs("ls", f"{home}/private"), DENIED, "ls", "PERMISSION_DENIED")
+
+
+def test_the_console_script_ends_with_the_code_and_errors_on_stderr_only(
+    callfs: Callfs, home: str
+) -> None:
+    """The installed ``callfs`` script as a process, stdin and stdout pipes: its exit
+    status is the command's code, and an error goes to stderr, never to stdout."""
+    written = callfs.console("cp", "-", f"callfs:{home}/piped", stdin=b"through a pipe")
+    assert (written.code, written.stdout, written.stderr) == (0, b"", ""), written
+    read = callfs.console("cat", f"{home}/piped")
+    assert (read.code, read.stdout, read.stderr) == (0, b"through a pipe", ""), read
+    missing = callfs.console("stat", f"{home}/missing")
+    failed(missing, NOT_FOUND, "stat", "FILE_NOT_FOUND")
+    assert missing.stdout == b"", missing
+    usage = callfs.console("chmod", "rwx", f"{home}/piped")
+    assert usage.code == USAGE and usage.stdout == b"", usage
+    assert "invalid octal mode" in usage.stderr and "Traceback" not in usage.stderr, usage

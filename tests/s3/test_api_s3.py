@@ -546,7 +546,9 @@ async def test_stopped_s3_is_503_and_changes_nothing(
     await asyncio.to_thread(server.start)
     try:
         bucket = new_bucket(server)
-        settings = make_settings(tmp_path, "sqlite", None, backend=s3_section(server, bucket))
+        # One attempt per request: retrying a refused connection only adds backoff.
+        section = s3_section(server, bucket, s3_max_attempts=1)
+        settings = make_settings(tmp_path, "sqlite", None, backend=section)
         async with running_cluster(settings, nodes=1) as cluster:
             client = cluster.client("alice")
             await client.post("/v1/files/in-s3.txt", content=b"s3 bytes")
@@ -559,7 +561,7 @@ async def test_stopped_s3_is_503_and_changes_nothing(
             (key,) = server.keys(bucket)
             await asyncio.to_thread(server.stop)
 
-            # Together: each waits out botocore's retries, and they overlap.
+            # Together: they overlap.
             responses = await asyncio.gather(
                 client.get("/v1/files/in-s3.txt"),
                 client.post("/v1/files/new/dir/file.txt", content=b"lost"),
@@ -611,9 +613,12 @@ def open_descriptors(path: Path) -> list[str]:
 async def s3_behind(
     proxy: CuttingProxy, server: S3Server, tmp_path: Path
 ) -> AsyncIterator[tuple[Cluster, str]]:
-    """A gateway with one storage node whose S3 bucket it reaches through ``proxy``."""
+    """A gateway with one storage node whose S3 bucket it reaches through ``proxy``,
+    one attempt per request (a retry would be cut off the same way, after backoff)."""
     bucket = new_bucket(server)
-    section = s3_section(server, bucket, s3_part_size=PART, s3_endpoint=proxy.endpoint)
+    section = s3_section(
+        server, bucket, s3_part_size=PART, s3_endpoint=proxy.endpoint, s3_max_attempts=1
+    )
     settings = make_settings(tmp_path, "sqlite", None, backend=section)
     async with running_cluster(settings, nodes=1) as cluster:
         yield cluster, bucket

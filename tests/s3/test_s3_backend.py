@@ -203,8 +203,9 @@ async def test_part_cut_off_midway_aborts_the_upload_while_the_body_still_arrive
     s3_settings: BackendSettings, s3_server: S3Server
 ) -> None:
     async with CuttingProxy(s3_server.port, upload_limit=2 * MiB) as proxy:
-        settings = s3_settings.model_copy(update={"s3_endpoint": proxy.endpoint})
-        s3 = S3Backend(settings)
+        # Every attempt is cut off the same way: retries would only add backoff.
+        update = {"s3_endpoint": proxy.endpoint, "s3_max_attempts": 1}
+        s3 = S3Backend(s3_settings.model_copy(update=update))
         await s3.start()
         try:
             ref = await s3.new_object("/cut.bin")
@@ -216,6 +217,40 @@ async def test_part_cut_off_midway_aborts_the_upload_while_the_body_still_arrive
     assert proxy.cuts > 0
     assert s3_server.multipart_uploads(s3_settings.s3_bucket_name) == []
     assert s3_server.keys(s3_settings.s3_bucket_name) == []
+
+
+async def test_a_request_cut_off_is_attempted_s3_max_attempts_times(
+    moto_s3: MotoServer,
+) -> None:
+    """botocore's standard retries, ``s3_max_attempts`` attempts in all (3 unless set):
+    each attempt of a PutObject cut off midway cuts as many connections as the one
+    attempt of ``s3_max_attempts=1`` (aiohttp itself resends an idempotent request once
+    on a reset connection)."""
+    bucket = f"callfs-{uuid.uuid4().hex[:16]}"
+    moto_s3.create_bucket(bucket)
+    async with CuttingProxy(moto_s3.port, upload_limit=MiB) as proxy:
+        default = BackendSettings(
+            s3_access_key=moto_s3.access_key,
+            s3_secret_key=moto_s3.secret_key,
+            s3_region=moto_s3.region,
+            s3_bucket_name=bucket,
+            s3_endpoint=proxy.endpoint,
+        )
+        cuts = []
+        for settings in (default, default.model_copy(update={"s3_max_attempts": 1})):
+            before = proxy.cuts
+            s3 = S3Backend(settings)
+            await s3.start()
+            try:
+                with pytest.raises(BackendUnavailable):
+                    await s3.write(await s3.new_object("/cut.bin"), chunks_of(block(0), block(1)))
+            finally:
+                await s3.close()
+            cuts.append(proxy.cuts - before)
+
+    assert cuts[1] >= 1
+    assert cuts[0] == 3 * cuts[1], cuts
+    assert moto_s3.keys(bucket) == []
 
 
 async def test_cancelled_upload_aborts_its_multipart_upload(
@@ -346,9 +381,10 @@ async def test_stopped_server_makes_operations_backend_unavailable(
             s3_secret_key=server.secret_key,
             s3_bucket_name="callfs-stopped",
             s3_endpoint=server.endpoint,
+            # Retrying a refused connection only adds backoff; one attempt shows the mapping.
+            s3_max_attempts=1,
         )
-        # Retrying a refused connection only adds backoff; one attempt shows the mapping.
-        s3 = S3Backend(settings, max_attempts=1)
+        s3 = S3Backend(settings)
         await s3.start()
         try:
             ref = await s3.new_object("/before")

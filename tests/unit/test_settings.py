@@ -81,6 +81,8 @@ def test_original_variable_names() -> None:
         ("CALLFS_AUTH_DEFAULT_FILE_MODE", "999"),
         ("CALLFS_RECONCILER_INTERVAL", "hourly"),
         ("CALLFS_RECONCILER_GRACE", "10s"),
+        ("CALLFS_BACKEND_S3_MAX_ATTEMPTS", "0"),
+        ("CALLFS_BACKEND_S3_MAX_ATTEMPTS", "twice"),
     ],
 )
 def test_bad_values_name_the_setting(name: str, value: str) -> None:
@@ -89,6 +91,13 @@ def test_bad_values_name_the_setting(name: str, value: str) -> None:
     message = str(caught.value)
     assert name in message
     assert "\n" not in message
+
+
+def test_s3_max_attempts_defaults_to_three_and_is_set_by_its_variable() -> None:
+    assert load_settings(environ={}).backend.s3_max_attempts == 3
+    chosen = load_settings(environ={"CALLFS_BACKEND_S3_MAX_ATTEMPTS": "1"})
+    assert chosen.backend.s3_max_attempts == 1
+    assert unknown_variables({"CALLFS_BACKEND_S3_MAX_ATTEMPTS": "1"}) == []
 
 
 def test_reconciler_settings_default_to_an_hour_and_take_durations() -> None:

@@ -152,7 +152,6 @@ class S3Backend(Backend):
         settings: BackendSettings,
         *,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
-        max_attempts: int = 3,
         list_page_size: int = MAX_LIST_PAGE,
         parts_in_flight: int = DEFAULT_PARTS_IN_FLIGHT,
     ) -> None:
@@ -161,7 +160,6 @@ class S3Backend(Backend):
         self._bucket = settings.s3_bucket_name
         self._part_size = settings.s3_part_size
         self._chunk_size = chunk_size
-        self._max_attempts = max_attempts
         self._list_page_size = list_page_size
         self._stack: AsyncExitStack | None = None
         self._client_handle: Any = None
@@ -201,7 +199,8 @@ class S3Backend(Backend):
             signature_version="s3v4",
             # MinIO, SeaweedFS and most self-hosted servers only route path-style.
             s3={"addressing_style": "path" if settings.s3_endpoint else "auto"},
-            retries={"mode": "standard", "max_attempts": self._max_attempts},
+            # total_max_attempts counts the first attempt; botocore's max_attempts would not.
+            retries={"mode": "standard", "total_max_attempts": settings.s3_max_attempts},
             connect_timeout=5,
             read_timeout=60,
             max_pool_connections=64,
@@ -506,7 +505,8 @@ async def check_connectivity(settings: BackendSettings) -> None:
             "backend.s3_bucket_name (CALLFS_BACKEND_S3_BUCKET_NAME) is not set"
         )
     where = settings.s3_endpoint or f"AWS region {settings.s3_region}"
-    backend = S3Backend(settings, max_attempts=1)
+    # One attempt: the check answers at once, not after botocore's backoff.
+    backend = S3Backend(settings.model_copy(update={"s3_max_attempts": 1}))
     await backend.start()
     try:
         await backend._client.head_bucket(Bucket=settings.s3_bucket_name)
