@@ -1,11 +1,13 @@
-"""A chunk going to the storage nodes is encoded once, and exactly as protobuf would."""
+"""A chunk going to the storage nodes is encoded once, and exactly as protobuf would;
+the node reads it back as protobuf would."""
 
 from __future__ import annotations
 
 import pytest
+from google.protobuf.message import DecodeError
 
-from callfs.backends.storage_node import encoded_chunk
 from callfs.storage.v1 import storage_pb2
+from callfs.storage.wire import encoded_chunk, write_request
 
 # Around each length-prefix width (1 to 4 varint bytes) and a whole default chunk.
 SIZES = [1, 127, 128, 300, 16_383, 16_384, 2_097_151, 2_097_152, 1024 * 1024]
@@ -17,3 +19,38 @@ def test_an_encoded_chunk_is_the_write_request_protobuf_makes(size: int) -> None
     encoded = encoded_chunk(piece)
     assert encoded == storage_pb2.WriteRequest(chunk=piece).SerializeToString()
     assert storage_pb2.WriteRequest.FromString(encoded).chunk == piece
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_chunk_message_reads_back_as_its_bytes(size: int) -> None:
+    piece = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    assert write_request(encoded_chunk(piece)) == piece
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        storage_pb2.WriteRequest(header=storage_pb2.WriteHeader(path="a/b", overwrite=True)),
+        storage_pb2.WriteRequest(end=storage_pb2.WriteEnd(size=12)),
+        storage_pb2.WriteRequest(),
+    ],
+)
+def test_other_messages_read_back_as_protobuf_reads_them(
+    message: storage_pb2.WriteRequest,
+) -> None:
+    found = write_request(message.SerializeToString())
+    assert isinstance(found, storage_pb2.WriteRequest) and found == message
+
+
+def test_a_chunk_with_more_after_it_is_read_by_protobuf() -> None:
+    # A chunk, then an end in the same message: the oneof keeps the last one set.
+    data = (
+        encoded_chunk(b"abc")
+        + storage_pb2.WriteRequest(end=storage_pb2.WriteEnd(size=3)).SerializeToString()
+    )
+    found = write_request(data)
+    assert isinstance(found, storage_pb2.WriteRequest)
+    assert found.WhichOneof("payload") == "end"
+    # A length past the end of the message is protobuf's error, not a short chunk.
+    with pytest.raises(DecodeError):
+        write_request(encoded_chunk(b"abcdef")[:-2])

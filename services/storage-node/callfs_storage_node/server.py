@@ -18,11 +18,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from callfs import logs
 from callfs.serving import settle
 from callfs.settings import Settings, split_address
-from callfs.storage.v1 import storage_pb2, storage_pb2_grpc
+from callfs.storage.v1 import storage_pb2
 from callfs_storage_node import sweeper
 from callfs_storage_node.auth import InternalSecretInterceptor
 from callfs_storage_node.metrics import MetricsInterceptor, NodeMetrics
-from callfs_storage_node.servicer import StorageNodeServicer
+from callfs_storage_node.servicer import StorageNodeServicer, add_to_server
 from callfs_storage_node.volume import Volume
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ def _assemble(
     servicer = StorageNodeServicer(
         volume, max_message_bytes=limit, instance_id=identity, metrics=metrics
     )
-    storage_pb2_grpc.add_StorageNodeServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    add_to_server(servicer, server)
     checks = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(checks, server)
     host, port = split_address(listen or settings.storage_node.listen_addr)

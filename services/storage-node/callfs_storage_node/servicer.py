@@ -6,8 +6,11 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
+import grpc
+
 from callfs.errors import BadRequest, PreconditionFailed
 from callfs.storage.v1 import storage_pb2, storage_pb2_grpc
+from callfs.storage.wire import write_request
 from callfs_storage_node.errors import translated
 from callfs_storage_node.metrics import NodeMetrics
 from callfs_storage_node.volume import (
@@ -44,10 +47,14 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServicer):
 
     @translated
     async def Write(
-        self, request_iterator: AsyncIterator[storage_pb2.WriteRequest], context: Any
+        self, request_iterator: AsyncIterator[storage_pb2.WriteRequest | bytes], context: Any
     ) -> storage_pb2.WriteResponse:
+        """Store the upload of ``request_iterator``: a header, chunks, an end (each chunk
+        as its bytes alone when it came through :func:`add_to_server`)."""
         first = await anext(request_iterator, None)
-        if first is None or first.WhichOneof("payload") != "header":
+        if not isinstance(first, storage_pb2.WriteRequest) or first.WhichOneof("payload") != (
+            "header"
+        ):
             raise BadRequest("the first message must carry the header")
         header = first.header
         stored = await self.volume.write(
@@ -130,7 +137,9 @@ def _within(batch: list[ListedFile], limit: int) -> list[list[storage_pb2.Listed
     return messages
 
 
-async def _chunks(requests: AsyncIterator[storage_pb2.WriteRequest]) -> AsyncIterator[bytes]:
+async def _chunks(
+    requests: AsyncIterator[storage_pb2.WriteRequest | bytes],
+) -> AsyncIterator[bytes]:
     """The chunk payloads up to the ``end`` message.
 
     Raises:
@@ -139,6 +148,10 @@ async def _chunks(requests: AsyncIterator[storage_pb2.WriteRequest]) -> AsyncIte
     """
     received = 0
     async for request in requests:
+        if isinstance(request, bytes):
+            received += len(request)
+            yield request
+            continue
         kind = request.WhichOneof("payload")
         if kind == "chunk":
             chunk = request.chunk
@@ -151,3 +164,31 @@ async def _chunks(requests: AsyncIterator[storage_pb2.WriteRequest]) -> AsyncIte
         else:
             raise BadRequest("only the first message may carry a header")
     raise BadRequest("the stream ended without its end message")
+
+
+def add_to_server(servicer: StorageNodeServicer, server: grpc.aio.Server) -> None:
+    """Serve ``servicer`` on ``server``: the generated registration, but for ``Write``,
+    whose chunks are read by :func:`~callfs.storage.wire.write_request`."""
+    pb = storage_pb2
+    handlers = {
+        "Write": grpc.stream_unary_rpc_method_handler(
+            servicer.Write, write_request, pb.WriteResponse.SerializeToString
+        ),
+        "Read": grpc.unary_stream_rpc_method_handler(
+            servicer.Read, pb.ReadRequest.FromString, pb.ReadResponse.SerializeToString
+        ),
+        "Delete": grpc.unary_unary_rpc_method_handler(
+            servicer.Delete, pb.DeleteRequest.FromString, pb.DeleteResponse.SerializeToString
+        ),
+        "Usage": grpc.unary_unary_rpc_method_handler(
+            servicer.Usage, pb.UsageRequest.FromString, pb.UsageResponse.SerializeToString
+        ),
+        "List": grpc.unary_stream_rpc_method_handler(
+            servicer.List, pb.ListRequest.FromString, pb.ListResponse.SerializeToString
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_registered_method_handlers(SERVICE, handlers)
+
+
+SERVICE = "callfs.storage.v1.StorageNode"

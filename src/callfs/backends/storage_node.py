@@ -61,6 +61,7 @@ from callfs.errors import (
 from callfs.metrics import Metrics
 from callfs.placement import rank, spread_over
 from callfs.storage.v1 import storage_pb2, storage_pb2_grpc
+from callfs.storage.wire import encoded_chunk
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +90,8 @@ class _Node:
     stub: storage_pb2_grpc.StorageNodeStub = field(init=False)
     health: health_pb2_grpc.HealthStub = field(init=False)
     write: Any = field(init=False)
-    """``Write``, its requests given encoded (see :func:`encoded_chunk`): a chunk going
-    to several replicas is encoded once, not once per replica."""
+    """``Write``, its requests given as wire bytes (chunks from
+    :func:`~callfs.storage.wire.encoded_chunk`, encoded once for all replicas)."""
 
     def __post_init__(self) -> None:
         self.stub = storage_pb2_grpc.StorageNodeStub(self.channel)  # type: ignore[no-untyped-call]
@@ -103,19 +104,6 @@ class _Node:
 
 
 WRITE_METHOD = "/callfs.storage.v1.StorageNode/Write"
-_CHUNK_TAG = b"\x12"  # WriteRequest field 2 (chunk), length-delimited
-
-
-def encoded_chunk(piece: bytes) -> bytes:
-    """``WriteRequest(chunk=piece)`` as its wire bytes, built with one copy of
-    ``piece`` (protobuf would copy it into the message, then out again)."""
-    size = len(piece)
-    prefix = bytearray(_CHUNK_TAG)
-    while size >= 0x80:
-        prefix.append((size & 0x7F) | 0x80)
-        size >>= 7
-    prefix.append(size)
-    return b"".join((prefix, piece))
 
 
 def _as_is(message: bytes) -> bytes:
