@@ -10,7 +10,7 @@ import grpc
 
 from callfs.errors import BadRequest, PreconditionFailed
 from callfs.storage.v1 import storage_pb2, storage_pb2_grpc
-from callfs.storage.wire import write_request
+from callfs.storage.wire import as_is, encoded_read, write_request
 from callfs_storage_node.errors import translated
 from callfs_storage_node.metrics import NodeMetrics
 from callfs_storage_node.volume import (
@@ -70,9 +70,10 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServicer):
         return storage_pb2.WriteResponse(size=stored.size, sha256=stored.sha256)
 
     @translated
-    async def Read(
-        self, request: storage_pb2.ReadRequest, context: Any
-    ) -> AsyncIterator[storage_pb2.ReadResponse]:
+    async def Read(self, request: storage_pb2.ReadRequest, context: Any) -> AsyncIterator[bytes]:
+        """The bytes asked for, each chunk as its ``ReadResponse``'s wire bytes
+        (:func:`~callfs.storage.wire.encoded_read`; :func:`add_to_server` sends them as
+        they are)."""
         chunk_size = min(request.chunk_size or DEFAULT_CHUNK_SIZE, self._max_chunk)
         stream = await self.volume.read(
             request.path,
@@ -82,7 +83,7 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServicer):
         )
         async with aclosing(stream):
             async for chunk in stream:
-                yield storage_pb2.ReadResponse(chunk=chunk)
+                yield encoded_read(chunk)
                 if self._read is not None:
                     self._read.inc(len(chunk))
 
@@ -167,15 +168,16 @@ async def _chunks(
 
 
 def add_to_server(servicer: StorageNodeServicer, server: grpc.aio.Server) -> None:
-    """Serve ``servicer`` on ``server``: the generated registration, but for ``Write``,
-    whose chunks are read by :func:`~callfs.storage.wire.write_request`."""
+    """Serve ``servicer`` on ``server``: the generated registration, but ``Write``'s
+    chunks are read by :func:`~callfs.storage.wire.write_request` and ``Read``'s go out
+    encoded already."""
     pb = storage_pb2
     handlers = {
         "Write": grpc.stream_unary_rpc_method_handler(
             servicer.Write, write_request, pb.WriteResponse.SerializeToString
         ),
         "Read": grpc.unary_stream_rpc_method_handler(
-            servicer.Read, pb.ReadRequest.FromString, pb.ReadResponse.SerializeToString
+            servicer.Read, pb.ReadRequest.FromString, as_is
         ),
         "Delete": grpc.unary_unary_rpc_method_handler(
             servicer.Delete, pb.DeleteRequest.FromString, pb.DeleteResponse.SerializeToString

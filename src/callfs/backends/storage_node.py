@@ -61,7 +61,7 @@ from callfs.errors import (
 from callfs.metrics import Metrics
 from callfs.placement import rank, spread_over
 from callfs.storage.v1 import storage_pb2, storage_pb2_grpc
-from callfs.storage.wire import encoded_chunk
+from callfs.storage.wire import as_is, encoded_chunk, read_chunk
 
 logger = logging.getLogger(__name__)
 
@@ -92,22 +92,26 @@ class _Node:
     write: Any = field(init=False)
     """``Write``, its requests given as wire bytes (chunks from
     :func:`~callfs.storage.wire.encoded_chunk`, encoded once for all replicas)."""
+    read: Any = field(init=False)
+    """``Read``, its answers each chunk's bytes (:func:`~callfs.storage.wire.read_chunk`)."""
 
     def __post_init__(self) -> None:
         self.stub = storage_pb2_grpc.StorageNodeStub(self.channel)  # type: ignore[no-untyped-call]
         self.health = health_pb2_grpc.HealthStub(self.channel)
         self.write = self.channel.stream_unary(
             WRITE_METHOD,
-            request_serializer=_as_is,
+            request_serializer=as_is,
             response_deserializer=storage_pb2.WriteResponse.FromString,
+        )
+        self.read = self.channel.unary_stream(
+            READ_METHOD,
+            request_serializer=storage_pb2.ReadRequest.SerializeToString,
+            response_deserializer=read_chunk,
         )
 
 
 WRITE_METHOD = "/callfs.storage.v1.StorageNode/Write"
-
-
-def _as_is(message: bytes) -> bytes:
-    return message
+READ_METHOD = "/callfs.storage.v1.StorageNode/Read"
 
 
 class StorageNodeBackend(Backend):
@@ -426,7 +430,7 @@ class StorageNodeBackend(Backend):
                 )
                 if length is not None:
                     request.length = length
-                call = node.stub.Read(request, metadata=self._metadata)
+                call = node.read(request, metadata=self._metadata)
                 stream = await prefetched(self._receive(node, call))
             except CallFSError as exc:
                 errors.append(exc)
@@ -709,7 +713,7 @@ class StorageNodeBackend(Backend):
                     response = await call.read()
                 if response is grpc.aio.EOF:
                     break
-                yield response.chunk
+                yield response
         except (grpc.aio.AioRpcError, TimeoutError) as exc:
             raise self._translate(node, exc) from None
         finally:

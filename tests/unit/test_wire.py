@@ -1,5 +1,5 @@
-"""A chunk going to the storage nodes is encoded once, and exactly as protobuf would;
-the node reads it back as protobuf would."""
+"""The chunk messages of uploads and downloads, encoded and read by hand exactly as
+protobuf encodes and reads them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from google.protobuf.message import DecodeError
 
 from callfs.storage.v1 import storage_pb2
-from callfs.storage.wire import encoded_chunk, write_request
+from callfs.storage.wire import encoded_chunk, encoded_read, read_chunk, write_request
 
 # Around each length-prefix width (1 to 4 varint bytes) and a whole default chunk.
 SIZES = [1, 127, 128, 300, 16_383, 16_384, 2_097_151, 2_097_152, 1024 * 1024]
@@ -54,3 +54,19 @@ def test_a_chunk_with_more_after_it_is_read_by_protobuf() -> None:
     # A length past the end of the message is protobuf's error, not a short chunk.
     with pytest.raises(DecodeError):
         write_request(encoded_chunk(b"abcdef")[:-2])
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_read_chunk_is_the_read_response_protobuf_makes_and_reads(size: int) -> None:
+    piece = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    encoded = encoded_read(piece)
+    assert encoded == storage_pb2.ReadResponse(chunk=piece).SerializeToString()
+    assert read_chunk(encoded) == piece
+    assert read_chunk(storage_pb2.ReadResponse(chunk=piece).SerializeToString()) == piece
+
+
+def test_a_read_response_with_more_than_its_chunk_is_read_by_protobuf() -> None:
+    # The chunk twice: protobuf keeps the last one.
+    data = encoded_read(b"first") + encoded_read(b"last")
+    assert read_chunk(data) == b"last"
+    assert read_chunk(b"") == b""
