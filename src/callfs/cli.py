@@ -425,7 +425,14 @@ async def run_dev(
 
     from callfs.discovery.base import StaticDiscovery
     from callfs.runtime import Runtime, open_runtime
-    from callfs.serving import api_server, bind_web, bound_port, metrics_server, settle
+    from callfs.serving import (
+        api_server,
+        bind_web,
+        bound_port,
+        metrics_server,
+        settle,
+        started,
+    )
     from callfs.tracing import open_tracing
 
     api_socket, metrics_socket = bind_web(settings)
@@ -464,11 +471,9 @@ async def run_dev(
         tasks = [asyncio.create_task(api.serve())]
         if metrics is not None:
             tasks.append(asyncio.create_task(metrics.serve()))
-        while not api.started:
-            if tasks[0].done():
-                tasks[0].result()
-                return
-            await asyncio.sleep(0.05)
+        if not await started([api], tasks[:1]):
+            tasks[0].result()
+            return
         metrics_port = None if metrics_socket is None else metrics_socket.getsockname()[1]
         _banner(settings, bound_port(api), metrics_port, data_dir)
         settle()

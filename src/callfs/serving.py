@@ -8,6 +8,7 @@ import gc
 import logging
 import socket
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -223,11 +224,8 @@ async def serve_all(*servers: uvicorn.Server | None) -> None:
     active = [s for s in servers if s is not None]
     tasks = [asyncio.create_task(s.serve()) for s in active]
     try:
-        while not all(s.started for s in active):
-            if any(t.done() for t in tasks):
-                break
-            await asyncio.sleep(STARTED_POLL)
-        settle()
+        if await started(active, tasks):
+            settle()
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             task.result()
@@ -240,6 +238,16 @@ async def serve_all(*servers: uvicorn.Server | None) -> None:
 STARTED_POLL = 0.05
 """Seconds between two looks at whether a starting server serves yet (uvicorn says so
 only by its ``started`` flag)."""
+
+
+async def started(servers: Sequence[uvicorn.Server], tasks: Sequence[asyncio.Task[Any]]) -> bool:
+    """Wait until every one of ``servers`` serves (True), or one of the ``tasks``
+    serving them has ended first (False)."""
+    while not all(server.started for server in servers):
+        if any(task.done() for task in tasks):
+            return False
+        await asyncio.sleep(STARTED_POLL)
+    return True
 
 
 def settle() -> None:

@@ -18,7 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from callfs import logs
 from callfs.serving import settle
 from callfs.settings import Settings, split_address
-from callfs.storage.v1 import storage_pb2
+from callfs.storage.wire import SERVICE
 from callfs_storage_node import sweeper
 from callfs_storage_node.auth import InternalSecretInterceptor
 from callfs_storage_node.metrics import MetricsInterceptor, NodeMetrics
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SERVICE_NAME = storage_pb2.DESCRIPTOR.services_by_name["StorageNode"].full_name
 # Walking a large volume is costly; every gateway asks for usage every few seconds.
 USAGE_MAX_AGE = 5.0
 
@@ -210,7 +209,7 @@ async def _serve_until_stopped(
     scraping: asyncio.Task[None] | None,
 ) -> None:
     """Serve until SIGTERM or SIGINT (or the metrics listener fails), then drain."""
-    await checks.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+    await checks.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
     await server.start()
     settle()
     stopping = asyncio.Event()

@@ -10,7 +10,7 @@ import grpc
 
 from callfs.errors import BadRequest, PreconditionFailed
 from callfs.storage.v1 import storage_pb2, storage_pb2_grpc
-from callfs.storage.wire import as_is, encoded_read, write_request
+from callfs.storage.wire import SERVICE, as_is, encoded_read, write_request
 from callfs_storage_node.errors import translated
 from callfs_storage_node.metrics import NodeMetrics
 from callfs_storage_node.volume import (
@@ -191,6 +191,3 @@ def add_to_server(servicer: StorageNodeServicer, server: grpc.aio.Server) -> Non
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     server.add_registered_method_handlers(SERVICE, handlers)
-
-
-SERVICE = "callfs.storage.v1.StorageNode"

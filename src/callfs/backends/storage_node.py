@@ -61,7 +61,13 @@ from callfs.errors import (
 from callfs.metrics import Metrics
 from callfs.placement import rank, spread_over
 from callfs.storage.v1 import storage_pb2, storage_pb2_grpc
-from callfs.storage.wire import as_is, encoded_chunk, read_chunk
+from callfs.storage.wire import (
+    READ_METHOD,
+    WRITE_METHOD,
+    as_is,
+    encoded_chunk,
+    read_chunk,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -108,10 +114,6 @@ class _Node:
             request_serializer=storage_pb2.ReadRequest.SerializeToString,
             response_deserializer=read_chunk,
         )
-
-
-WRITE_METHOD = "/callfs.storage.v1.StorageNode/Write"
-READ_METHOD = "/callfs.storage.v1.StorageNode/Read"
 
 
 class StorageNodeBackend(Backend):

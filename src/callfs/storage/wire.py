@@ -11,6 +11,11 @@ from __future__ import annotations
 
 from callfs.storage.v1 import storage_pb2
 
+SERVICE = storage_pb2.DESCRIPTOR.services_by_name["StorageNode"].full_name
+"""``callfs.storage.v1.StorageNode``, as the generated code names it."""
+WRITE_METHOD = f"/{SERVICE}/Write"
+READ_METHOD = f"/{SERVICE}/Read"
+
 WRITE_CHUNK = 0x12
 """The tag of ``WriteRequest`` field 2 (``chunk``), length-delimited."""
 READ_CHUNK = 0x0A
