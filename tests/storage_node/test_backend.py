@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from collections.abc import AsyncIterator
@@ -262,6 +263,27 @@ async def test_with_every_node_down_placement_is_unavailable(cluster: Cluster) -
     with pytest.raises(BackendUnavailable, match="no storage node is available"):
         await cluster.backend.new_object("/anywhere")
     assert cluster.backend.node_status() == dict.fromkeys(NAMES, False)
+
+
+async def test_a_node_marked_down_and_restarting_takes_the_file_once_it_listens(
+    cluster: Cluster,
+) -> None:
+    # Probes far apart: only placement can notice that node-1 is back.
+    backend = StorageNodeBackend(cluster.discovery, SECRET, timeout=5.0, probe_interval=1.0)
+    await backend.start()
+    try:
+        for name in NAMES:
+            await cluster.stop(name)
+        with pytest.raises(BackendUnavailable):
+            await backend.new_object("/anywhere")
+        assert backend.node_status() == dict.fromkeys(NAMES, False)
+        placing = asyncio.ensure_future(backend.new_object("/anywhere"))
+        await cluster.restart("node-1")
+        ref = await placing
+        assert ref.replicas == ("node-1",)
+        assert backend.node_status()["node-1"] is True
+    finally:
+        await backend.close()
 
 
 async def test_nodes_short_of_free_space_take_no_new_files(cluster: Cluster) -> None:

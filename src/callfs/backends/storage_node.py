@@ -81,6 +81,10 @@ LIST_BATCH = 1000
 MIN_FREE_BYTES = 64 * 1024 * 1024
 USAGE_TTL = 10.0
 PROBE_INTERVAL = 2.0
+# How long placement waits for a node marked down to accept connections before it
+# refuses a write below the quorum: long enough for a node that is starting right now
+# (a rolling restart), short enough that a real outage answers 503 at once.
+RETURNING_WAIT = 0.5
 # Room for the message framing around a chunk.
 _FRAMING = 1024
 _UNREACHABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
@@ -607,14 +611,21 @@ class StorageNodeBackend(Backend):
             call.cancel()
         self._mark_up(node.instance_id)
 
-    async def usage(self, instance_id: str) -> tuple[int, int, int]:
-        """``(used, free, total)`` bytes of the node's volume.
+    async def usage(self, instance_id: str, *, wait: float | None = None) -> tuple[int, int, int]:
+        """``(used, free, total)`` bytes of the node's volume; with ``wait``, the call
+        waits up to that many seconds for the node to accept connections.
 
         Raises:
             BackendUnavailable: the node is unknown or does not answer.
         """
         node = self._node(instance_id)
-        response = await self._unary(node, node.stub.Usage, storage_pb2.UsageRequest())
+        response = await self._unary(
+            node,
+            node.stub.Usage,
+            storage_pb2.UsageRequest(),
+            timeout=wait,
+            wait_for_ready=wait is not None,
+        )
         usage = (response.used_bytes, response.free_bytes, response.total_bytes)
         self._usage[instance_id] = (time.monotonic(), usage)
         return usage
@@ -645,8 +656,9 @@ class StorageNodeBackend(Backend):
             # "Down" is what the last call saw: a node may be back before its next
             # probe (a rolling restart). Ask the ones marked down before refusing.
             returning = self._placeable(skip, down=True)
+            await self._await_returning(returning, self._replication - len(chosen))
             chosen += await spread_over(
-                rank(path, returning),
+                rank(path, [i for i in returning if i not in self._down]),
                 self._discovery.domains(),
                 self._replication - len(chosen),
                 self._has_room,
@@ -659,6 +671,22 @@ class StorageNodeBackend(Backend):
                 else f"only {len(chosen)} storage nodes can take the file; {self._quorum} must"
             )
         return tuple(chosen)
+
+    async def _await_returning(self, returning: Sequence[str], wanted: int) -> None:
+        """Ask the nodes of ``returning`` (marked down) for their usage, each call waiting
+        up to :data:`RETURNING_WAIT` for its node to accept connections (it may be coming
+        back from a restart); return once ``wanted`` of them answered, or all calls ended.
+        A node that answers is marked up with its usage noted, also after the return.
+        """
+        wait = min(self._timeout, self._probe_interval, RETURNING_WAIT)
+        asks = [self._spawn(self.usage(i, wait=wait)) for i in returning]
+        answered = 0
+        for ask in asyncio.as_completed(asks):
+            with contextlib.suppress(CallFSError):
+                await ask
+                answered += 1
+                if answered >= wanted:
+                    return
 
     def _placeable(self, exclude: AbstractSet[str], *, down: bool = False) -> list[str]:
         """The nodes discovery knows that may take a new replica: not draining, not in
@@ -700,9 +728,22 @@ class StorageNodeBackend(Backend):
         async with asyncio.timeout(self._timeout):
             await call.write(message)
 
-    async def _unary(self, node: _Node, method: Any, request: Any) -> Any:
+    async def _unary(
+        self,
+        node: _Node,
+        method: Any,
+        request: Any,
+        *,
+        timeout: float | None = None,
+        wait_for_ready: bool = False,
+    ) -> Any:
         try:
-            response = await method(request, metadata=self._metadata, timeout=self._timeout)
+            response = await method(
+                request,
+                metadata=self._metadata,
+                timeout=timeout or self._timeout,
+                wait_for_ready=wait_for_ready,
+            )
         except grpc.aio.AioRpcError as exc:
             raise self._translate(node, exc) from None
         self._mark_up(node.instance_id)
