@@ -57,9 +57,14 @@ format: install ## Reformat the code with ruff
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The suite mostly waits (servers starting, sockets, fsyncs): two workers halve its time
+# on two cores. The local cluster's tests then run alone, as faults under load are theirs.
+TEST_WORKERS ?= 2
+
 test: install system-deps tools ## Install what is needed, lint, then run the whole suite (unit, chart, e2e-local)
 	$(MAKE) --no-print-directory lint
-	$(BIN)/pytest --durations=20 $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --durations=20 --ignore=tests/e2e $(PYTEST_ARGS)
+	$(BIN)/pytest --durations=10 tests/e2e $(PYTEST_ARGS)
 
 test-fast: install ## The quick loop: no lint, stop at the first failure, without the chart, browser, S3 and local-cluster suites
 	$(BIN)/pytest -x -q --ignore=tests/chart --ignore=tests/ui --ignore=tests/e2e --ignore=tests/cluster --ignore=tests/s3 $(PYTEST_ARGS)

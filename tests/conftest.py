@@ -94,3 +94,17 @@ def s3_settings(s3_server: S3Server) -> BackendSettings:
         s3_bucket_name=bucket,
         s3_endpoint=s3_server.endpoint,
     )
+
+
+# --- Parallel runs ------------------------------------------------------------------
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With pytest-xdist's ``--dist loadgroup``, the tests on the local cluster share one
+    worker, which starts the cluster once and runs them in their order (those killing
+    processes last). ``make test`` runs them in a process of their own instead."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        if item.get_closest_marker("e2e") is not None:
+            item.add_marker(pytest.mark.xdist_group("local-cluster"))

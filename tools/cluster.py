@@ -42,6 +42,9 @@ LINK_SERVICE = "link-service"
 PEERS_FILE = "peers.json"
 API_KEY_COUNT = 3
 START_TIMEOUT = 90.0
+# Ports are picked free just before the processes start: another program may take one
+# meanwhile (a parallel test run), and the cluster then starts again on fresh ports.
+START_ATTEMPTS = 3
 STOP_TIMEOUT = 15.0
 POLL = 0.1
 
@@ -239,13 +242,13 @@ def up(
     """
     environ = dict(os.environ if environ is None else environ)
     root = root.resolve()
-    for attempt in (1, 2):
+    for attempt in range(1, START_ATTEMPTS + 1):
         prepare(root)
         try:
             return _start(root, environ, watch_pid)
         except BaseException as exc:
             down(root)
-            if isinstance(exc, StartError) and exc.port_conflict and attempt == 1:
+            if isinstance(exc, StartError) and exc.port_conflict and attempt < START_ATTEMPTS:
                 logger.warning("a port was taken meanwhile; starting again on fresh ports")
                 continue
             raise
@@ -682,6 +685,13 @@ def _callfs_binary() -> str:
     return found
 
 
+def _port_taken(log: str) -> bool:
+    """Whether a process's log says it could not listen because its port was taken:
+    nginx's "Address already in use", or a CallFS role's "<setting> <addr> is already
+    in use"."""
+    return "already in use" in log.lower()
+
+
 def free_ports(count: int) -> Iterator[int]:
     """``count`` distinct loopback ports that nothing listens on right now."""
     sockets = []
@@ -739,7 +749,7 @@ def wait_healthy(root: Path, components: list[Component], timeout: float) -> Non
                 tail = _tail(Path(component.log))
                 raise StartError(
                     f"{component.name} exited while starting; {component.log}:\n{tail}",
-                    port_conflict="address already in use" in tail.lower(),
+                    port_conflict=_port_taken(tail),
                 )
             if all(_probe(check) for check in component.checks):
                 logger.info("%s is healthy", component.name)

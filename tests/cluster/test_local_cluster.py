@@ -283,3 +283,16 @@ def test_a_taken_port_is_reported_as_a_port_conflict(root: Path) -> None:
         with pytest.raises(local.StartError, match="nginx exited") as raised:
             local.wait_healthy(root, [ingress], SETTLE_TIMEOUT)
     assert raised.value.port_conflict
+
+
+def test_a_role_whose_port_is_taken_is_reported_as_a_port_conflict(root: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        grpc_port = next(local.free_ports(1))
+        env = {"CALLFS_AUTH_INTERNAL_PROXY_SECRET": "a-secret-of-twenty-chars"}
+        node = local._node_component(root, env, "node-x", grpc_port, taken.getsockname()[1])
+        local.launch(root, node)
+        with pytest.raises(local.StartError, match="is already in use") as raised:
+            local.wait_healthy(root, [node], SETTLE_TIMEOUT)
+    assert raised.value.port_conflict
