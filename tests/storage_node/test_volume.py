@@ -360,3 +360,15 @@ async def test_a_listing_closed_early_releases_its_directory(volume: Volume) -> 
     assert len(await anext(stream)) == 2
     await stream.aclose()
     assert open_descriptors() == before
+
+
+async def test_concurrent_writes_creating_the_same_parents_all_succeed(volume: Volume) -> None:
+    # Each round's writers race to make the same missing folders: one that finds a
+    # folder made between its two looks must take it, not call it a file.
+    for round_ in range(60):
+        paths = [f"r{round_}/a/b/f{n}" for n in range(12)]
+        await asyncio.gather(
+            *(volume.write(path, chunks_of(path.encode()), create_parents=True) for path in paths)
+        )
+        for path in paths:
+            assert await read_all(volume, path) == path.encode()

@@ -740,7 +740,8 @@ class Volume:
         missing: list[str] = []
         current = directory
         while not os.path.isdir(current):
-            if os.path.lexists(current):
+            # Made by a concurrent write between the two looks: a folder after all.
+            if os.path.lexists(current) and not os.path.isdir(current):
                 raise NotADirectory("a parent of the path is a file")
             missing.append(current)
             current = os.path.dirname(current)
@@ -772,12 +773,14 @@ class Volume:
     def _publish(self, temp: str, sums_temp: str, target: str, overwrite: bool) -> None:
         """Move the synced ``temp`` and its sidecar ``sums_temp`` to ``target`` (its lock held).
 
-        A new file's sidecar comes first, so a visible file always has its sidecar; a
-        crash may leave a sidecar without its file, which the sweep removes. A file
-        replaced loses its sidecar before the new bytes take its place, and the new
-        sidecar follows them: a crash in between leaves bytes unchecked, never checked
-        against another file's sums. Each step is on disk before the next one starts,
-        since their order is what makes a crash safe.
+        A new file's sidecar is renamed first, its bytes second, and one directory sync
+        makes both durable before the write is answered: a crash before it may leave a
+        sidecar without its file (the sweep removes it) or the unanswered file without
+        its sidecar (read unchecked; nobody was told it exists). A file replaced loses
+        its sidecar before the new bytes take its place, and the new sidecar follows
+        them: a crash in between leaves bytes unchecked, never checked against another
+        file's sums. Each of those steps is on disk before the next one starts, since
+        their order is what makes a crash safe: the old bytes were answered already.
         """
         sums = checksums.sidecar_of(target)
         directory = os.path.dirname(target)
@@ -785,7 +788,6 @@ class Volume:
             raise IsADirectory("a directory is at the path")
         if not os.path.lexists(target):
             os.replace(sums_temp, sums)
-            self._sync.directory(directory)
             try:
                 self._place(temp, target, overwrite)
             except AlreadyExists:
