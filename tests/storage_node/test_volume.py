@@ -6,11 +6,12 @@ import asyncio
 import hashlib
 import os
 import stat
+import threading
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 import pytest
-from callfs_storage_node.volume import BATCH_BYTES, TEMP_PREFIX, Volume
+from callfs_storage_node.volume import BATCH_BYTES, TEMP_PREFIX, Volume, VolumeUsage
 
 from callfs.errors import (
     AlreadyExists,
@@ -278,6 +279,33 @@ async def test_concurrent_usage_calls_share_one_answer(volume: Volume) -> None:
     await volume.write("a", chunks_of(pattern(10)))
     answers = await asyncio.gather(*(volume.usage() for _ in range(5)))
     assert {answer.used for answer in answers} == {10 + sidecar_bytes(volume)}
+
+
+async def test_space_answers_from_the_last_walk_while_a_slow_one_runs(
+    volume: Volume, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await volume.write("a", chunks_of(pattern(10)))
+    first = await volume.space()
+    assert first.used == 10 + sidecar_bytes(volume)
+    assert 0 < first.free <= first.total
+    walk_may_end = threading.Event()
+    measure = volume._measure
+
+    def slow_walk() -> VolumeUsage:
+        walk_may_end.wait()
+        return measure()
+
+    monkeypatch.setattr(volume, "_measure", slow_walk)
+    await volume.write("b", chunks_of(pattern(20)))
+    try:
+        # The guard only turns a hang into a failure; the answer comes at once.
+        second = await asyncio.wait_for(volume.space(), timeout=60)
+    finally:
+        walk_may_end.set()
+    assert second.used == first.used
+    assert 0 < second.free <= second.total
+    # The walk that call started counts the new file.
+    assert (await volume.usage()).used == 30 + sidecar_bytes(volume)
 
 
 async def test_sweep_removes_only_stale_temp_files(volume: Volume) -> None:

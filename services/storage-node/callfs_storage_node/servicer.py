@@ -100,7 +100,8 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServicer):
     async def Usage(
         self, request: storage_pb2.UsageRequest, context: Any
     ) -> storage_pb2.UsageResponse:
-        usage = await self.volume.usage()
+        # Placement asks before writes: free space as of now, never a wait for a walk.
+        usage = await self.volume.space()
         return storage_pb2.UsageResponse(
             used_bytes=usage.used, free_bytes=usage.free, total_bytes=usage.total
         )

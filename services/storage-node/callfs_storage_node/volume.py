@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import logging
@@ -965,11 +966,33 @@ class Volume:
         age = self._usage_max_age if max_age is None else max_age
         if self._usage is not None and time.monotonic() - self._usage[0] < age:
             return self._usage[1]
+        return await asyncio.shield(self._walk())
+
+    async def space(self) -> VolumeUsage:
+        """Free and total space as the filesystem reports them now; the bytes, objects
+        and temp files of the last walk of :meth:`usage`, without waiting for a new one.
+
+        A walk visits every file, so on a big volume it takes long: this answers at
+        once, starting a walk in the background when the last one is older than
+        ``usage_max_age``. Only the first call waits for one.
+        """
+        last = self._usage
+        if last is None:
+            walked = await self.usage()
+        else:
+            if time.monotonic() - last[0] >= self._usage_max_age:
+                self._walk()
+            walked = last[1]
+        disk = await asyncio.to_thread(shutil.disk_usage, self.root)
+        return dataclasses.replace(walked, free=disk.free, total=disk.total)
+
+    def _walk(self) -> asyncio.Future[VolumeUsage]:
+        """The walk of the tree under way, started if none is."""
         if self._usage_walk is None:
             walk = asyncio.ensure_future(asyncio.to_thread(self._measure))
             self._usage_walk = walk
             walk.add_done_callback(self._walked)
-        return await asyncio.shield(self._usage_walk)
+        return self._usage_walk
 
     @property
     def last_usage(self) -> VolumeUsage | None:
