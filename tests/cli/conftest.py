@@ -216,6 +216,9 @@ class Callfs:
             code = process.wait(timeout=120)
         finally:
             reader.join(timeout=10)
+            # A reader still in os.read would read whatever file reuses the number.
+            if reader.is_alive():
+                raise AssertionError("the terminal's reader did not end with the command")
             os.close(master)
         return code, ANSI.sub("", bytes(received).decode(errors="replace"))
 

@@ -679,14 +679,19 @@ class StorageNodeBackend(Backend):
         A node that answers is marked up with its usage noted, also after the return.
         """
         wait = min(self._timeout, self._probe_interval, RETURNING_WAIT)
-        asks = [self._spawn(self.usage(i, wait=wait)) for i in returning]
+
+        async def answers(instance_id: str) -> bool:
+            try:
+                await self.usage(instance_id, wait=wait)
+            except CallFSError:
+                return False
+            return True
+
         answered = 0
-        for ask in asyncio.as_completed(asks):
-            with contextlib.suppress(CallFSError):
-                await ask
-                answered += 1
-                if answered >= wanted:
-                    return
+        for ask in asyncio.as_completed([self._spawn(answers(i)) for i in returning]):
+            answered += await ask
+            if answered >= wanted:
+                return
 
     def _placeable(self, exclude: AbstractSet[str], *, down: bool = False) -> list[str]:
         """The nodes discovery knows that may take a new replica: not draining, not in
