@@ -308,6 +308,33 @@ async def test_space_answers_from_the_last_walk_while_a_slow_one_runs(
     assert (await volume.usage()).used == 30 + sidecar_bytes(volume)
 
 
+@pytest.mark.parametrize(("walk_seconds", "reused_for"), [(2.0, 18.0), (0.5, 0.0)])
+async def test_a_slow_walk_is_reused_for_nine_times_as_long_as_it_took(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, walk_seconds: float, reused_for: float
+) -> None:
+    now = [1000.0]
+    volume = Volume(tmp_path, monotonic=lambda: now[0])  # usage_max_age 0: always walk
+    walks = 0
+    measure = volume._measure
+
+    def timed_walk() -> VolumeUsage:
+        nonlocal walks
+        walks += 1
+        now[0] += walk_seconds
+        return measure()
+
+    monkeypatch.setattr(volume, "_measure", timed_walk)
+    await volume.usage()
+    if reused_for:
+        now[0] += reused_for - 1
+        await volume.usage()
+        await volume.space()
+        assert walks == 1
+    now[0] += 1
+    await volume.usage()
+    assert walks == 2
+
+
 async def test_sweep_removes_only_stale_temp_files(volume: Volume) -> None:
     root = Path(volume.root)
     (root / "d").mkdir()
