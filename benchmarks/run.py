@@ -114,6 +114,8 @@ NAMESPACE_PAGE = 1000
 NAMESPACE_SMALL_DIR = "ns/small"
 NAMESPACE_SMALL_FILES = 3
 NAMESPACE_CACHED = "ns/cached.bin"
+# The name the local cluster's namespace figures are recorded under.
+NAMESPACE_CLUSTER = "CallFS cluster"
 FIRST_PAGE_RUNS = 5
 SMALL_LISTING_RUNS = 50
 PROBE_IDLE_SECONDS = 1.0
@@ -382,6 +384,29 @@ class Bench:
         finally:
             api.http.close()
             weed.stop()
+        self._namespace_on_cluster(stack)
+
+    def _namespace_on_cluster(self, stack: contextlib.ExitStack) -> None:
+        """The same steps on the local cluster (PostgreSQL metadata, three storage nodes
+        at its default replication) through door 1, gateway-1 watched; its disk row
+        counts the storage nodes' volumes alone (PostgreSQL preallocates its WAL).
+        """
+        root = self.scratch / "cluster-ns"
+        self.scratch.chmod(0o755)  # for PostgreSQL's unprivileged user
+        stack.callback(cluster.down, root)  # safe to call twice
+        logger.info("starting the local cluster (namespace)")
+        handle = cluster.up(root, dict(os.environ), watch_pid=os.getpid())
+        try:
+            auth = ("-H", f"Authorization: Bearer {handle.api_keys[0]}")
+            door = Endpoint(NAMESPACE_CLUSTER, handle.url + "/v1/files", auth)
+            volumes = root / "volumes"
+            api = CallFSNamespace(door, handle.url, volumes)
+            try:
+                self._namespace(api, _cluster_pids(root)[CLUSTER_GATEWAY], volumes)
+            finally:
+                api.http.close()
+        finally:
+            cluster.down(root)
 
     def _namespace(self, api: Namespace, pid: int | None, volumes: Path | None) -> None:
         """Fill one directory with ``namespace_files`` files of 16 bytes, then list it (in
@@ -1083,23 +1108,28 @@ def namespace_rows(knobs: Knobs, measured: Measured) -> list[Row]:
         ),
     )
     result = []
-    for label, unit, key, target, lower_is_better in specs:
-        callfs = measured.get(key, "CallFS")
-        if callfs is None:
-            continue
-        result.append(
-            Row(
-                label,
-                unit,
-                callfs,
-                None,
-                measured.get(key, "SeaweedFS"),
-                target,
-                errors=_failures(measured, key.removesuffix("_rss")),
-                cpu_seconds_per_request=_cpu_per_request(measured, key),
-                lower_is_better=lower_is_better,
+    # callfs dev's rows, then the local cluster's, each beside the same filer figure.
+    for name, where in (("CallFS", ""), (NAMESPACE_CLUSTER, ", local cluster (PostgreSQL)")):
+        for label, unit, key, target, lower_is_better in specs:
+            callfs = measured.get(key, name)
+            if callfs is None:
+                continue
+            if where and key == "ns_disk":
+                label = label.replace("data + metadata", "storage nodes' volumes only")
+            errors = _failures(measured, key.removesuffix("_rss"))
+            result.append(
+                Row(
+                    label + where,
+                    unit,
+                    callfs,
+                    None,
+                    measured.get(key, "SeaweedFS"),
+                    target,
+                    errors={n: errors[n] for n in (name, "SeaweedFS") if n in errors},
+                    cpu_seconds_per_request=_cpu_per_request(measured, key, name),
+                    lower_is_better=lower_is_better,
+                )
             )
-        )
     return result
 
 
@@ -1153,9 +1183,10 @@ def cluster_rows(knobs: Knobs, measured: Measured) -> list[Row]:
     return result
 
 
-def _cpu_per_request(measured: Measured, key: str) -> float | None:
-    """CallFS's CPU seconds per request during ``key``'s wrk run (None for curl rows)."""
-    value = measured.diagnostics.get(key, {}).get("CallFS", {}).get("cpu_seconds_per_request")
+def _cpu_per_request(measured: Measured, key: str, name: str = "CallFS") -> float | None:
+    """CallFS's CPU seconds per request during ``key``'s wrk run (None for curl rows);
+    ``name``: whose (the local cluster's gateway-1 for its namespace rows)."""
+    value = measured.diagnostics.get(key, {}).get(name, {}).get("cpu_seconds_per_request")
     return float(value) if value is not None else None
 
 
