@@ -746,7 +746,7 @@ class StorageNodeBackend(Backend):
             response = await method(
                 request,
                 metadata=self._metadata,
-                timeout=timeout or self._timeout,
+                timeout=self._timeout if timeout is None else timeout,
                 wait_for_ready=wait_for_ready,
             )
         except grpc.aio.AioRpcError as exc:
