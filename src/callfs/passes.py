@@ -106,7 +106,8 @@ async def stored_files(store: MetadataStore, backend: str) -> AsyncIterator[Entr
     while True:
         page = await store.list_tree(ROOT, limit=PAGE, after=after)
         for entry in page:
-            if not entry.is_dir and entry.backend == backend and entry.object_key:
+            # An entry naming no node keeps its bytes in the metadata store.
+            if not entry.is_dir and entry.backend == backend and entry.object_key and entry.holders:
                 yield entry
         if len(page) < PAGE:
             return

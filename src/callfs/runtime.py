@@ -18,6 +18,7 @@ from prometheus_client import Gauge
 
 from callfs.auth import Authenticator
 from callfs.backends.base import Backend
+from callfs.backends.inline import InlineContents
 from callfs.backends.instrumented import InstrumentedBackend
 from callfs.backends.storage_node import StorageNodeBackend
 from callfs.coordination import build_coordination
@@ -156,7 +157,9 @@ async def open_runtime(
         metrics=metrics,
         interceptors=None if tracing is None else tracing.channel_interceptors,
     )
-    backends: dict[str, Backend] = {"localfs": nodes}
+    # Small files' bytes may be kept in the metadata store: read from there (with or
+    # without backend.inline_max_bytes now; files written with it stay where they are).
+    backends: dict[str, Backend] = {"localfs": InlineContents(nodes, inner)}
     if settings.backend.s3_configured:
         from callfs.backends.s3 import S3Backend
 

@@ -199,6 +199,9 @@ class BackendSettings(Section):
 
     default_backend: Literal["localfs", "s3"] = "localfs"
     localfs_root_path: str = "/var/lib/callfs"
+    # A localfs file of at most this many bytes is kept in the metadata store, in the
+    # transaction that commits its entry, instead of on storage nodes; 0: never.
+    inline_max_bytes: int = Field(default=0, ge=0, le=1024 * 1024)
     s3_access_key: SecretStr = SecretStr("")
     s3_secret_key: SecretStr = SecretStr("")
     s3_region: str = "us-east-1"

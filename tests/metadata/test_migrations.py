@@ -106,7 +106,7 @@ async def test_upgrade_gives_every_existing_entry_its_own_entry_id(
         assert found is not None and found.object_key == "key-a"
     finally:
         await store.close()
-    assert await store_target.migration_versions() == [1, 2, 3]
+    assert await store_target.migration_versions() == [1, 2, 3, 4]
     # Reopened, the upgraded rows keep the ids they were given.
     again = store_target.build()
     await again.open()
@@ -216,4 +216,4 @@ async def test_upgrade_records_each_node_file_on_its_instance_id(
         assert await store.object_keys("s3", None) == {"key-remote"}
     finally:
         await store.close()
-    assert await store_target.migration_versions() == [1, 2, 3]
+    assert await store_target.migration_versions() == [1, 2, 3, 4]

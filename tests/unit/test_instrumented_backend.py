@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from callfs.backends.base import Backend, ObjectRef, StoredObject, Written, new_object_key
+from callfs.backends.inline import InlineContents
 from callfs.backends.instrumented import InstrumentedBackend
 from callfs.discovery.base import StaticDiscovery
 from callfs.entry import BackendName
@@ -286,7 +287,9 @@ async def test_the_runtime_wraps_each_backend_and_keeps_the_nodes_raw(tmp_path: 
     try:
         localfs = runtime.backend("localfs")
         assert isinstance(localfs, InstrumentedBackend)
-        assert localfs.inner is runtime.nodes
+        # Between them, the reader of the bytes the metadata store keeps.
+        assert isinstance(localfs.inner, InlineContents)
+        assert localfs.inner.inner is runtime.nodes
         assert (localfs.name, localfs.proxied, localfs.sha256_etags) == ("localfs", True, True)
         assert localfs.metrics is runtime.metrics
     finally:

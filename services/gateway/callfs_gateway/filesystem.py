@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from callfs import namespace, paths, permissions, reclaimer
-from callfs.backends.base import Backend, ObjectRef, Written, close_stream
+from callfs.backends.base import Backend, ObjectRef, Written, close_stream, new_object_key
 from callfs.entry import Entry, EntryType, utcnow
 from callfs.errors import (
     AlreadyExists,
@@ -242,7 +242,7 @@ class FileSystem:
         permissions.require_traverse(user, resolved.ancestors)
         current = resolved.entry
         self._check_write(user, resolved, current, replace, if_match, if_none_match)
-        ref, written = await self._store(path, current, backend_name, self._limited(body))
+        ref, written, content = await self._store(path, current, backend_name, self._limited(body))
         try:
             async with self._locked(path):
                 # Decide again under the lock, from the store itself: another writer
@@ -251,7 +251,7 @@ class FileSystem:
                 permissions.require_traverse(user, resolved.ancestors)
                 previous = resolved.entry
                 self._check_write(user, resolved, previous, replace, if_match, if_none_match)
-                entry = await self._commit_version(user, resolved, ref, written, mode)
+                entry = await self._commit_version(user, resolved, ref, written, mode, content)
         except BaseException:
             await self._discard(ref)
             raise
@@ -269,10 +269,12 @@ class FileSystem:
         ref: ObjectRef,
         written: Written,
         mode: int | None,
+        content: bytes | None = None,
     ) -> Entry:
         """Point the file at ``resolved.path`` to the stored object ``ref``: a new row, or
         the existing one updated only while it still holds the object it was decided
-        from (so that object, and no other file's, is the one replaced).
+        from (so that object, and no other file's, is the one replaced). ``content`` is
+        the object's bytes when the metadata store is to keep them with the row.
         """
         previous = resolved.entry
         now = utcnow()
@@ -293,10 +295,10 @@ class FileSystem:
                 now=now,
                 **stored,
             )
-            await self.store.create(entry, self._parents(user, resolved))
+            await self.store.create(entry, self._parents(user, resolved), content=content)
             return entry
         entry = previous.evolve(mtime=now, ctime=now, **stored)
-        await self.store.update(entry, expected=previous)
+        await self.store.update(entry, expected=previous, content=content)
         return entry
 
     async def _store(
@@ -305,17 +307,29 @@ class FileSystem:
         current: Entry | None,
         backend_name: str | None,
         chunks: AsyncIterable[bytes],
-    ) -> tuple[ObjectRef, Written]:
+    ) -> tuple[ObjectRef, Written, bytes | None]:
         """Store the bytes of a new version of ``path``, before any metadata changes.
 
         An existing file stays on its backend, and on the nodes holding it where they
-        can take it; a new one goes where its backend places it.
+        can take it; a new one goes where its backend places it. A storage-node file
+        of at most ``backend.inline_max_bytes`` goes nowhere yet: its bytes are
+        returned, for the metadata store to keep with the row that commits them.
         """
         if current is None:
             backend = self.rt.backend(backend_name)
-            return await backend.write_new(path, chunks)
-        backend = self.rt.backend(current.backend)
-        return await backend.write_new(path, chunks, prefer=current.holders)
+            prefer: tuple[str, ...] = ()
+        else:
+            backend = self.rt.backend(current.backend)
+            prefer = current.holders
+        limit = self.settings.backend.inline_max_bytes
+        if limit and backend.name == "localfs":
+            small, chunks = await _within(chunks, limit)
+            if small is not None:
+                sha256 = hashlib.sha256(small).hexdigest()
+                ref = ObjectRef("localfs", new_object_key(), etag=sha256)
+                return ref, Written(len(small), sha256, sha256), small
+        ref, written = await backend.write_new(path, chunks, prefer=prefer)
+        return ref, written, None
 
     def _check_write(
         self,
@@ -894,3 +908,28 @@ async def _closing(stream: AsyncIterator[bytes]) -> AsyncIterator[None]:
         yield
     finally:
         await close_stream(stream)
+
+
+async def _within(
+    chunks: AsyncIterable[bytes], limit: int
+) -> tuple[bytes | None, AsyncIterable[bytes]]:
+    """The whole of ``chunks`` if it ends within ``limit`` bytes; otherwise None, and
+    the stream again from its first byte (what was read of it replayed first).
+    """
+    source = aiter(chunks)
+    head: list[bytes] = []
+    size = 0
+    async for chunk in source:
+        head.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return None, _replayed(head, source)
+    return b"".join(head), chunks
+
+
+async def _replayed(head: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    for chunk in head:
+        yield chunk
+    head.clear()
+    async for chunk in rest:
+        yield chunk

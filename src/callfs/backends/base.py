@@ -157,6 +157,39 @@ class Backend(ABC):
         """
 
 
+class Wrapping(Backend):
+    """A backend in front of another, ``inner``: what it does not change passes through."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+
+    # The inner backend's class attributes, read through: a property in place of a
+    # ClassVar is what mypy calls an override.
+    @property
+    def name(self) -> BackendName:  # type: ignore[override]
+        return self.inner.name
+
+    @property
+    def sha256_etags(self) -> bool:  # type: ignore[override]
+        return self.inner.sha256_etags
+
+    @property
+    def proxied(self) -> bool:  # type: ignore[override]
+        return self.inner.proxied
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def new_object(self, path: str) -> ObjectRef:
+        return await self.inner.new_object(path)
+
+    def instances(self) -> list[str | None]:
+        return self.inner.instances()
+
+
 async def prefetched(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """Pull the first chunk of ``stream`` now, so its errors raise in the caller.
 

@@ -24,31 +24,16 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 
-from callfs.backends.base import Backend, ObjectRef, StoredObject, Written
-from callfs.entry import BackendName
+from callfs.backends.base import Backend, ObjectRef, StoredObject, Wrapping, Written
 from callfs.metrics import Metrics
 
 
-class InstrumentedBackend(Backend):
+class InstrumentedBackend(Wrapping):
     """Delegates to ``inner``, observing each byte operation in ``metrics``."""
 
     def __init__(self, inner: Backend, metrics: Metrics) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.metrics = metrics
-
-    # The inner backend's class attributes, read through: a property in place of a
-    # ClassVar is what mypy calls an override.
-    @property
-    def name(self) -> BackendName:  # type: ignore[override]
-        return self.inner.name
-
-    @property
-    def sha256_etags(self) -> bool:  # type: ignore[override]
-        return self.inner.sha256_etags
-
-    @property
-    def proxied(self) -> bool:  # type: ignore[override]
-        return self.inner.proxied
 
     def _observe(self, operation: str, seconds: float, ok: bool) -> None:
         backend_type = self.inner.name
@@ -66,15 +51,6 @@ class InstrumentedBackend(Backend):
             ok = True
         finally:
             self._observe(operation, time.perf_counter() - started, ok)
-
-    async def start(self) -> None:
-        await self.inner.start()
-
-    async def close(self) -> None:
-        await self.inner.close()
-
-    async def new_object(self, path: str) -> ObjectRef:
-        return await self.inner.new_object(path)
 
     async def write(self, ref: ObjectRef, chunks: AsyncIterable[bytes]) -> Written:
         with self._operation("write"):
@@ -95,9 +71,6 @@ class InstrumentedBackend(Backend):
     async def delete(self, ref: ObjectRef) -> None:
         with self._operation("delete"):
             await self.inner.delete(ref)
-
-    def instances(self) -> list[str | None]:
-        return self.inner.instances()
 
     async def list_objects(self, instance_id: str | None = None) -> AsyncIterator[StoredObject]:
         listing = self.inner.list_objects(instance_id)

@@ -120,8 +120,13 @@ class MetadataStore(ABC):
         """Whether the directory ``path`` holds anything."""
 
     @abstractmethod
-    async def create(self, entry: Entry, parents: Sequence[Entry] = ()) -> None:
+    async def create(
+        self, entry: Entry, parents: Sequence[Entry] = (), *, content: bytes | None = None
+    ) -> None:
         """Insert ``entry`` after inserting any of ``parents`` that do not exist yet.
+
+        With ``content``, the file's bytes are kept in the store, under its
+        ``object_key``, in the same transaction (see :meth:`read_content`).
 
         Every directory a new row hangs off (``entry``'s parent, each of ``parents``
         and their parents) must then exist as a directory.
@@ -133,9 +138,15 @@ class MetadataStore(ABC):
         """
 
     @abstractmethod
-    async def update(self, entry: Entry, *, expected: Entry | None = None) -> None:
+    async def update(
+        self, entry: Entry, *, expected: Entry | None = None, content: bytes | None = None
+    ) -> None:
         """Overwrite the row at ``entry.path`` with ``entry``'s fields (all but ``type``
         and ``entry_id``: a row stays the entry it was created as).
+
+        With ``content``, the file's new bytes are kept in the store under its new
+        ``object_key``, in the same transaction. Bytes the row kept in the store for
+        another key go in that transaction too, as they do when a row is deleted.
 
         With ``expected`` (the row as the caller decided from it), only while the row
         still holds that object key and etag: a success then replaced exactly
@@ -197,6 +208,15 @@ class MetadataStore(ABC):
             AlreadyExists: ``destination`` exists and ``replace`` is false.
             IsADirectory: a file would replace a directory.
             DirectoryNotEmpty: the directory to replace has children.
+        """
+
+    @abstractmethod
+    async def read_content(self, object_key: str) -> bytes | None:
+        """The bytes kept in the store under ``object_key`` (a small file's, given with
+        :meth:`create` or :meth:`update`), or None when none are.
+
+        They stay while a row points at them: deleting the row, or pointing it at
+        another object, removes them in the same transaction; moves keep them.
         """
 
     @abstractmethod

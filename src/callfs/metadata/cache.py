@@ -209,19 +209,26 @@ class CachedMetadataStore(MetadataStore):
     # Mutations: forget here whatever happens (a failed commit may still have landed),
     # announce once the store said yes.
 
-    async def create(self, entry: Entry, parents: Sequence[Entry] = ()) -> None:
+    async def create(
+        self, entry: Entry, parents: Sequence[Entry] = (), *, content: bytes | None = None
+    ) -> None:
         try:
-            await self.inner.create(entry, parents)
+            await self.inner.create(entry, parents, content=content)
         finally:
             self.invalidate(entry.path)
         await self._announce(entry.path)
 
-    async def update(self, entry: Entry, *, expected: Entry | None = None) -> None:
+    async def update(
+        self, entry: Entry, *, expected: Entry | None = None, content: bytes | None = None
+    ) -> None:
         try:
-            await self.inner.update(entry, expected=expected)
+            await self.inner.update(entry, expected=expected, content=content)
         finally:
             self.invalidate(entry.path)
         await self._announce(entry.path)
+
+    async def read_content(self, object_key: str) -> bytes | None:
+        return await self.inner.read_content(object_key)
 
     async def set_replicas(self, path: str, object_key: str, replicas: Sequence[str]) -> bool:
         try:

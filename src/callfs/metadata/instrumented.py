@@ -86,13 +86,21 @@ class InstrumentedMetadataStore(MetadataStore):
         with self._query("has_children"):
             return await self.inner.has_children(path)
 
-    async def create(self, entry: Entry, parents: Sequence[Entry] = ()) -> None:
+    async def create(
+        self, entry: Entry, parents: Sequence[Entry] = (), *, content: bytes | None = None
+    ) -> None:
         with self._query("create"):
-            await self.inner.create(entry, parents)
+            await self.inner.create(entry, parents, content=content)
 
-    async def update(self, entry: Entry, *, expected: Entry | None = None) -> None:
+    async def update(
+        self, entry: Entry, *, expected: Entry | None = None, content: bytes | None = None
+    ) -> None:
         with self._query("update"):
-            await self.inner.update(entry, expected=expected)
+            await self.inner.update(entry, expected=expected, content=content)
+
+    async def read_content(self, object_key: str) -> bytes | None:
+        with self._query("read_content"):
+            return await self.inner.read_content(object_key)
 
     async def set_replicas(self, path: str, object_key: str, replicas: Sequence[str]) -> bool:
         with self._query("set_replicas"):

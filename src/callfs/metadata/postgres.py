@@ -197,6 +197,16 @@ def _count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
+async def _keep_content(conn: Any, entry: Entry, content: bytes | None) -> None:
+    """Keep ``content`` as the bytes of ``entry``'s object (in the caller's transaction)."""
+    if content is not None:
+        if entry.object_key is None:
+            raise ValueError("content needs the entry's object key")
+        await conn.execute(
+            "INSERT INTO contents (object_key, data) VALUES ($1, $2)", entry.object_key, content
+        )
+
+
 class PostgresMetadataStore(MetadataStore):
     """The namespace in PostgreSQL at ``dsn``, through a pool of ``min_size``..``max_size``."""
 
@@ -378,6 +388,13 @@ class PostgresMetadataStore(MetadataStore):
             found: bool = await conn.fetchval(_CHILD, path)
         return found
 
+    async def read_content(self, object_key: str) -> bytes | None:
+        async with self._connection() as conn:
+            data = await conn.fetchval(
+                "SELECT data FROM contents WHERE object_key = $1", object_key
+            )
+        return None if data is None else bytes(data)
+
     async def object_keys(self, backend: str, instance_id: str | None) -> set[str]:
         on_node, args = _on_node(backend, instance_id)
         keys: set[str] = set()
@@ -404,11 +421,14 @@ class PostgresMetadataStore(MetadataStore):
 
     # Mutations
 
-    async def create(self, entry: Entry, parents: Sequence[Entry] = ()) -> None:
+    async def create(
+        self, entry: Entry, parents: Sequence[Entry] = (), *, content: bytes | None = None
+    ) -> None:
         async def body(conn: Any) -> None:
             await self._ensure_parents(conn, entry.path, parents)
             if await conn.fetchval(_INSERT, *_insert_params(entry)) is None:
                 raise AlreadyExists(f"{entry.path} already exists")
+            await _keep_content(conn, entry, content)
 
         await self._transact(body)
 
@@ -434,7 +454,9 @@ class PostgresMetadataStore(MetadataStore):
             if kind != "directory":
                 raise NotADirectory(f"{directory} is not a directory")
 
-    async def update(self, entry: Entry, *, expected: Entry | None = None) -> None:
+    async def update(
+        self, entry: Entry, *, expected: Entry | None = None, content: bytes | None = None
+    ) -> None:
         seen = (None, None) if expected is None else (expected.object_key, expected.etag)
 
         async def body(conn: Any) -> None:
@@ -450,6 +472,7 @@ class PostgresMetadataStore(MetadataStore):
                 *seen,
             )
             if _count(status):
+                await _keep_content(conn, entry, content)
                 return
             if await conn.fetchval("SELECT 1 FROM entries WHERE path = $1", entry.path) is None:
                 raise NotFound(f"{entry.path} does not exist")

@@ -309,6 +309,16 @@ def _ensure_parents(db: sqlite3.Connection, path: str, parents: Sequence[Entry])
             raise NotADirectory(f"{directory} is not a directory")
 
 
+def _keep_content(db: sqlite3.Connection, entry: Entry, content: bytes | None) -> None:
+    """Keep ``content`` as the bytes of ``entry``'s object (in the caller's transaction)."""
+    if content is not None:
+        if entry.object_key is None:
+            raise ValueError("content needs the entry's object key")
+        db.execute(
+            "INSERT INTO contents (object_key, data) VALUES (?, ?)", (entry.object_key, content)
+        )
+
+
 def _make_folder(path: str) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
@@ -523,6 +533,10 @@ class SQLiteMetadataStore(MetadataStore):
     async def has_children(self, path: str) -> bool:
         return bool(await self._rows("SELECT 1 FROM entries WHERE parent = ? LIMIT 1", (path,)))
 
+    async def read_content(self, object_key: str) -> bytes | None:
+        rows = await self._rows("SELECT data FROM contents WHERE object_key = ?", (object_key,))
+        return bytes(rows[0][0]) if rows else None
+
     async def object_keys(self, backend: str, instance_id: str | None) -> set[str]:
         on_node, params = _on_node(backend, instance_id)
         sql = f"SELECT object_key FROM entries WHERE {on_node} AND object_key IS NOT NULL"
@@ -543,15 +557,20 @@ class SQLiteMetadataStore(MetadataStore):
 
     # Mutations
 
-    async def create(self, entry: Entry, parents: Sequence[Entry] = ()) -> None:
+    async def create(
+        self, entry: Entry, parents: Sequence[Entry] = (), *, content: bytes | None = None
+    ) -> None:
         def create(db: sqlite3.Connection) -> None:
             _ensure_parents(db, entry.path, parents)
             if _count(db, _INSERT, _insert_params(entry)) == 0:
                 raise AlreadyExists(f"{entry.path} already exists")
+            _keep_content(db, entry, content)
 
         await self._write(create)
 
-    async def update(self, entry: Entry, *, expected: Entry | None = None) -> None:
+    async def update(
+        self, entry: Entry, *, expected: Entry | None = None, content: bytes | None = None
+    ) -> None:
         sql = (
             "UPDATE entries SET size = ?, mode = ?, owner = ?, grp = ?, mtime = ?, ctime = ?,"
             " etag = ?, backend = ?, instance_id = ?, object_key = ?, replicas = ? WHERE path = ?"
@@ -563,6 +582,7 @@ class SQLiteMetadataStore(MetadataStore):
 
         def update(db: sqlite3.Connection) -> None:
             if _all(db, sql + " RETURNING path", params):
+                _keep_content(db, entry, content)
                 return
             if not _all(db, "SELECT 1 FROM entries WHERE path = ?", (entry.path,)):
                 raise NotFound(f"{entry.path} does not exist")
