@@ -12,9 +12,11 @@ Knobs (environment):
 - ``CALLFS_BENCH_NAMESPACE_FILES`` — files of the namespace section's one big directory
   (default 20000; the issue's figure, for a recorded run, is 100000)
 - ``CALLFS_BENCH_ONLY`` — run only these sections, comma-separated, of ``files`` (``callfs
-  dev`` against nginx and the SeaweedFS filer), ``s3`` (CallFS on S3 against SeaweedFS's S3
-  gateway), ``namespace`` (one directory of many 16-byte files on ``callfs dev`` and the
-  SeaweedFS filer: create, list, rename, delete, disk per file) and ``cluster`` (the local
+  dev`` against nginx and the SeaweedFS filer; its 4 KiB rates once more with files of up
+  to 4 KiB kept in the metadata store), ``s3`` (CallFS on S3 against SeaweedFS's S3
+  gateway), ``namespace`` (one directory of many 16-byte files on ``callfs dev``, with and
+  without small files kept in its metadata store, the SeaweedFS filer and the local
+  cluster: create, list, rename, delete, disk per file) and ``cluster`` (the local
   multi-process cluster at R=1 and R=2, next to ``callfs dev``; its 4 KiB rates at R=2
   through both doors); default all
 - ``CALLFS_BENCH_CLUSTER_VOLUMES`` — where the cluster section keeps the local cluster,
@@ -33,6 +35,7 @@ Knobs (environment):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import json
 import logging
@@ -116,6 +119,11 @@ NAMESPACE_SMALL_FILES = 3
 NAMESPACE_CACHED = "ns/cached.bin"
 # The name the local cluster's namespace figures are recorded under.
 NAMESPACE_CLUSTER = "CallFS cluster"
+# callfs dev again with small files kept in the metadata store (backend.inline_max_bytes,
+# off by default): the 4 KiB rates and the namespace steps once more, that setting on.
+NAMESPACE_INLINE = "CallFS inline"
+INLINE_WHERE = ", small files in the metadata store"
+INLINE_PREFIX = "inline_"
 FIRST_PAGE_RUNS = 5
 SMALL_LISTING_RUNS = 50
 PROBE_IDLE_SECONDS = 1.0
@@ -296,6 +304,7 @@ class Bench:
                     self.profile(ours, callfs.pid, "localfs")
                 callfs.stop()
                 nginx.stop()
+                self.inline_rates(stack)
 
             if self.knobs.runs("s3"):
                 callfs_s3 = CallFSDev(self.scratch / "callfs-s3", _s3_environment(weed))
@@ -321,6 +330,20 @@ class Bench:
             self.transfers(peer, None, None)
         for endpoint in (ours, *peers):
             self.rates([endpoint], self.knobs.rates, pid if endpoint is ours else None)
+
+    def inline_rates(self, stack: contextlib.ExitStack) -> None:
+        """The 4 KiB rates again on a fresh ``callfs dev`` that keeps files of up to 4 KiB
+        in its metadata store (keys prefixed INLINE_PREFIX), beside the peers' figures.
+        """
+        callfs = CallFSDev(self.scratch / "callfs-inline", self._inline_environment())
+        stack.callback(callfs.stop)
+        logger.info("starting callfs dev, small files in the metadata store")
+        ours = callfs.start()
+        self.rates([ours], self.knobs.small_rates, callfs.pid, prefix=INLINE_PREFIX)
+        callfs.stop()
+
+    def _inline_environment(self) -> dict[str, str]:
+        return {"CALLFS_BACKEND_INLINE_MAX_BYTES": str(self.knobs.small_bytes)}
 
     def rates(
         self,
@@ -384,7 +407,22 @@ class Bench:
         finally:
             api.http.close()
             weed.stop()
+        self._namespace_inline(stack)
         self._namespace_on_cluster(stack)
+
+    def _namespace_inline(self, stack: contextlib.ExitStack) -> None:
+        """The same steps on ``callfs dev`` keeping small files in its metadata store."""
+        callfs = CallFSDev(self.scratch / "callfs-ns-inline", self._inline_environment())
+        stack.callback(callfs.stop)
+        logger.info("starting callfs dev (namespace, small files in the metadata store)")
+        ours = dataclasses.replace(callfs.start(), name=NAMESPACE_INLINE)
+        data = callfs.workdir / "data"
+        api = CallFSNamespace(ours, ours.base.removesuffix("/v1/files"), data)
+        try:
+            self._namespace(api, callfs.pid, data / "volumes")
+        finally:
+            api.http.close()
+            callfs.stop()
 
     def _namespace_on_cluster(self, stack: contextlib.ExitStack) -> None:
         """The same steps on the local cluster (PostgreSQL metadata, three storage nodes
@@ -985,30 +1023,42 @@ def rows(knobs: Knobs, measured: Measured) -> list[Row]:
     """The table: each measurement with its targets from the benchmark issue."""
     size = knobs.size_label
     rate_targets = {"get": Target(None, 0.5), "put": Target(None, 0.5)}
-    specs = (
-        (f"{size} download", "MB/s", "download", Target(None, 1.0)),
-        (f"{size} upload", "MB/s", "upload", Target(0.8)),
+    # (label, unit, CallFS's key, target, the peers' key when it differs)
+    specs: tuple[tuple[str, str, str, Target, str | None], ...] = (
+        (f"{size} download", "MB/s", "download", Target(None, 1.0), None),
+        (f"{size} upload", "MB/s", "upload", Target(0.8), None),
         *(
-            (spec.label, "req/s", spec.key, rate_targets.get(spec.key, Target()))
+            (spec.label, "req/s", spec.key, rate_targets.get(spec.key, Target()), None)
             for spec in knobs.rates
         ),
-        (f"S3 {size} download", "MB/s", "s3_download", Target(None, 1.0)),
-        (f"S3 {size} upload", "MB/s", "s3_upload", Target(None, 1.0)),
-        (f"peak RSS, {size} transfers", "MiB", "rss", Target(max_value=200)),
-        (f"peak RSS, S3 {size} transfers", "MiB", "s3_rss", Target(max_value=200)),
+        *(
+            (
+                spec.label + INLINE_WHERE,
+                "req/s",
+                INLINE_PREFIX + spec.key,
+                rate_targets.get(spec.key, Target()),
+                spec.key,
+            )
+            for spec in knobs.small_rates
+        ),
+        (f"S3 {size} download", "MB/s", "s3_download", Target(None, 1.0), None),
+        (f"S3 {size} upload", "MB/s", "s3_upload", Target(None, 1.0), None),
+        (f"peak RSS, {size} transfers", "MiB", "rss", Target(max_value=200), None),
+        (f"peak RSS, S3 {size} transfers", "MiB", "s3_rss", Target(max_value=200), None),
     )
     result = []
-    for label, unit, key, target in specs:
+    for label, unit, key, target, peers_key in specs:
         callfs = measured.get(key, "CallFS")
         if callfs is None:
             continue
+        peers = peers_key or key
         result.append(
             Row(
                 label,
                 unit,
                 callfs,
-                measured.get(key, "nginx") if target.max_value is None else None,
-                measured.get(key, "SeaweedFS") if target.max_value is None else None,
+                measured.get(peers, "nginx") if target.max_value is None else None,
+                measured.get(peers, "SeaweedFS") if target.max_value is None else None,
                 target,
                 errors=_failures(measured, key),
                 cpu_seconds_per_request=_cpu_per_request(measured, key),
@@ -1109,12 +1159,16 @@ def namespace_rows(knobs: Knobs, measured: Measured) -> list[Row]:
     )
     result = []
     # callfs dev's rows, then the local cluster's, each beside the same filer figure.
-    for name, where in (("CallFS", ""), (NAMESPACE_CLUSTER, ", local cluster (PostgreSQL)")):
+    for name, where in (
+        ("CallFS", ""),
+        (NAMESPACE_INLINE, INLINE_WHERE),
+        (NAMESPACE_CLUSTER, ", local cluster (PostgreSQL)"),
+    ):
         for label, unit, key, target, lower_is_better in specs:
             callfs = measured.get(key, name)
             if callfs is None:
                 continue
-            if where and key == "ns_disk":
+            if name == NAMESPACE_CLUSTER and key == "ns_disk":
                 label = label.replace("data + metadata", "storage nodes' volumes only")
             errors = _failures(measured, key.removesuffix("_rss"))
             result.append(
