@@ -51,6 +51,7 @@ async def test_a_small_file_lives_in_the_metadata_store_alone(cluster: Cluster) 
     assert created.json()["etag"] == hashlib.sha256(SMALL).hexdigest()
     assert "x-callfs-instance-id" not in head.headers
     assert head.headers["x-callfs-replicas"] == ""
+    assert head.headers["x-callfs-backend"] == "localfs"
     assert head.headers["content-length"] == str(LIMIT)
     assert (whole.status_code, whole.content) == (200, SMALL)
     assert (ranged.status_code, ranged.content) == (206, SMALL[2:6])

@@ -111,6 +111,8 @@ def entry_headers(entry: Entry) -> dict[str, str]:
         headers["X-CallFS-Instance-ID"] = entry.instance_id
     if not entry.is_dir:
         headers["X-CallFS-Replicas"] = ",".join(entry.holders)
+        # Said outright: a small file kept in the metadata store names no node either.
+        headers["X-CallFS-Backend"] = entry.backend
     if entry.etag:
         headers["ETag"] = f'"{entry.etag}"'
     return headers
