@@ -115,6 +115,26 @@ async def test_a_refused_write_leaves_the_kept_bytes_whole(cluster: Cluster) -> 
     assert (await client.get("/v1/files/w")).content == b"old"
 
 
+async def test_a_small_body_is_checked_under_the_lock_before_any_answer(
+    cluster: Cluster,
+) -> None:
+    """A small body is read whole and decided once, under the path's lock: the same
+    answers, in the same order, as a body checked before it is stored."""
+    alice, carol = cluster.client("alice"), cluster.client("carol")
+    await alice.post("/v1/files/private/", headers={"X-CallFS-Mode": "0700"})
+    await alice.put("/v1/files/mine", content=b"alice's")
+
+    hidden = await carol.put("/v1/files/private/x", content=b"carol's")
+    overwrite = await carol.put("/v1/files/mine", content=b"carol's")
+    on_a_directory = await alice.put("/v1/files/private", content=b"x")
+
+    assert (hidden.status_code, overwrite.status_code) == (403, 403)
+    assert on_a_directory.status_code == 400
+    assert on_a_directory.json()["code"] == "IS_A_DIRECTORY"
+    assert (await alice.get("/v1/files/mine")).content == b"alice's"
+    assert (await alice.head("/v1/files/private/x")).status_code == 404
+
+
 async def test_renames_keep_the_bytes_and_deletes_drop_them(cluster: Cluster) -> None:
     client = cluster.client()
     for name in ("d/a", "d/sub/b", "c"):

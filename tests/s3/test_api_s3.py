@@ -721,3 +721,32 @@ async def test_move_from_s3_to_a_stopped_node_is_503_and_leaves_the_file(
     assert (await client.get("/v1/files/cloud.bin")).content == data
     assert len(s3c.keys()) == 1
     assert s3c.uploads() == []
+
+
+async def test_small_files_are_kept_in_the_metadata_store_only_on_localfs(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
+    """``backend.inline_max_bytes`` keeps small storage-node files; S3 files stay in S3,
+    and a kept file moved to S3 and back reads the same."""
+    bucket = new_bucket(s3_server)
+    backend = {**s3_section(s3_server, bucket, s3_part_size=PART), "inline_max_bytes": 64}
+    settings = make_settings(tmp_path, "sqlite", None, backend=backend)
+    async with running_cluster(settings, nodes=1) as cluster:
+        client = cluster.client()
+
+        remote = await client.post("/v1/files/r.txt", content=b"in s3")
+        local = await client.post(
+            "/v1/files/l.txt", content=b"kept", headers={"X-CallFS-Backend": "localfs"}
+        )
+        to_s3 = await client.patch("/v1/files/l.txt", json={"backend": "s3"})
+        in_s3 = await client.head("/v1/files/l.txt")
+        back = await client.patch("/v1/files/l.txt", json={"backend": "localfs"})
+
+        assert remote.json()["backend"] == "s3"
+        assert (local.json()["backend"], local.json()["replicas"]) == ("localfs", [])
+        assert (to_s3.status_code, in_s3.headers["x-callfs-backend"]) == (200, "s3")
+        assert back.status_code == 200 and back.json()["backend"] == "localfs"
+        assert (await client.get("/v1/files/l.txt")).content == b"kept"
+        assert (await client.get("/v1/files/r.txt")).content == b"in s3"
+        await cluster.gateway.runtime.reclaimer.idle()
+        assert len(s3_server.keys(bucket)) == 1

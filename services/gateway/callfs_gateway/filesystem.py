@@ -39,6 +39,7 @@ from callfs.errors import (
     PreconditionFailed,
 )
 from callfs.namespace import Resolved
+from callfs.objectcache import one_chunk
 from callfs.permissions import EXECUTE, READ, WRITE, User
 from callfs.runtime import Runtime
 
@@ -238,11 +239,19 @@ class FileSystem:
             IsADirectory: a directory is there.
             PreconditionFailed: If-Match / If-None-Match say no.
         """
-        resolved = await self.resolve(path)
-        permissions.require_traverse(user, resolved.ancestors)
-        current = resolved.entry
-        self._check_write(user, resolved, current, replace, if_match, if_none_match)
-        ref, written, content = await self._store(path, current, backend_name, self._limited(body))
+        chunks: AsyncIterable[bytes] = self._limited(body)
+        small: bytes | None = None
+        if self.settings.backend.inline_max_bytes:
+            small, chunks = await _within(chunks, self.settings.backend.inline_max_bytes)
+        stored: tuple[ObjectRef, Written] | None = None
+        if small is None:
+            # Checked before any byte is stored (from the cache), and stored before the
+            # lock is taken: a long upload holds no lock.
+            resolved = await self.resolve(path)
+            permissions.require_traverse(user, resolved.ancestors)
+            current = resolved.entry
+            self._check_write(user, resolved, current, replace, if_match, if_none_match)
+            stored = await self._store(path, current, backend_name, chunks)
         try:
             async with self._locked(path):
                 # Decide again under the lock, from the store itself: another writer
@@ -251,9 +260,16 @@ class FileSystem:
                 permissions.require_traverse(user, resolved.ancestors)
                 previous = resolved.entry
                 self._check_write(user, resolved, previous, replace, if_match, if_none_match)
+                content = None
+                if small is not None:
+                    # A small body is all here already: decided once, under the lock.
+                    stored, content = await self._store_small(path, previous, backend_name, small)
+                assert stored is not None
+                ref, written = stored
                 entry = await self._commit_version(user, resolved, ref, written, mode, content)
         except BaseException:
-            await self._discard(ref)
+            if stored is not None:
+                await self._discard(stored[0])
             raise
         if previous is not None:
             await self._discard_entry(previous)
@@ -307,29 +323,30 @@ class FileSystem:
         current: Entry | None,
         backend_name: str | None,
         chunks: AsyncIterable[bytes],
-    ) -> tuple[ObjectRef, Written, bytes | None]:
+    ) -> tuple[ObjectRef, Written]:
         """Store the bytes of a new version of ``path``, before any metadata changes.
 
         An existing file stays on its backend, and on the nodes holding it where they
-        can take it; a new one goes where its backend places it. A storage-node file
-        of at most ``backend.inline_max_bytes`` goes nowhere yet: its bytes are
-        returned, for the metadata store to keep with the row that commits them.
+        can take it; a new one goes where its backend places it.
         """
         if current is None:
-            backend = self.rt.backend(backend_name)
-            prefer: tuple[str, ...] = ()
-        else:
-            backend = self.rt.backend(current.backend)
-            prefer = current.holders
-        limit = self.settings.backend.inline_max_bytes
-        if limit and backend.name == "localfs":
-            small, chunks = await _within(chunks, limit)
-            if small is not None:
-                sha256 = hashlib.sha256(small).hexdigest()
-                ref = ObjectRef("localfs", new_object_key(), etag=sha256)
-                return ref, Written(len(small), sha256, sha256), small
-        ref, written = await backend.write_new(path, chunks, prefer=prefer)
-        return ref, written, None
+            return await self.rt.backend(backend_name).write_new(path, chunks)
+        backend = self.rt.backend(current.backend)
+        return await backend.write_new(path, chunks, prefer=current.holders)
+
+    async def _store_small(
+        self, path: str, current: Entry | None, backend_name: str | None, data: bytes
+    ) -> tuple[tuple[ObjectRef, Written], bytes | None]:
+        """:meth:`_store` for a body of at most ``backend.inline_max_bytes``: a storage-node
+        file's bytes go nowhere yet, and are returned for the metadata store to keep
+        with the row that commits them; an S3 file's are stored as any other.
+        """
+        backend = self.rt.backend(backend_name if current is None else current.backend)
+        if backend.name != "localfs":
+            return await self._store(path, current, backend_name, one_chunk(data)), None
+        sha256 = hashlib.sha256(data).hexdigest()
+        ref = ObjectRef("localfs", new_object_key(), etag=sha256)
+        return (ref, Written(len(data), sha256, sha256)), data
 
     def _check_write(
         self,
