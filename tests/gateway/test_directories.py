@@ -182,9 +182,9 @@ class GatedStore:
         await self._read()
         return await self.inner.list_tree(path, **options)
 
-    async def list_children_json(self, path: str, **options: Any) -> list[dict[str, Any]]:
+    async def list_children_encoded(self, path: str, **options: Any) -> list[tuple[str, bytes]]:
         await self._read()
-        return await self.inner.list_children_json(path, **options)
+        return await self.inner.list_children_encoded(path, **options)
 
     async def _read(self) -> None:
         self.reads += 1

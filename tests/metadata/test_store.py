@@ -7,6 +7,7 @@ import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
 
+import orjson
 import pytest
 
 from callfs.entry import Entry
@@ -884,3 +885,28 @@ async def test_a_read_after_a_committed_update_sees_it_while_other_reads_run(
     finally:
         done.set()
         await asyncio.gather(*readers)
+
+
+async def test_encoded_children_are_the_json_objects_byte_for_byte(store: MetadataStore) -> None:
+    """What a store writes itself for a listing is what the gateway would have written."""
+    await store.create(directory("/e", mode=0o1777, owner='quo"te', group="back\\slash"))
+    await store.create(directory("/e/sub dir", mode=0o4755))
+    await store.create(file("/e/a", replicas=("node-0", "node-1"), size=2**40, mode=0o7777))
+    await store.create(file("/e/b", instance_id="node-2", replicas=()))  # an older row
+    await store.create(file("/e/c", instance_id="node-1", replicas=("node-0",)))  # overwritten
+    await store.create(file("/e/d", backend="s3", instance_id=None, etag=None))
+    await store.create(file("/e/日本 🙂", instance_id=None, object_key="kept"), content=b"x")
+
+    encoded = await store.list_children_encoded("/e", limit=10)
+    objects = await store.list_children_json("/e", limit=10)
+    after_a = await store.list_children_encoded("/e", limit=2, after="/e/a")
+
+    assert [path for path, _ in encoded] == [o["path"] for o in objects]
+    assert [path for path, _ in encoded] == [
+        "/e/a", "/e/b", "/e/c", "/e/d", "/e/sub dir", "/e/日本 🙂"
+    ]  # fmt: skip
+    assert [body for _, body in encoded] == [orjson.dumps(o) for o in objects]
+    assert [orjson.loads(body) for _, body in encoded] == [
+        e.to_json() for e in await store.list_children("/e", limit=10)
+    ]
+    assert after_a == encoded[1:3]

@@ -11,7 +11,6 @@ from email.utils import format_datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
-import orjson
 from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
@@ -482,9 +481,8 @@ async def _json_items(listing: Listing, limit: int | None = None) -> AsyncIterat
     a time (each page encoded between two reads of the store).
     """
     separator = b""
-    async for page in listing.items(limit):
-        # One encode per page: the array's members without its brackets.
-        yield separator + orjson.dumps(page)[1:-1]
+    async for page in listing.encoded(limit):
+        yield separator + page
         separator = b","
 
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
+import orjson
+
 from callfs import namespace, paths, permissions, reclaimer
 from callfs.backends.base import Backend, ObjectRef, Written, close_stream, new_object_key
 from callfs.entry import Entry, EntryType, utcnow
@@ -700,9 +702,8 @@ def _entry_path(entry: Entry) -> str:
     return entry.path
 
 
-def _item_path(item: dict[str, Any]) -> str:
-    path: str = item["path"]
-    return path
+def _row_path(row: tuple[str, bytes]) -> str:
+    return row[0]
 
 
 class Listing:
@@ -766,25 +767,26 @@ class Listing:
         async for page in self._walk(read, _entry_path, limit):
             yield page
 
-    async def items(self, limit: int | None = None) -> AsyncIterator[list[dict[str, Any]]]:
-        """:meth:`pages` as API.md's metadata objects; a non-recursive listing has the
-        store build them from its rows (no ``Entry`` each).
+    async def encoded(self, limit: int | None = None) -> AsyncIterator[bytes]:
+        """:meth:`pages` as API.md's metadata objects in compact JSON, each page the
+        comma-separated members of an array; a non-recursive listing has the store build
+        them from its rows (no ``Entry`` each, and PostgreSQL writes the JSON itself).
         """
         if self.max_depth:
             async for page in self.pages(limit):
-                yield [entry.to_json() for entry in page]
+                yield orjson.dumps([entry.to_json() for entry in page])[1:-1]
             return
         store = self.fs.store
         path = self.directory.path
 
         async def read(
             want: int, cursor: str | None
-        ) -> tuple[list[dict[str, Any]], int, str | None]:
-            batch = await store.list_children_json(path, limit=want, after=cursor)
-            return batch, len(batch), batch[-1]["path"] if batch else None
+        ) -> tuple[list[tuple[str, bytes]], int, str | None]:
+            batch = await store.list_children_encoded(path, limit=want, after=cursor)
+            return batch, len(batch), batch[-1][0] if batch else None
 
-        async for rows in self._walk(read, _item_path, limit):
-            yield rows
+        async for rows in self._walk(read, _row_path, limit):
+            yield b",".join(encoded for _path, encoded in rows)
 
     async def _walk(
         self,

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+import orjson
+
 from callfs.entry import Entry
 from callfs.errors import BadRequest
 
@@ -96,6 +98,16 @@ class MetadataStore(ABC):
         makes of each: a listing's rows, which a store builds straight from its own."""
         children = await self.list_children(path, limit=limit, after=after)
         return [entry.to_json() for entry in children]
+
+    async def list_children_encoded(
+        self, path: str, *, limit: int | None = None, after: str | None = None
+    ) -> list[tuple[str, bytes]]:
+        """:meth:`list_children_json`'s rows as pairs: the path, and the metadata object
+        as compact JSON, which a store may build itself (the gateway copies it into a
+        listing's body as it is). The default encodes :meth:`list_children_json`.
+        """
+        rows = await self.list_children_json(path, limit=limit, after=after)
+        return [(row["path"], orjson.dumps(row)) for row in rows]
 
     @abstractmethod
     async def count_children(

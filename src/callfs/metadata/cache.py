@@ -180,6 +180,11 @@ class CachedMetadataStore(MetadataStore):
     ) -> list[dict[str, Any]]:
         return await self.inner.list_children_json(path, limit=limit, after=after)
 
+    async def list_children_encoded(
+        self, path: str, *, limit: int | None = None, after: str | None = None
+    ) -> list[tuple[str, bytes]]:
+        return await self.inner.list_children_encoded(path, limit=limit, after=after)
+
     async def count_children(
         self, path: str, *, limit: int | None = None, after: str | None = None
     ) -> int:
