@@ -245,7 +245,7 @@ async def test_list_tree_of_depth_zero_is_list_children(store: MetadataStore) ->
         )
 
 
-async def test_list_children_json_is_each_entrys_metadata_object(store: MetadataStore) -> None:
+async def test_encoded_children_are_each_entrys_metadata_object(store: MetadataStore) -> None:
     """The rows a listing encodes, built by the store: the same objects ``to_json``
     makes of the entries, for every kind of row (directory, replicated file, S3 file,
     a file an older version left without trusted replicas), page by page."""
@@ -258,9 +258,10 @@ async def test_list_children_json_is_each_entrys_metadata_object(store: Metadata
     third = sorted(paths_of(await store.list_children("/d")))[2]
     for limit, after in ((None, None), (4, None), (4, third), (None, "/d/zzz")):
         entries = await store.list_children("/d", limit=limit, after=after)
-        items = await store.list_children_json("/d", limit=limit, after=after)
-        assert items == [entry.to_json() for entry in entries]
-    items = {item["path"]: item for item in await store.list_children_json("/d")}
+        encoded = await store.list_children_encoded("/d", limit=limit, after=after)
+        assert [path for path, _ in encoded] == paths_of(entries)
+        assert [orjson.loads(body) for _, body in encoded] == [e.to_json() for e in entries]
+    items = {path: orjson.loads(body) for path, body in await store.list_children_encoded("/d")}
     assert items["/d/r"]["replicas"] == list(THREE) and items["/d/r"]["mode"] == "4750"
     assert items["/d/r"]["mtime"] == "2027-04-05T12:30:52Z"
     assert items["/d/old"]["replicas"] == ["node-2"]
@@ -898,7 +899,7 @@ async def test_encoded_children_are_the_json_objects_byte_for_byte(store: Metada
     await store.create(file("/e/日本 🙂", instance_id=None, object_key="kept"), content=b"x")
 
     encoded = await store.list_children_encoded("/e", limit=10)
-    objects = await store.list_children_json("/e", limit=10)
+    objects = [e.to_json() for e in await store.list_children("/e", limit=10)]
     after_a = await store.list_children_encoded("/e", limit=2, after="/e/a")
 
     assert [path for path, _ in encoded] == [o["path"] for o in objects]
@@ -906,7 +907,5 @@ async def test_encoded_children_are_the_json_objects_byte_for_byte(store: Metada
         "/e/a", "/e/b", "/e/c", "/e/d", "/e/sub dir", "/e/日本 🙂"
     ]  # fmt: skip
     assert [body for _, body in encoded] == [orjson.dumps(o) for o in objects]
-    assert [orjson.loads(body) for _, body in encoded] == [
-        e.to_json() for e in await store.list_children("/e", limit=10)
-    ]
+    assert [orjson.loads(body) for _, body in encoded] == objects
     assert after_a == encoded[1:3]

@@ -158,7 +158,8 @@ class Backend(ABC):
 
 
 class Wrapping(Backend):
-    """A backend in front of another, ``inner``: what it does not change passes through."""
+    """A backend in front of another, ``inner``: every call passes through, but for
+    those a subclass changes."""
 
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
@@ -186,8 +187,27 @@ class Wrapping(Backend):
     async def new_object(self, path: str) -> ObjectRef:
         return await self.inner.new_object(path)
 
+    async def write(self, ref: ObjectRef, chunks: AsyncIterable[bytes]) -> Written:
+        return await self.inner.write(ref, chunks)
+
+    async def write_new(
+        self, path: str, chunks: AsyncIterable[bytes], *, prefer: Sequence[str] = ()
+    ) -> tuple[ObjectRef, Written]:
+        return await self.inner.write_new(path, chunks, prefer=prefer)
+
+    async def read(
+        self, ref: ObjectRef, *, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        return await self.inner.read(ref, offset=offset, length=length)
+
+    async def delete(self, ref: ObjectRef) -> None:
+        await self.inner.delete(ref)
+
     def instances(self) -> list[str | None]:
         return self.inner.instances()
+
+    def list_objects(self, instance_id: str | None = None) -> AsyncIterator[StoredObject]:
+        return self.inner.list_objects(instance_id)
 
 
 async def prefetched(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -11,9 +11,9 @@ call goes to the nodes.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
-from callfs.backends.base import Backend, ObjectRef, StoredObject, Wrapping, Written
+from callfs.backends.base import Backend, ObjectRef, Wrapping
 from callfs.errors import NotFound
 from callfs.metadata.base import MetadataStore
 from callfs.objectcache import one_chunk
@@ -33,14 +33,6 @@ class InlineContents(Wrapping):
         super().__init__(inner)
         self.store = store
 
-    async def write(self, ref: ObjectRef, chunks: AsyncIterable[bytes]) -> Written:
-        return await self.inner.write(ref, chunks)
-
-    async def write_new(
-        self, path: str, chunks: AsyncIterable[bytes], *, prefer: Sequence[str] = ()
-    ) -> tuple[ObjectRef, Written]:
-        return await self.inner.write_new(path, chunks, prefer=prefer)
-
     async def read(
         self, ref: ObjectRef, *, offset: int = 0, length: int | None = None
     ) -> AsyncIterator[bytes]:
@@ -56,6 +48,3 @@ class InlineContents(Wrapping):
         # The store removed the bytes with the row that pointed at them.
         if not is_inline(ref):
             await self.inner.delete(ref)
-
-    def list_objects(self, instance_id: str | None = None) -> AsyncIterator[StoredObject]:
-        return self.inner.list_objects(instance_id)

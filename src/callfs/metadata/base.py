@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 import orjson
 
@@ -91,23 +91,15 @@ class MetadataStore(ABC):
     ) -> list[Entry]:
         """Immediate children of the directory ``path``, sorted by path (the ``parent`` index)."""
 
-    async def list_children_json(
-        self, path: str, *, limit: int | None = None, after: str | None = None
-    ) -> list[dict[str, Any]]:
-        """:meth:`list_children` as API.md's metadata objects, what ``Entry.to_json``
-        makes of each: a listing's rows, which a store builds straight from its own."""
-        children = await self.list_children(path, limit=limit, after=after)
-        return [entry.to_json() for entry in children]
-
     async def list_children_encoded(
         self, path: str, *, limit: int | None = None, after: str | None = None
     ) -> list[tuple[str, bytes]]:
-        """:meth:`list_children_json`'s rows as pairs: the path, and the metadata object
-        as compact JSON, which a store may build itself (the gateway copies it into a
-        listing's body as it is). The default encodes :meth:`list_children_json`.
+        """:meth:`list_children` as pairs: the path, and API.md's metadata object as compact
+        JSON (what ``orjson.dumps(entry.to_json())`` writes), which a store builds straight
+        from its rows (the gateway copies it into a listing's body as it is).
         """
-        rows = await self.list_children_json(path, limit=limit, after=after)
-        return [(row["path"], orjson.dumps(row)) for row in rows]
+        children = await self.list_children(path, limit=limit, after=after)
+        return [(entry.path, orjson.dumps(entry.to_json())) for entry in children]
 
     @abstractmethod
     async def count_children(

@@ -18,7 +18,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any
 
 from callfs.coordination.base import CacheBus
 from callfs.entry import Entry
@@ -174,11 +173,6 @@ class CachedMetadataStore(MetadataStore):
         self, path: str, *, limit: int | None = None, after: str | None = None
     ) -> list[Entry]:
         return await self.inner.list_children(path, limit=limit, after=after)
-
-    async def list_children_json(
-        self, path: str, *, limit: int | None = None, after: str | None = None
-    ) -> list[dict[str, Any]]:
-        return await self.inner.list_children_json(path, limit=limit, after=after)
 
     async def list_children_encoded(
         self, path: str, *, limit: int | None = None, after: str | None = None

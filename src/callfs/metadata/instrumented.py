@@ -11,7 +11,6 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
 
 from callfs.entry import Entry
 from callfs.metadata.base import ConsumeOutcome, LinkRecord, MetadataStore
@@ -58,12 +57,6 @@ class InstrumentedMetadataStore(MetadataStore):
     ) -> list[Entry]:
         with self._query("list_children"):
             return await self.inner.list_children(path, limit=limit, after=after)
-
-    async def list_children_json(
-        self, path: str, *, limit: int | None = None, after: str | None = None
-    ) -> list[dict[str, Any]]:
-        with self._query("list_children"):
-            return await self.inner.list_children_json(path, limit=limit, after=after)
 
     async def list_children_encoded(
         self, path: str, *, limit: int | None = None, after: str | None = None

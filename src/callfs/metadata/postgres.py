@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from callfs import paths
-from callfs.entry import Entry, format_time, metadata_json
+from callfs.entry import Entry
 from callfs.errors import (
     AlreadyExists,
     BackendUnavailable,
@@ -131,31 +131,6 @@ def _entry(row: Any) -> Entry:
 
 
 @functools.lru_cache(maxsize=4096)
-def _time_text(value: datetime) -> str:
-    """A time column as API.md writes it, remembered for the last few thousand moments
-    (a long listing's rows share a few seconds between them)."""
-    return format_time(_aware(value))
-
-
-def _metadata_json(row: Any) -> dict[str, Any]:
-    """``_entry(row).to_json()``, without the Entry."""
-    instance_id = row["instance_id"]
-    return metadata_json(
-        row["path"],
-        row["type"],
-        row["size"],
-        row["mode"],
-        row["owner"],
-        row["grp"],
-        _time_text(row["mtime"]),
-        _time_text(row["ctime"]),
-        row["etag"],
-        row["backend"],
-        instance_id,
-        recorded_replicas(instance_id, row["replicas"]),
-    )
-
-
 def _link(row: Any) -> LinkRecord:
     return LinkRecord(
         token_id=row["token_id"],
@@ -366,13 +341,6 @@ class PostgresMetadataStore(MetadataStore):
                 limit,
             )
         return [_entry(row) for row in rows]
-
-    async def list_children_json(
-        self, path: str, *, limit: int | None = None, after: str | None = None
-    ) -> list[dict[str, Any]]:
-        async with self._connection() as conn:
-            rows = await conn.fetch(CHILDREN, path, after or "", limit)
-        return [_metadata_json(row) for row in rows]
 
     async def list_children_encoded(
         self, path: str, *, limit: int | None = None, after: str | None = None

@@ -23,6 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+import orjson
+
 from callfs import paths
 from callfs.entry import Entry, format_time, metadata_json, utcnow
 from callfs.errors import (
@@ -498,11 +500,12 @@ class SQLiteMetadataStore(MetadataStore):
         params = (path, after or "", -1 if limit is None else limit)
         return [_entry(row) for row in await self._rows(CHILDREN, params)]
 
-    async def list_children_json(
+    async def list_children_encoded(
         self, path: str, *, limit: int | None = None, after: str | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[tuple[str, bytes]]:
         params = (path, after or "", -1 if limit is None else limit)
-        return [_metadata_json(row) for row in await self._rows(CHILDREN, params)]
+        rows = await self._rows(CHILDREN, params)
+        return [(row[0], orjson.dumps(_metadata_json(row))) for row in rows]
 
     async def count_children(
         self, path: str, *, limit: int | None = None, after: str | None = None
