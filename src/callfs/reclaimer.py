@@ -2,7 +2,9 @@
 
 A recursive delete removes the subtree's rows in one transaction and answers at
 once; the objects those rows pointed to are handed to the :class:`Reclaimer`, which
-removes them a few at a time while the gateway goes on serving. Nothing points to
+removes them in batches (one call per storage node for each, see
+:meth:`~callfs.backends.base.Backend.delete_many`), a few batches at a time, while the
+gateway goes on serving. Nothing points to
 them any more, so nothing can see them in between. A gateway that stops or crashes
 first leaves the rest as orphans, which the reconciler removes on its next pass:
 a crash only delays reclamation.
@@ -20,13 +22,16 @@ from callfs.errors import CallFSError
 
 logger = logging.getLogger(__name__)
 
-CONCURRENCY = 16
-"""Objects removed at once: enough to keep every node busy, few enough not to crowd
+CONCURRENCY = 4
+"""Batches removed at once: enough to keep every node busy, few enough not to crowd
 out the requests the gateway serves meanwhile."""
+BATCH = 250
+"""Objects per batch: one call per node removes them all."""
 
 
 class Reclaimer:
-    """Removes objects nothing points to any more, in the background, in order given.
+    """Removes objects nothing points to any more, in the background, in the order
+    given, ``batch`` objects of one backend per call and ``concurrency`` calls at once.
 
     A removal that fails is logged and left to the reconciler, like any cleanup.
     """
@@ -36,10 +41,12 @@ class Reclaimer:
         backend: Callable[[str], Backend],
         *,
         concurrency: int = CONCURRENCY,
+        batch: int = BATCH,
         on_change: Callable[[int], None] | None = None,
     ) -> None:
         self._backend = backend
         self._concurrency = concurrency
+        self._batch = batch
         self._on_change = on_change
         self._queue: collections.deque[ObjectRef] = collections.deque()
         self._workers: set[asyncio.Task[None]] = set()
@@ -63,7 +70,8 @@ class Reclaimer:
         self._idle.clear()
         self._changed()
         running = sum(not worker.done() for worker in self._workers)
-        for _ in range(min(self._concurrency, len(self._queue)) - running):
+        batches = -(-len(self._queue) // self._batch)
+        for _ in range(min(self._concurrency, batches) - running):
             worker = asyncio.create_task(self._work(), name="callfs-reclaimer")
             self._workers.add(worker)
             worker.add_done_callback(self._workers.discard)
@@ -93,15 +101,28 @@ class Reclaimer:
 
     async def _work(self) -> None:
         while self._queue:
-            ref = self._queue.popleft()
-            self._in_flight += 1
+            batch = self._next_batch()
+            self._in_flight += len(batch)
             try:
-                await self.remove(ref)
+                failed = await self._backend(batch[0].backend).delete_many(batch)
+            except CallFSError as exc:
+                failed = [(ref, exc) for ref in batch]
             finally:
-                self._in_flight -= 1
+                self._in_flight -= len(batch)
                 self._changed()
+            for ref, reason in failed:
+                given_up(ref, reason)
         if not self._in_flight and not self._queue:
             self._idle.set()
+
+    def _next_batch(self) -> list[ObjectRef]:
+        """The next objects queued, up to ``batch`` of them, all of the first's backend."""
+        batch = [self._queue.popleft()]
+        while self._queue and len(batch) < self._batch:
+            if self._queue[0].backend != batch[0].backend:
+                break
+            batch.append(self._queue.popleft())
+        return batch
 
     def _changed(self) -> None:
         if self._on_change is not None:

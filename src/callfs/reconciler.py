@@ -157,16 +157,16 @@ class Reconciler:
             BackendUnavailable: the node, S3 or the metadata store does not answer.
         """
         kept = await self.store.referenced_keys(backend.name, instance_id, keys)
-        removed = 0
-        for key in keys:
-            if key in kept:
-                continue
-            await backend.delete(ObjectRef(backend.name, key, _on(instance_id)))
-            logger.debug("reconciler removed %s from %s", key, place(backend, instance_id))
-            removed += 1
-            if self.metrics is not None:
-                self.metrics.reconciler_orphans_removed.labels(backend.name).inc()
-        return removed
+        going = [ObjectRef(backend.name, key, _on(instance_id)) for key in keys if key not in kept]
+        failed = await backend.delete_many(going)
+        if failed:
+            # The node or S3 is failing: skip the place this pass, as a failed listing does.
+            raise failed[0][1]
+        for ref in going:
+            logger.debug("reconciler removed %s from %s", ref.key, place(backend, instance_id))
+        if self.metrics is not None and going:
+            self.metrics.reconciler_orphans_removed.labels(backend.name).inc(len(going))
+        return len(going)
 
 
 def for_runtime(runtime: Runtime) -> Reconciler:

@@ -5,12 +5,14 @@ a gateway stops first)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 from callfs_gateway import filesystem
 
 from callfs.backends.base import Backend, ObjectRef
+from callfs.errors import CallFSError
 from tests.gateway.test_files import error_code
 from tests.gateway.test_reconciler import later, reconciler_of
 from tests.support.harness import Cluster
@@ -22,7 +24,8 @@ TREE = ["t/a", "t/b/c", "t/b/d/e", "t/b/d/f", "t/g"]
 
 
 class HeldDeletes:
-    """A backend whose object removals wait until ``release`` is set."""
+    """A backend whose object removals (one by one or in batches) wait until
+    ``release`` is set."""
 
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
@@ -33,6 +36,11 @@ class HeldDeletes:
         self.waiting += 1
         await self.release.wait()
         await self.inner.delete(ref)
+
+    async def delete_many(self, refs: Sequence[ObjectRef]) -> list[tuple[ObjectRef, CallFSError]]:
+        self.waiting += len(refs)
+        await self.release.wait()
+        return await self.inner.delete_many(refs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

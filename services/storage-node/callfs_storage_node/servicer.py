@@ -25,6 +25,8 @@ from callfs_storage_node.volume import (
 _FRAMING = 1024
 # Keeps a List message far below any message size limit, whatever the caller asks.
 MAX_LIST_BATCH = 10_000
+# Paths one DeleteMany may name (the proto says so).
+MAX_DELETE_BATCH = 1000
 
 
 class StorageNodeServicer(storage_pb2_grpc.StorageNodeServicer):
@@ -95,6 +97,17 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServicer):
             request.path, recursive=request.recursive, missing_ok=request.missing_ok
         )
         return storage_pb2.DeleteResponse(existed=existed)
+
+    @translated
+    async def DeleteMany(
+        self, request: storage_pb2.DeleteManyRequest, context: Any
+    ) -> storage_pb2.DeleteManyResponse:
+        if len(request.paths) > MAX_DELETE_BATCH:
+            raise BadRequest(
+                f"{len(request.paths)} paths in one DeleteMany, at most {MAX_DELETE_BATCH}"
+            )
+        removed = await self.volume.delete_many(request.paths)
+        return storage_pb2.DeleteManyResponse(removed=removed)
 
     @translated
     async def Usage(
@@ -182,6 +195,11 @@ def add_to_server(servicer: StorageNodeServicer, server: grpc.aio.Server) -> Non
         ),
         "Delete": grpc.unary_unary_rpc_method_handler(
             servicer.Delete, pb.DeleteRequest.FromString, pb.DeleteResponse.SerializeToString
+        ),
+        "DeleteMany": grpc.unary_unary_rpc_method_handler(
+            servicer.DeleteMany,
+            pb.DeleteManyRequest.FromString,
+            pb.DeleteManyResponse.SerializeToString,
         ),
         "Usage": grpc.unary_unary_rpc_method_handler(
             servicer.Usage, pb.UsageRequest.FromString, pb.UsageResponse.SerializeToString

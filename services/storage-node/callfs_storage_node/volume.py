@@ -22,7 +22,14 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterator,
+    Sequence,
+)
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -938,19 +945,11 @@ class Volume:
 
     def _delete(self, path: str, recursive: bool, missing_ok: bool) -> bool:
         target = self.resolve(path)
-        with self._locked(target):
-            try:
-                info = os.lstat(target)
-            except (FileNotFoundError, NotADirectoryError):
-                # The sidecar of a file that never appeared (a crash mid-write).
-                _unlink_if_present(checksums.sidecar_of(target))
-                if missing_ok:
-                    return False
-                raise NotFound() from None
-            if not stat.S_ISDIR(info.st_mode):
-                # The file first: a crash in between leaves only a sidecar, which is swept.
-                os.unlink(target)
-                _unlink_if_present(checksums.sidecar_of(target))
+        info = self._unlink_file(target)
+        if info is None:
+            if missing_ok:
+                return False
+            raise NotFound()
         if stat.S_ISDIR(info.st_mode):
             if recursive:
                 shutil.rmtree(target)
@@ -963,6 +962,43 @@ class Volume:
                     raise
         self._sync.directory(os.path.dirname(target))
         return True
+
+    async def delete_many(self, paths: Sequence[str]) -> list[bool]:
+        """Remove the file at each of ``paths`` with its sidecar, all in one hop to a
+        worker thread; for each, whether a file was there and went. A path where
+        nothing is, or a directory, is left as it is.
+
+        Meant for objects nothing points to any more: the removals are not synced, so
+        a crash can bring some back, as orphans for the reconciler.
+
+        Raises:
+            InvalidPath: one of ``paths`` is invalid (checked before any is removed).
+        """
+        return await asyncio.to_thread(self._delete_many, list(paths))
+
+    def _delete_many(self, paths: list[str]) -> list[bool]:
+        targets = [self.resolve(path) for path in paths]
+        removed = []
+        for target in targets:
+            info = self._unlink_file(target)
+            removed.append(info is not None and not stat.S_ISDIR(info.st_mode))
+        return removed
+
+    def _unlink_file(self, target: str) -> os.stat_result | None:
+        """Remove the file at ``target`` (a real path) and its sidecar; what was there
+        (None: nothing). A directory there is left for the caller."""
+        with self._locked(target):
+            try:
+                info = os.lstat(target)
+            except (FileNotFoundError, NotADirectoryError):
+                # The sidecar of a file that never appeared (a crash mid-write).
+                _unlink_if_present(checksums.sidecar_of(target))
+                return None
+            if not stat.S_ISDIR(info.st_mode):
+                # The file first: a crash in between leaves only a sidecar, which is swept.
+                os.unlink(target)
+                _unlink_if_present(checksums.sidecar_of(target))
+        return info
 
     # --- volume ------------------------------------------------------------------
 

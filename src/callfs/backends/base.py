@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from abc import ABC, abstractmethod
@@ -11,6 +12,11 @@ from datetime import datetime
 from typing import ClassVar
 
 from callfs.entry import BackendName
+from callfs.errors import CallFSError
+
+DELETES_IN_FLIGHT = 16
+"""The calls :meth:`Backend.delete_many` makes at once when a backend removes objects
+one by one."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +147,31 @@ class Backend(ABC):
     async def delete(self, ref: ObjectRef) -> None:
         """Remove the object; a missing object is not an error."""
 
+    async def delete_many(self, refs: Sequence[ObjectRef]) -> list[tuple[ObjectRef, CallFSError]]:
+        """Remove objects nothing points to any more, as few calls as the backend
+        allows; a missing object is not an error. Returns those that could not be
+        removed, each with why (the reconciler will remove them later).
+
+        Unlike :meth:`delete`, a removal may not be durable when this returns: a crash
+        soon after can bring an object back, as an orphan the reconciler removes.
+        By default, :meth:`delete` for each, :data:`DELETES_IN_FLIGHT` at a time.
+        """
+
+        async def outcome(ref: ObjectRef) -> CallFSError | None:
+            try:
+                await self.delete(ref)
+            except CallFSError as exc:
+                return exc
+            return None
+
+        failed: list[tuple[ObjectRef, CallFSError]] = []
+        for start in range(0, len(refs), DELETES_IN_FLIGHT):
+            some = refs[start : start + DELETES_IN_FLIGHT]
+            for ref, error in zip(some, await asyncio.gather(*map(outcome, some)), strict=True):
+                if error is not None:
+                    failed.append((ref, error))
+        return failed
+
     def instances(self) -> list[str | None]:
         """The places :meth:`list_objects` lists one by one: the known storage nodes,
         or ``[None]`` for a backend without nodes.
@@ -202,6 +233,9 @@ class Wrapping(Backend):
 
     async def delete(self, ref: ObjectRef) -> None:
         await self.inner.delete(ref)
+
+    async def delete_many(self, refs: Sequence[ObjectRef]) -> list[tuple[ObjectRef, CallFSError]]:
+        return await self.inner.delete_many(refs)
 
     def instances(self) -> list[str | None]:
         return self.inner.instances()

@@ -11,10 +11,10 @@ call goes to the nodes.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from callfs.backends.base import Backend, ObjectRef, Wrapping
-from callfs.errors import NotFound
+from callfs.errors import CallFSError, NotFound
 from callfs.metadata.base import MetadataStore
 from callfs.objectcache import one_chunk
 
@@ -48,3 +48,6 @@ class InlineContents(Wrapping):
         # The store removed the bytes with the row that pointed at them.
         if not is_inline(ref):
             await self.inner.delete(ref)
+
+    async def delete_many(self, refs: Sequence[ObjectRef]) -> list[tuple[ObjectRef, CallFSError]]:
+        return await self.inner.delete_many([ref for ref in refs if not is_inline(ref)])

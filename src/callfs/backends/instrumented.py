@@ -9,7 +9,8 @@ link-service or the reconciler. Operations are labelled ``read``, ``write`` (als
 (``new_object``), ``instances``, ``start`` and ``close`` are passed through uncounted.
 
 Each call of the interface is one operation, however many requests the backend
-makes for it (a multipart upload is one ``write``). A read is timed
+makes for it (a multipart upload is one ``write``, removing a batch of objects one
+``delete``). A read is timed
 until its stream is open, not while the caller drains it; a listing is timed over
 the waits for the backend only, so a slow consumer does not count, and is observed
 once it ends.
@@ -25,6 +26,7 @@ from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterat
 from contextlib import contextmanager
 
 from callfs.backends.base import Backend, ObjectRef, StoredObject, Wrapping, Written
+from callfs.errors import CallFSError
 from callfs.metrics import Metrics
 
 
@@ -71,6 +73,10 @@ class InstrumentedBackend(Wrapping):
     async def delete(self, ref: ObjectRef) -> None:
         with self._operation("delete"):
             await self.inner.delete(ref)
+
+    async def delete_many(self, refs: Sequence[ObjectRef]) -> list[tuple[ObjectRef, CallFSError]]:
+        with self._operation("delete"):
+            return await self.inner.delete_many(refs)
 
     async def list_objects(self, instance_id: str | None = None) -> AsyncIterator[StoredObject]:
         listing = self.inner.list_objects(instance_id)

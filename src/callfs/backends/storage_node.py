@@ -85,6 +85,10 @@ PROBE_INTERVAL = 2.0
 # refuses a write below the quorum: long enough for a node that is starting right now
 # (a rolling restart), short enough that a real outage answers 503 at once.
 RETURNING_WAIT = 0.5
+# Objects removed per DeleteMany call (the most a node takes in one).
+DELETE_BATCH = 1000
+# Deletes in flight at once to a node without DeleteMany.
+DELETE_CONCURRENCY = 16
 # Room for the message framing around a chunk.
 _FRAMING = 1024
 _UNREACHABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
@@ -104,6 +108,9 @@ class _Node:
     :func:`~callfs.storage.wire.encoded_chunk`, encoded once for all replicas)."""
     read: Any = field(init=False)
     """``Read``, its answers each chunk's bytes (:func:`~callfs.storage.wire.read_chunk`)."""
+    deletes_many: bool = True
+    """Whether the node has ``DeleteMany`` (False once it answered UNIMPLEMENTED: a node
+    of an older release, during a rolling upgrade)."""
 
     def __post_init__(self) -> None:
         self.stub = storage_pb2_grpc.StorageNodeStub(self.channel)  # type: ignore[no-untyped-call]
@@ -577,6 +584,63 @@ class StorageNodeBackend(Backend):
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
+
+    async def delete_many(self, refs: Sequence[ObjectRef]) -> list[tuple[ObjectRef, CallFSError]]:
+        """Remove the objects from every replica, a ``DeleteMany`` call per node and
+        :data:`DELETE_BATCH` objects, the calls to all nodes at once. An object fails
+        with any one of its replicas' calls (its other replicas may be gone)."""
+        failures: dict[ObjectRef, CallFSError] = {}
+        held: dict[str, list[ObjectRef]] = {}
+        for ref in refs:
+            if not ref.replicas:
+                failures[ref] = BackendUnavailable("the object names no storage node")
+            for instance_id in ref.replicas:
+                held.setdefault(instance_id, []).append(ref)
+
+        async def delete_on(instance_id: str, batch: list[ObjectRef]) -> None:
+            try:
+                await self._delete_batch(instance_id, [ref.key for ref in batch])
+            except CallFSError as exc:
+                for ref in batch:
+                    failures.setdefault(ref, exc)
+
+        await asyncio.gather(
+            *(
+                delete_on(instance_id, on_node[start : start + DELETE_BATCH])
+                for instance_id, on_node in held.items()
+                for start in range(0, len(on_node), DELETE_BATCH)
+            )
+        )
+        return [(ref, failures[ref]) for ref in refs if ref in failures]
+
+    async def _delete_batch(self, instance_id: str, keys: list[str]) -> None:
+        """Remove ``keys`` from one node: in one call, or one by one from a node without
+        ``DeleteMany``."""
+        node = self._node(instance_id)
+        if node.deletes_many:
+            try:
+                await node.stub.DeleteMany(
+                    storage_pb2.DeleteManyRequest(paths=keys),
+                    metadata=self._metadata,
+                    timeout=self._timeout,
+                )
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+                    raise self._translate(node, exc) from None
+                logger.info("storage node %s has no DeleteMany: deleting one by one", instance_id)
+                node.deletes_many = False
+            else:
+                self._mark_up(instance_id)
+                return
+        for start in range(0, len(keys), DELETE_CONCURRENCY):
+            await asyncio.gather(
+                *(
+                    self._unary(
+                        node, node.stub.Delete, storage_pb2.DeleteRequest(path=key, missing_ok=True)
+                    )
+                    for key in keys[start : start + DELETE_CONCURRENCY]
+                )
+            )
 
     def instances(self) -> list[str | None]:
         """Every storage node discovery knows now, up or down."""

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63\x61llfs/storage/v1/storage.proto\x12\x11\x63\x61llfs.storage.v1\"\x82\x01\n\x0bWriteHeader\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\r\x12\x11\n\toverwrite\x18\x03 \x01(\x08\x12\x16\n\x0e\x63reate_parents\x18\x04 \x01(\x08\x12\x1a\n\rexpected_size\x18\x05 \x01(\x03H\x00\x88\x01\x01\x42\x10\n\x0e_expected_size\"\x88\x01\n\x0cWriteRequest\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.callfs.storage.v1.WriteHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x12*\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x1b.callfs.storage.v1.WriteEndH\x00\x42\t\n\x07payload\"\x18\n\x08WriteEnd\x12\x0c\n\x04size\x18\x01 \x01(\x03\"-\n\rWriteResponse\x12\x0c\n\x04size\x18\x01 \x01(\x03\x12\x0e\n\x06sha256\x18\x02 \x01(\t\"_\n\x0bReadRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x13\n\x06length\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\nchunk_size\x18\x04 \x01(\x05\x42\t\n\x07_length\"\x1d\n\x0cReadResponse\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\"D\n\rDeleteRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x11\n\trecursive\x18\x02 \x01(\x08\x12\x12\n\nmissing_ok\x18\x03 \x01(\x08\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x65xisted\x18\x01 \x01(\x08\"\x0e\n\x0cUsageRequest\"L\n\rUsageResponse\x12\x12\n\nused_bytes\x18\x01 \x01(\x03\x12\x12\n\nfree_bytes\x18\x02 \x01(\x03\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x03\"6\n\x0bListRequest\x12\x12\n\nbatch_size\x18\x01 \x01(\x05\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\";\n\x0cListedObject\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x10\n\x08mtime_ns\x18\x03 \x01(\x03\"@\n\x0cListResponse\x12\x30\n\x07objects\x18\x01 \x03(\x0b\x32\x1f.callfs.storage.v1.ListedObject2\x8c\x03\n\x0bStorageNode\x12L\n\x05Write\x12\x1f.callfs.storage.v1.WriteRequest\x1a .callfs.storage.v1.WriteResponse(\x01\x12I\n\x04Read\x12\x1e.callfs.storage.v1.ReadRequest\x1a\x1f.callfs.storage.v1.ReadResponse0\x01\x12M\n\x06\x44\x65lete\x12 .callfs.storage.v1.DeleteRequest\x1a!.callfs.storage.v1.DeleteResponse\x12J\n\x05Usage\x12\x1f.callfs.storage.v1.UsageRequest\x1a .callfs.storage.v1.UsageResponse\x12I\n\x04List\x12\x1e.callfs.storage.v1.ListRequest\x1a\x1f.callfs.storage.v1.ListResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63\x61llfs/storage/v1/storage.proto\x12\x11\x63\x61llfs.storage.v1\"\x82\x01\n\x0bWriteHeader\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\r\x12\x11\n\toverwrite\x18\x03 \x01(\x08\x12\x16\n\x0e\x63reate_parents\x18\x04 \x01(\x08\x12\x1a\n\rexpected_size\x18\x05 \x01(\x03H\x00\x88\x01\x01\x42\x10\n\x0e_expected_size\"\x88\x01\n\x0cWriteRequest\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.callfs.storage.v1.WriteHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x12*\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x1b.callfs.storage.v1.WriteEndH\x00\x42\t\n\x07payload\"\x18\n\x08WriteEnd\x12\x0c\n\x04size\x18\x01 \x01(\x03\"-\n\rWriteResponse\x12\x0c\n\x04size\x18\x01 \x01(\x03\x12\x0e\n\x06sha256\x18\x02 \x01(\t\"_\n\x0bReadRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x13\n\x06length\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\nchunk_size\x18\x04 \x01(\x05\x42\t\n\x07_length\"\x1d\n\x0cReadResponse\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\"D\n\rDeleteRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x11\n\trecursive\x18\x02 \x01(\x08\x12\x12\n\nmissing_ok\x18\x03 \x01(\x08\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x65xisted\x18\x01 \x01(\x08\"\"\n\x11\x44\x65leteManyRequest\x12\r\n\x05paths\x18\x01 \x03(\t\"%\n\x12\x44\x65leteManyResponse\x12\x0f\n\x07removed\x18\x01 \x03(\x08\"\x0e\n\x0cUsageRequest\"L\n\rUsageResponse\x12\x12\n\nused_bytes\x18\x01 \x01(\x03\x12\x12\n\nfree_bytes\x18\x02 \x01(\x03\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x03\"6\n\x0bListRequest\x12\x12\n\nbatch_size\x18\x01 \x01(\x05\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\";\n\x0cListedObject\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x10\n\x08mtime_ns\x18\x03 \x01(\x03\"@\n\x0cListResponse\x12\x30\n\x07objects\x18\x01 \x03(\x0b\x32\x1f.callfs.storage.v1.ListedObject2\xe7\x03\n\x0bStorageNode\x12L\n\x05Write\x12\x1f.callfs.storage.v1.WriteRequest\x1a .callfs.storage.v1.WriteResponse(\x01\x12I\n\x04Read\x12\x1e.callfs.storage.v1.ReadRequest\x1a\x1f.callfs.storage.v1.ReadResponse0\x01\x12M\n\x06\x44\x65lete\x12 .callfs.storage.v1.DeleteRequest\x1a!.callfs.storage.v1.DeleteResponse\x12Y\n\nDeleteMany\x12$.callfs.storage.v1.DeleteManyRequest\x1a%.callfs.storage.v1.DeleteManyResponse\x12J\n\x05Usage\x12\x1f.callfs.storage.v1.UsageRequest\x1a .callfs.storage.v1.UsageResponse\x12I\n\x04List\x12\x1e.callfs.storage.v1.ListRequest\x1a\x1f.callfs.storage.v1.ListResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,16 +47,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELETEREQUEST']._serialized_end=595
   _globals['_DELETERESPONSE']._serialized_start=597
   _globals['_DELETERESPONSE']._serialized_end=630
-  _globals['_USAGEREQUEST']._serialized_start=632
-  _globals['_USAGEREQUEST']._serialized_end=646
-  _globals['_USAGERESPONSE']._serialized_start=648
-  _globals['_USAGERESPONSE']._serialized_end=724
-  _globals['_LISTREQUEST']._serialized_start=726
-  _globals['_LISTREQUEST']._serialized_end=780
-  _globals['_LISTEDOBJECT']._serialized_start=782
-  _globals['_LISTEDOBJECT']._serialized_end=841
-  _globals['_LISTRESPONSE']._serialized_start=843
-  _globals['_LISTRESPONSE']._serialized_end=907
-  _globals['_STORAGENODE']._serialized_start=910
-  _globals['_STORAGENODE']._serialized_end=1306
+  _globals['_DELETEMANYREQUEST']._serialized_start=632
+  _globals['_DELETEMANYREQUEST']._serialized_end=666
+  _globals['_DELETEMANYRESPONSE']._serialized_start=668
+  _globals['_DELETEMANYRESPONSE']._serialized_end=705
+  _globals['_USAGEREQUEST']._serialized_start=707
+  _globals['_USAGEREQUEST']._serialized_end=721
+  _globals['_USAGERESPONSE']._serialized_start=723
+  _globals['_USAGERESPONSE']._serialized_end=799
+  _globals['_LISTREQUEST']._serialized_start=801
+  _globals['_LISTREQUEST']._serialized_end=855
+  _globals['_LISTEDOBJECT']._serialized_start=857
+  _globals['_LISTEDOBJECT']._serialized_end=916
+  _globals['_LISTRESPONSE']._serialized_start=918
+  _globals['_LISTRESPONSE']._serialized_end=982
+  _globals['_STORAGENODE']._serialized_start=985
+  _globals['_STORAGENODE']._serialized_end=1472
 # @@protoc_insertion_point(module_scope)

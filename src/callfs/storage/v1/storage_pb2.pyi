@@ -78,6 +78,18 @@ class DeleteResponse(_message.Message):
     existed: bool
     def __init__(self, existed: _Optional[bool] = ...) -> None: ...
 
+class DeleteManyRequest(_message.Message):
+    __slots__ = ("paths",)
+    PATHS_FIELD_NUMBER: _ClassVar[int]
+    paths: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, paths: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DeleteManyResponse(_message.Message):
+    __slots__ = ("removed",)
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    removed: _containers.RepeatedScalarFieldContainer[bool]
+    def __init__(self, removed: _Optional[_Iterable[bool]] = ...) -> None: ...
+
 class UsageRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -49,6 +49,11 @@ class StorageNodeStub:
                 request_serializer=callfs_dot_storage_dot_v1_dot_storage__pb2.DeleteRequest.SerializeToString,
                 response_deserializer=callfs_dot_storage_dot_v1_dot_storage__pb2.DeleteResponse.FromString,
                 _registered_method=True)
+        self.DeleteMany = channel.unary_unary(
+                '/callfs.storage.v1.StorageNode/DeleteMany',
+                request_serializer=callfs_dot_storage_dot_v1_dot_storage__pb2.DeleteManyRequest.SerializeToString,
+                response_deserializer=callfs_dot_storage_dot_v1_dot_storage__pb2.DeleteManyResponse.FromString,
+                _registered_method=True)
         self.Usage = channel.unary_unary(
                 '/callfs.storage.v1.StorageNode/Usage',
                 request_serializer=callfs_dot_storage_dot_v1_dot_storage__pb2.UsageRequest.SerializeToString,
@@ -87,6 +92,17 @@ class StorageNodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteMany(self, request, context):
+        """Remove many files at once: objects nothing points to any more. Each path's file
+        goes with its checksum sidecar; a path where nothing is, or a directory, is left
+        as it is. Unlike Delete, the removals are not synced: a crash can bring some back,
+        as orphans for the reconciler. An invalid path, or more than 1000 paths, fails the
+        call (INVALID_ARGUMENT) before anything is removed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Usage(self, request, context):
         """Bytes used by and free on the volume.
         """
@@ -119,6 +135,11 @@ def add_StorageNodeServicer_to_server(servicer, server):
                     servicer.Delete,
                     request_deserializer=callfs_dot_storage_dot_v1_dot_storage__pb2.DeleteRequest.FromString,
                     response_serializer=callfs_dot_storage_dot_v1_dot_storage__pb2.DeleteResponse.SerializeToString,
+            ),
+            'DeleteMany': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteMany,
+                    request_deserializer=callfs_dot_storage_dot_v1_dot_storage__pb2.DeleteManyRequest.FromString,
+                    response_serializer=callfs_dot_storage_dot_v1_dot_storage__pb2.DeleteManyResponse.SerializeToString,
             ),
             'Usage': grpc.unary_unary_rpc_method_handler(
                     servicer.Usage,
@@ -212,6 +233,33 @@ class StorageNode:
             '/callfs.storage.v1.StorageNode/Delete',
             callfs_dot_storage_dot_v1_dot_storage__pb2.DeleteRequest.SerializeToString,
             callfs_dot_storage_dot_v1_dot_storage__pb2.DeleteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteMany(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/callfs.storage.v1.StorageNode/DeleteMany',
+            callfs_dot_storage_dot_v1_dot_storage__pb2.DeleteManyRequest.SerializeToString,
+            callfs_dot_storage_dot_v1_dot_storage__pb2.DeleteManyResponse.FromString,
             options,
             channel_credentials,
             insecure,
