@@ -313,8 +313,16 @@ function delay()
   return 0
 end
 
+-- A connection with nothing left to create asks for "{idle}" (404) instead: wrk may
+-- send that before its delay, so a 404 while such a request is out is its answer, not
+-- a create's.
+local idle_sent = 0
+
 function request()
   if not running or issued >= quota then
+    if running then
+      idle_sent = idle_sent + 1
+    end
     return wrk.format("GET", "{idle}")
   end
   issued = issued + 1
@@ -322,6 +330,10 @@ function request()
 end
 
 function response(status, headers, body)
+  if status == 404 and idle_sent > 0 then
+    idle_sent = idle_sent - 1
+    return
+  end
   answered = answered + 1
   if status ~= {status} then
     failed = failed + 1
