@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import orjson
 import pytest
 
+from callfs.backends.base import ObjectRef
 from callfs.entry import Entry
 from callfs.errors import (
     AlreadyExists,
@@ -439,11 +440,7 @@ async def test_move_keeps_the_entry_ids_of_the_whole_subtree(store: MetadataStor
         "/e/moved": before["/d/a/y"],
     }
     removed = await store.delete_tree("/e/a")
-    assert [e.entry_id for e in removed] == [
-        before["/d/a"],
-        before["/d/a/x"],
-        before["/d/a/x/deep"],
-    ]
+    assert [ref.key for ref in removed] == ["key-d-a-x-deep"]
 
 
 # --- replicas -------------------------------------------------------------------------
@@ -496,10 +493,7 @@ async def test_move_and_delete_keep_the_replicas(store: MetadataStore) -> None:
     assert below is not None and below.replicas == ("node-1", "node-2")
     assert (await store.delete("/target")).replicas == ("node-0", "node-1")
     removed = await store.delete_tree("/e")
-    assert [(e.path, e.replicas) for e in removed] == [
-        ("/e", ()),
-        ("/e/b", ("node-1", "node-2")),
-    ]
+    assert [ref.replicas for ref in removed] == [("node-1", "node-2")]
 
 
 async def test_a_row_without_replicas_is_held_by_its_instance_id(store: MetadataStore) -> None:
@@ -678,9 +672,21 @@ async def test_root_cannot_be_deleted(store: MetadataStore) -> None:
 
 async def test_delete_tree_removes_the_subtree_only(store: MetadataStore) -> None:
     await build_tree(store)
+    await store.create(file("/d/a/s3", backend="s3", instance_id=None, object_key="objects/s3"))
+    old = file(
+        "/d/a/old", instance_id="node-2", object_key="key-old", replicas=("node-2", "node-0")
+    )
+    await store.create(old)
     removed = await store.delete_tree("/d/a")
-    assert paths_of(removed) == ["/d/a", "/d/a/x", "/d/a/x/deep", "/d/a/y"]
-    assert removed[2] == file("/d/a/x/deep")
+    # The objects of its files, in path order, each on the nodes holding it; directories
+    # have none.
+    assert removed == [
+        ObjectRef("localfs", "key-old", ("node-2", "node-0")),
+        ObjectRef("s3", "objects/s3"),
+        ObjectRef("localfs", "key-d-a-x-deep", ("node-0",)),
+        ObjectRef("localfs", "key-d-a-y", ("node-0",)),
+    ]
+    assert await store.get("/d/a/x/deep") is None
     left = paths_of(await store.list_tree("/d"))
     assert left == sorted(f"/d/{name}" for name in TRICKY_NAMES if name != "a")
 

@@ -631,7 +631,7 @@ class FileSystem:
             else:
                 await self._check_subtree_delete(user, entry)
                 below = await self.store.delete_tree(path)
-                self.rt.reclaimer.reclaim(ref for old in below if (ref := _ref(old)) is not None)
+                self.rt.reclaimer.reclaim(below)
                 removed = None
         if removed is not None:
             await self._discard_entry(removed)

@@ -19,6 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
+from callfs.backends.base import ObjectRef
 from callfs.coordination.base import CacheBus
 from callfs.entry import Entry
 from callfs.metadata.base import ConsumeOutcome, LinkRecord, MetadataStore
@@ -245,7 +246,7 @@ class CachedMetadataStore(MetadataStore):
         await self._announce(path)
         return removed
 
-    async def delete_tree(self, path: str) -> list[Entry]:
+    async def delete_tree(self, path: str) -> list[ObjectRef]:
         try:
             removed = await self.inner.delete_tree(path)
         finally:

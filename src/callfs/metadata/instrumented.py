@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 
+from callfs.backends.base import ObjectRef
 from callfs.entry import Entry
 from callfs.metadata.base import ConsumeOutcome, LinkRecord, MetadataStore
 from callfs.metrics import Metrics
@@ -109,7 +110,7 @@ class InstrumentedMetadataStore(MetadataStore):
         with self._query("delete"):
             return await self.inner.delete(path)
 
-    async def delete_tree(self, path: str) -> list[Entry]:
+    async def delete_tree(self, path: str) -> list[ObjectRef]:
         with self._query("delete_tree"):
             return await self.inner.delete_tree(path)
 

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from callfs import paths
+from callfs.backends.base import ObjectRef
 from callfs.entry import Entry
 from callfs.errors import (
     AlreadyExists,
@@ -38,6 +39,7 @@ from callfs.metadata.base import (
     MetadataStore,
     placement,
     recorded_replicas,
+    removed_object,
 )
 
 logger = logging.getLogger(__name__)
@@ -63,6 +65,11 @@ _RETRYABLE: tuple[type[BaseException], ...] = (
 _COLUMNS = (
     "path, type, size, mode, owner, grp, mtime, ctime, etag, backend, instance_id, object_key,"
     " replicas, entry_id"
+)
+# Removes a subtree's rows, returning enough of each to name its object.
+_DELETE_TREE = (
+    "DELETE FROM entries WHERE path = $1 OR (path > $2 AND path < $3)"
+    " RETURNING path, backend, object_key, instance_id, replicas, type"
 )
 _LINK_COLUMNS = "token_id, path, expires_at, created_by, created_at, used_at, entry_id"
 _DEPTH = "(length(path) - length(replace(path, '/', '')))"
@@ -513,26 +520,18 @@ class PostgresMetadataStore(MetadataStore):
 
         return await self._transact(body)
 
-    async def delete_tree(self, path: str) -> list[Entry]:
+    async def delete_tree(self, path: str) -> list[ObjectRef]:
         subtree.check_delete(path)
         low, high = subtree.bounds(path)
 
-        async def body(conn: Any) -> list[Entry]:
-            removed: list[Entry] = []
+        async def body(conn: Any) -> list[ObjectRef]:
+            removed: list[Any] = []
             # A create that held a directory in the subtree when we reached it commits a
             # row this statement's snapshot cannot see; the next pass removes it.
-            while True:
-                rows = await conn.fetch(
-                    "DELETE FROM entries WHERE path = $1 OR (path > $2 AND path < $3)"
-                    f" RETURNING {_COLUMNS}",
-                    path,
-                    low,
-                    high,
-                )
-                if not rows:
-                    break
-                removed.extend(_entry(row) for row in rows)
-            return sorted(removed, key=lambda e: e.path)
+            while rows := await conn.fetch(_DELETE_TREE, path, low, high):
+                removed.extend(row for row in rows if row[2] is not None and row[5] == "file")
+            removed.sort()
+            return [removed_object(row[1], row[2], row[3], row[4]) for row in removed]
 
         return await self._transact(body)
 

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import orjson
 
 from callfs import paths
+from callfs.backends.base import ObjectRef
 from callfs.entry import Entry, format_time, metadata_json, utcnow
 from callfs.errors import (
     AlreadyExists,
@@ -42,6 +43,7 @@ from callfs.metadata.base import (
     MetadataStore,
     placement,
     recorded_replicas,
+    removed_object,
 )
 
 logger = logging.getLogger(__name__)
@@ -60,6 +62,8 @@ _COLUMNS = (
     "path, type, size, mode, owner, grp, mtime, ctime, etag, backend, instance_id, object_key,"
     " replicas, entry_id"
 )
+# What delete_tree returns of each removed row: enough to name its object.
+_REMOVED = "path, backend, object_key, instance_id, replicas, type"
 _LINK_COLUMNS = "token_id, path, expires_at, created_by, created_at, used_at, entry_id"
 _DEPTH = "(length(path) - length(replace(path, '/', '')))"
 
@@ -616,13 +620,17 @@ class SQLiteMetadataStore(MetadataStore):
 
         return await self._write(delete)
 
-    async def delete_tree(self, path: str) -> list[Entry]:
+    async def delete_tree(self, path: str) -> list[ObjectRef]:
         subtree.check_delete(path)
         low, high = subtree.bounds(path)
         where = "path = ? OR (path > ? AND path < ?)"
-        sql = f"DELETE FROM entries WHERE {where} RETURNING {_COLUMNS}"
+        sql = f"DELETE FROM entries WHERE {where} RETURNING {_REMOVED}"
         rows = await self._write(lambda db: _all(db, sql, (path, low, high)))
-        return sorted((_entry(row) for row in rows), key=lambda e: e.path)
+        return [
+            removed_object(row[1], row[2], row[3], row[4].split(",") if row[4] else ())
+            for row in sorted(rows)
+            if row[2] is not None and row[5] == "file"
+        ]
 
     async def move(
         self, source: str, destination: str, *, replace: bool = False, parents: Sequence[Entry] = ()
