@@ -118,6 +118,29 @@ async def test_recursive_delete_denied_anywhere_changes_nothing(cluster: Cluster
     assert (await alice.get("/v1/files/tree/bobs/f.txt")).content == b"x"
 
 
+async def test_recursive_delete_keeps_the_sticky_rule_deep_in_the_tree(cluster: Cluster) -> None:
+    """Bob may remove from every directory of his tree, but alice's file in a sticky
+    directory of hers inside it is not his to remove: the whole delete is refused."""
+    alice, bob = cluster.client("alice"), cluster.client("bob")
+    assert (await bob.post("/v1/files/top/?mode=0777")).status_code == 201
+    for number in range(3):
+        assert (await bob.post(f"/v1/files/top/a/f{number}", content=b"b")).status_code == 201
+    assert (await alice.post("/v1/files/top/b/?mode=1777")).status_code == 201
+    assert (await bob.post("/v1/files/top/b/bobs.txt", content=b"b")).status_code == 201
+    assert (await alice.post("/v1/files/top/b/alices.txt", content=b"a")).status_code == 201
+
+    denied = await bob.delete("/v1/files/top", params={"recursive": "true"})
+    assert denied.status_code == 403
+    assert "sticky" in denied.json()["message"]
+    assert (await bob.get("/v1/files/top/a/f0")).content == b"b"
+    assert (await alice.get("/v1/files/top/b/alices.txt")).content == b"a"
+
+    # What is left in the sticky directory is bob's own: now the tree may go.
+    assert (await alice.delete("/v1/files/top/b/alices.txt")).status_code == 204
+    assert (await bob.delete("/v1/files/top", params={"recursive": "true"})).status_code == 204
+    assert (await bob.get("/v1/files/top/b/bobs.txt")).status_code == 404
+
+
 async def test_api_keys_from_env_are_api_users(cluster: Cluster) -> None:
     from callfs.auth import Authenticator
     from callfs.settings import load_settings

@@ -691,6 +691,17 @@ async def test_delete_tree_removes_the_subtree_only(store: MetadataStore) -> Non
     assert left == sorted(f"/d/{name}" for name in TRICKY_NAMES if name != "a")
 
 
+async def test_list_tree_can_list_directories_alone(store: MetadataStore) -> None:
+    await build_tree(store)
+    assert paths_of(await store.list_tree("/d", directories_only=True)) == ["/d/a", "/d/a/x"]
+    # Paged: limit and after count directories only.
+    first = await store.list_tree("/d", directories_only=True, limit=1)
+    assert paths_of(first) == ["/d/a"]
+    rest = await store.list_tree("/d", directories_only=True, after="/d/a")
+    assert paths_of(rest) == ["/d/a/x"]
+    assert paths_of(await store.list_tree("/d", directories_only=True, max_depth=0)) == ["/d/a"]
+
+
 async def test_delete_tree_of_missing_path_removes_nothing(store: MetadataStore) -> None:
     assert await store.delete_tree("/nope") == []
 

@@ -126,9 +126,11 @@ class MetadataStore(ABC):
         max_depth: int | None = None,
         limit: int | None = None,
         after: str | None = None,
+        directories_only: bool = False,
     ) -> list[Entry]:
         """Descendants of ``path`` sorted by path; ``max_depth`` 0 = children only (read as
-        :meth:`list_children` reads them), None = all."""
+        :meth:`list_children` reads them), None = all; with ``directories_only``, only
+        the directories among them (``limit`` counts those)."""
 
     @abstractmethod
     async def has_children(self, path: str) -> bool:

@@ -192,8 +192,15 @@ class CachedMetadataStore(MetadataStore):
         max_depth: int | None = None,
         limit: int | None = None,
         after: str | None = None,
+        directories_only: bool = False,
     ) -> list[Entry]:
-        return await self.inner.list_tree(path, max_depth=max_depth, limit=limit, after=after)
+        return await self.inner.list_tree(
+            path,
+            max_depth=max_depth,
+            limit=limit,
+            after=after,
+            directories_only=directories_only,
+        )
 
     async def has_children(self, path: str) -> bool:
         return await self.inner.has_children(path)

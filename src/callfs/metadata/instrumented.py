@@ -78,9 +78,16 @@ class InstrumentedMetadataStore(MetadataStore):
         max_depth: int | None = None,
         limit: int | None = None,
         after: str | None = None,
+        directories_only: bool = False,
     ) -> list[Entry]:
         with self._query("list_tree"):
-            return await self.inner.list_tree(path, max_depth=max_depth, limit=limit, after=after)
+            return await self.inner.list_tree(
+                path,
+                max_depth=max_depth,
+                limit=limit,
+                after=after,
+                directories_only=directories_only,
+            )
 
     async def has_children(self, path: str) -> bool:
         with self._query("has_children"):

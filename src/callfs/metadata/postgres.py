@@ -376,19 +376,22 @@ class PostgresMetadataStore(MetadataStore):
         max_depth: int | None = None,
         limit: int | None = None,
         after: str | None = None,
+        directories_only: bool = False,
     ) -> list[Entry]:
-        if max_depth == 0:
+        if max_depth == 0 and not directories_only:
             return await self.list_children(path, limit=limit, after=after)
         low, high, deepest = subtree.window(path, max_depth, after)
         async with self._connection() as conn:
             rows = await conn.fetch(
                 f"SELECT {_COLUMNS} FROM entries WHERE path > $1 AND path < $2"
                 f" AND ($3::integer IS NULL OR {_DEPTH} <= $3::integer)"
+                " AND (NOT $5::boolean OR type = 'directory')"
                 " ORDER BY path LIMIT $4",
                 low,
                 high,
                 deepest,
                 limit,
+                directories_only,
             )
         return [_entry(row) for row in rows]
 

@@ -524,11 +524,14 @@ class SQLiteMetadataStore(MetadataStore):
         max_depth: int | None = None,
         limit: int | None = None,
         after: str | None = None,
+        directories_only: bool = False,
     ) -> list[Entry]:
-        if max_depth == 0:
+        if max_depth == 0 and not directories_only:
             return await self.list_children(path, limit=limit, after=after)
         low, high, deepest = subtree.window(path, max_depth, after)
         sql = f"SELECT {_COLUMNS} FROM entries WHERE path > ? AND path < ?"
+        if directories_only:
+            sql += " AND type = 'directory'"
         params: list[Any] = [low, high]
         if deepest is not None:
             sql += f" AND {_DEPTH} <= ?"
