@@ -10,7 +10,6 @@ retried. Lost connections surface as :class:`~callfs.errors.BackendUnavailable`.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -137,7 +136,6 @@ def _entry(row: Any) -> Entry:
     )
 
 
-@functools.lru_cache(maxsize=4096)
 def _link(row: Any) -> LinkRecord:
     return LinkRecord(
         token_id=row["token_id"],
