@@ -41,6 +41,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from callfs import logs
 from callfs.backends.base import (
+    DELETES_IN_FLIGHT,
     Backend,
     ObjectRef,
     StoredObject,
@@ -87,8 +88,6 @@ PROBE_INTERVAL = 2.0
 RETURNING_WAIT = 0.5
 # Objects removed per DeleteMany call (the most a node takes in one).
 DELETE_BATCH = 1000
-# Deletes in flight at once to a node without DeleteMany.
-DELETE_CONCURRENCY = 16
 # Room for the message framing around a chunk.
 _FRAMING = 1024
 _UNREACHABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
@@ -632,13 +631,13 @@ class StorageNodeBackend(Backend):
             else:
                 self._mark_up(instance_id)
                 return
-        for start in range(0, len(keys), DELETE_CONCURRENCY):
+        for start in range(0, len(keys), DELETES_IN_FLIGHT):
             await asyncio.gather(
                 *(
                     self._unary(
                         node, node.stub.Delete, storage_pb2.DeleteRequest(path=key, missing_ok=True)
                     )
-                    for key in keys[start : start + DELETE_CONCURRENCY]
+                    for key in keys[start : start + DELETES_IN_FLIGHT]
                 )
             )
 

@@ -81,6 +81,11 @@ def _from_db(value: int) -> datetime:
     return _EPOCH + timedelta(microseconds=value)
 
 
+def _replicas(column: str | None) -> list[str]:
+    """The ``replicas`` column as the instance ids it lists (comma-separated)."""
+    return column.split(",") if column else []
+
+
 def _entry(row: sqlite3.Row | tuple[Any, ...]) -> Entry:
     return Entry.stored(
         path=row[0],
@@ -95,7 +100,7 @@ def _entry(row: sqlite3.Row | tuple[Any, ...]) -> Entry:
         backend=row[9],
         instance_id=row[10],
         object_key=row[11],
-        replicas=recorded_replicas(row[10], row[12].split(",") if row[12] else ()),
+        replicas=recorded_replicas(row[10], _replicas(row[12])),
         entry_id=row[13],
     )
 
@@ -121,7 +126,7 @@ def _metadata_json(row: sqlite3.Row | tuple[Any, ...]) -> dict[str, Any]:
         row[8],
         row[9],
         instance_id,
-        recorded_replicas(instance_id, row[12].split(",") if row[12] else ()),
+        recorded_replicas(instance_id, _replicas(row[12])),
     )
 
 
@@ -630,7 +635,7 @@ class SQLiteMetadataStore(MetadataStore):
         sql = f"DELETE FROM entries WHERE {where} RETURNING {_REMOVED}"
         rows = await self._write(lambda db: _all(db, sql, (path, low, high)))
         return [
-            removed_object(row[1], row[2], row[3], row[4].split(",") if row[4] else ())
+            removed_object(row[1], row[2], row[3], _replicas(row[4]))
             for row in sorted(rows)
             if row[2] is not None and row[5] == "file"
         ]
