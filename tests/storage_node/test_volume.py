@@ -7,8 +7,10 @@ import hashlib
 import os
 import stat
 import threading
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from callfs_storage_node.volume import BATCH_BYTES, TEMP_PREFIX, Volume, VolumeUsage
@@ -23,8 +25,10 @@ from callfs.errors import (
     NotFound,
     PreconditionFailed,
 )
+from tests.support.polling import wait_until
 
 MiB = 1024 * 1024
+T = TypeVar("T")
 
 
 class SourceBroke(Exception):
@@ -59,6 +63,16 @@ def volume(tmp_path: Path) -> Volume:
 
 def temp_files(volume: Volume) -> list[Path]:
     return list(Path(volume.root).rglob(f"{TEMP_PREFIX}*"))
+
+
+class CountingPool(ThreadPoolExecutor):
+    """A thread pool that counts the calls given to it."""
+
+    submitted = 0
+
+    def submit(self, fn: Callable[..., T], /, *args: object, **kwargs: object) -> Future[T]:
+        self.submitted += 1
+        return super().submit(fn, *args, **kwargs)
 
 
 def sidecar_bytes(volume: Volume) -> int:
@@ -226,6 +240,38 @@ async def test_a_cancelled_write_leaves_no_temp_file(volume: Volume) -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert temp_files(volume) == []
+    assert not (Path(volume.root) / "f").exists()
+
+
+async def test_a_write_cancelled_while_its_cleanup_waits_for_a_thread_still_cleans_up(
+    volume: Volume,
+) -> None:
+    # What gRPC does to an upload that breaks off: the stream ends early, and the
+    # handler is cancelled while it waits to remove the temp file, a thread to do it
+    # not yet free.
+    pool = CountingPool(max_workers=1)
+    asyncio.get_running_loop().set_default_executor(pool)
+    breaks = asyncio.Event()
+
+    async def breaking_off() -> AsyncIterator[bytes]:
+        yield pattern(MiB)
+        yield pattern(MiB)
+        await breaks.wait()
+        raise SourceBroke
+
+    task = asyncio.create_task(volume.write("f", breaking_off()))
+    await wait_until(lambda: bool(temp_files(volume)), what="the temp file was made")
+    gate = threading.Event()
+    busy = asyncio.get_running_loop().run_in_executor(None, gate.wait)
+    submitted = pool.submitted
+    breaks.set()
+    await wait_until(lambda: pool.submitted > submitted, what="the cleanup was queued")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    gate.set()
+    await busy
+    await wait_until(lambda: not temp_files(volume), what="the temp file was removed")
     assert not (Path(volume.root) / "f").exists()
 
 

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
+import functools
 import hashlib
 import logging
 import os
@@ -143,6 +144,21 @@ def _forget(pending: asyncio.Future[Any] | None) -> None:
     """Retrieve a worker future's outcome later, so an abandoned one logs nothing."""
     if pending is not None:
         pending.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+
+async def _to_the_end(work: Callable[[], T]) -> T:
+    """``work()`` in a worker thread, run even if the caller is cancelled meanwhile.
+
+    A cancelled ``asyncio.to_thread`` drops its call if no thread has taken it yet
+    (a busy pool), so cleanup that must happen goes through here; the caller stops
+    waiting, the call still runs.
+    """
+    running = asyncio.ensure_future(asyncio.to_thread(work))
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        _forget(running)
+        raise
 
 
 class _Digest:
@@ -697,8 +713,9 @@ class Volume:
             await asyncio.to_thread(self._commit, handle, target, batch, digest, overwrite)
         except BaseException:
             _forget(pending)
-            # Runs to the end in its thread even if this task is cancelled again.
-            await asyncio.to_thread(handle.close, discard=True)
+            # A cancellation while this waits (gRPC's, after a stream that broke off)
+            # must not leave the temp file behind.
+            await _to_the_end(functools.partial(handle.close, discard=True))
             raise
         return Stored(size, digest.sha256.hexdigest())
 
@@ -1099,7 +1116,7 @@ class Volume:
                 yield batch
         finally:
             # In a thread: a batch still running there (a cancelled hop) holds the lock.
-            await asyncio.to_thread(walk.close)
+            await _to_the_end(walk.close)
 
     async def sweep_temp_files(self, older_than_seconds: float | None = None) -> int:
         """Remove what interrupted writes left behind: temp files, and sidecars whose
