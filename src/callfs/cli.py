@@ -226,30 +226,40 @@ def _production(args: argparse.Namespace, role: str) -> Settings:
     return settings
 
 
-def _serving(role: Callable[[], None]) -> int:
+def _serving(role: Callable[[], int | None]) -> int:
     """Run a role until it stops; an address already taken ends it with one line, exit 1."""
     from callfs.serving import ListenError
 
     try:
-        role()
+        return role() or 0
     except ListenError as exc:
         sys.stderr.write(f"callfs: {exc}\n")
         return 1
-    return 0
 
 
-def _serve_web(app: FastAPI, settings: Settings) -> int:
-    """Serve a web role's API listener and its metrics listener until stopped."""
+def _serve_web(app: Callable[[], FastAPI], settings: Settings) -> int:
+    """Serve a web role's API listener and its metrics listener until stopped: in this
+    process, or in ``server.workers`` processes (:mod:`callfs.workers`). ``app`` builds
+    the role's app, once per process."""
     from callfs.serving import api_server, bind_web, metrics_server, serve_all
+    from callfs.settings import worker_count
 
-    def role() -> None:
+    count = worker_count(settings.server.workers)
+
+    def role() -> int | None:
         api, metrics = bind_web(settings)
+        if count > 1:
+            from callfs import workers
+
+            return workers.supervise(settings, count, api, metrics, app)
+        built = app()
         run_loop(
             serve_all(
-                api_server(app, settings, api),
-                metrics_server(app.state.metrics, settings, metrics),
+                api_server(built, settings, api),
+                metrics_server(built.state.metrics, settings, metrics),
             )
         )
+        return None
 
     return _serving(role)
 
@@ -258,7 +268,7 @@ def _gateway(args: argparse.Namespace) -> int:
     settings = _production(args, "gateway")
     from callfs_gateway.app import create_app
 
-    return _serve_web(create_app(settings), settings)
+    return _serve_web(lambda: create_app(settings), settings)
 
 
 def _storage_node(args: argparse.Namespace) -> int:
@@ -288,7 +298,7 @@ def _link_service(args: argparse.Namespace) -> int:
     settings = _production(args, "link-service")
     from callfs_link_service.app import create_app
 
-    return _serve_web(create_app(settings), settings)
+    return _serve_web(lambda: create_app(settings), settings)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -372,6 +382,13 @@ def _dev(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     settings = _load(args, dev_overrides(data_dir))
+    if settings.server.workers != 1:
+        from callfs.settings import SettingsError
+
+        raise SettingsError(
+            "callfs dev runs in one process: server.workers (CALLFS_SERVER_WORKERS) must be "
+            "1; the local cluster or the chart runs gateways of several processes"
+        )
     settings = _dev_secrets(settings, data_dir)
     return _serving(lambda: run_loop(run_dev(settings, data_dir)))
 

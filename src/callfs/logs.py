@@ -75,6 +75,9 @@ def configure(level: str = "info", fmt: str = "json") -> None:
         logger.propagate = True
     # The access log is ours (one line per request with its id); uvicorn's would repeat it.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # httpx logs every request it makes at INFO: a server's own calls (a worker's metrics
+    # scraped, callfs.workers) are not news.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 ACCESS_LOGGER = "callfs.access"

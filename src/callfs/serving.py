@@ -8,7 +8,7 @@ import gc
 import logging
 import socket
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -162,8 +162,11 @@ class Listener(uvicorn.Server):
         self.sock = sock
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
-        host, port = self.sock.getsockname()[:2]
-        logger.info("listening on %s:%d", host, port)
+        address = self.sock.getsockname()
+        if self.sock.family == socket.AF_UNIX:
+            logger.debug("listening on %s", address)
+        else:
+            logger.info("listening on %s:%d", *address[:2])
         try:
             await super().serve([self.sock] if sockets is None else sockets)
         finally:
@@ -225,14 +228,18 @@ def metrics_server(
     return Listener(config, sock)
 
 
-async def serve_all(*servers: uvicorn.Server | None) -> None:
+async def serve_all(
+    *servers: uvicorn.Server | None, serving: Callable[[], None] | None = None
+) -> None:
     """Run servers together until one stops (SIGTERM/SIGINT stop them all); once all
-    have started, :func:`settle` the heap."""
+    have started, :func:`settle` the heap and call ``serving``."""
     active = [s for s in servers if s is not None]
     tasks = [asyncio.create_task(s.serve()) for s in active]
     try:
         if await started(active, tasks):
             settle()
+            if serving is not None:
+                serving()
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             task.result()

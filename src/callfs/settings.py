@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import json
+import math
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -38,6 +39,8 @@ from callfs.entry import parse_mode
 ENV_PREFIX = "CALLFS_"
 DEFAULT_INTERNAL_SECRET = "change-me-internal-secret"
 DEFAULT_LINK_SECRET = "change-me-link-secret"
+# A cgroup v2 container's CPU limit: "<quota> <period>" in microseconds, or "max ...".
+CGROUP_CPU_MAX = "/sys/fs/cgroup/cpu.max"
 DEFAULT_API_KEY = "default-api-key"
 MIN_SECRET_LENGTH = 16
 # The roles that refuse to start on bad secrets (production_problems).
@@ -129,6 +132,8 @@ class ServerSettings(Section):
     max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     # How long a stopping server lets requests in flight finish.
     shutdown_timeout: Duration = 30.0
+    # Processes serving the listener (callfs.workers); 0: one per CPU the process may use.
+    workers: int = Field(default=1, ge=0, le=256)
     file_op_timeout: Duration = 10.0
     metadata_op_timeout: Duration = 5.0
     max_upload_bytes: int = Field(default=10 * 1024**3, ge=0)
@@ -626,6 +631,7 @@ def production_problems(settings: Settings, role: str) -> list[str]:
             f"a non-default value of at least {MIN_SECRET_LENGTH} characters"
         )
     if role in ("gateway", "link-service"):
+        problems += _workers_problems(settings)
         for secret in settings.auth.single_use_link_secret:
             value = secret.get_secret_value()
             if value == DEFAULT_LINK_SECRET or len(value) < MIN_SECRET_LENGTH:
@@ -645,6 +651,42 @@ def production_problems(settings: Settings, role: str) -> list[str]:
                     f"{MIN_SECRET_LENGTH} characters"
                 )
                 break
+    return problems
+
+
+def worker_count(workers: int) -> int:
+    """The processes ``server.workers`` asks for: itself, or for 0 one per CPU this
+    process may use (its CPU affinity, capped by a cgroup v2 CPU limit, rounded up)."""
+    if workers > 0:
+        return workers
+    count = len(os.sched_getaffinity(0))
+    try:
+        quota, period = Path(CGROUP_CPU_MAX).read_text().split()
+        if quota != "max":
+            count = min(count, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return count
+
+
+def _workers_problems(settings: Settings) -> list[str]:
+    """Why a web role cannot run ``server.workers`` processes: what one process keeps
+    to itself (locks, rate limits, cache invalidation, an SQLite writer) cannot be shared."""
+    count = worker_count(settings.server.workers)
+    if count == 1:
+        return []
+    problems = []
+    workers = f"server.workers (CALLFS_SERVER_WORKERS) = {settings.server.workers}"
+    if settings.dlm.type == "local":
+        problems.append(
+            f"{workers} runs {count} processes, which need dlm.type=redis: local locks, "
+            "rate limits and cache invalidation are one process's"
+        )
+    if settings.metadata_store.type == "sqlite":
+        problems.append(
+            f"{workers} runs {count} processes, which need metadata_store.type=postgres: "
+            "an SQLite database is one process's"
+        )
     return problems
 
 

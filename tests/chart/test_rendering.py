@@ -642,6 +642,18 @@ def test_gateway_scales_with_an_hpa_that_owns_its_replica_count(helm: Helm) -> N
     assert one(fixed, "Deployment", "callfs-gateway")["spec"]["replicas"] == 3
 
 
+def test_gateway_pods_run_one_process_per_cpu_of_their_limit_unless_told(helm: Helm) -> None:
+    def workers(*args: str) -> str:
+        gateway = one(helm.scenario("default", *args), "Deployment", "callfs-gateway")
+        (container,) = gateway["spec"]["template"]["spec"]["containers"]
+        value: str = _env(container)["CALLFS_SERVER_WORKERS"]["value"]
+        return value
+
+    assert workers() == "0"
+    assert workers("--set", "gateway.workers=3") == "3"
+    assert load_settings(environ={"CALLFS_SERVER_WORKERS": workers()}).server.workers == 0
+
+
 def test_every_role_has_a_disruption_budget_selecting_its_pods(helm: Helm) -> None:
     manifests = helm.scenario("default")
     specs = {

@@ -23,17 +23,14 @@ from callfs.settings import Settings
 from tests.links.support import GENEROUS_LIMITS, claims, download_path, error_code, issue
 from tests.support.clock import ManualClock
 from tests.support.harness import LINK_SECRET, Cluster, make_settings, running_cluster
+from tests.support.polling import wait_for
 
 WAIT = 20.0
 
 
 async def eventually(check: Callable[[], Awaitable[bool]]) -> None:
     """Poll ``check`` until it holds (the worker runs on its own schedule)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT
-    while not await check():
-        assert loop.time() < deadline, "condition never held"
-        await asyncio.sleep(0.05)
+    await wait_for(check, timeout=WAIT)
 
 
 def record(token_id: str, *, expires_in: float, used: bool = False) -> LinkRecord:

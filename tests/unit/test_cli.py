@@ -317,3 +317,23 @@ def test_a_taken_port_stops_with_one_line_naming_the_setting(
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.splitlines() == [f"callfs: {setting} {taken} is already in use"]
+
+
+def test_several_workers_are_refused_where_one_process_keeps_the_state(tmp_path: Path) -> None:
+    env = environment(**role_environment("gateway", tmp_path), CALLFS_SERVER_WORKERS="2")
+    result = run("gateway", env=env)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "callfs: refusing to start gateway: server.workers (CALLFS_SERVER_WORKERS) = 2 runs 2 "
+        "processes, which need dlm.type=redis: local locks, rate limits and cache invalidation "
+        "are one process's"
+    ]
+    dev = run(
+        "dev",
+        "--data-dir",
+        str(tmp_path / "data"),
+        env=environment(**dev_ports(), CALLFS_SERVER_WORKERS="0"),
+    )
+    assert dev.returncode == 2
+    assert dev.stderr.startswith("callfs: callfs dev runs in one process: server.workers")
+    assert not (tmp_path / "data" / "api-key").exists()

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from callfs import settings
 from callfs.settings import (
     SettingsError,
     load_settings,
     masked,
     production_problems,
     unknown_variables,
+    worker_count,
 )
 
 
@@ -83,6 +85,8 @@ def test_original_variable_names() -> None:
         ("CALLFS_RECONCILER_GRACE", "10s"),
         ("CALLFS_BACKEND_S3_MAX_ATTEMPTS", "0"),
         ("CALLFS_BACKEND_S3_MAX_ATTEMPTS", "twice"),
+        ("CALLFS_SERVER_WORKERS", "-1"),
+        ("CALLFS_SERVER_WORKERS", "many"),
     ],
 )
 def test_bad_values_name_the_setting(name: str, value: str) -> None:
@@ -134,6 +138,41 @@ def test_production_refuses_default_and_short_secrets() -> None:
     assert production_problems(load_settings(environ=good), "gateway") == []
     short = {**good, "CALLFS_AUTH_API_KEYS": "short"}
     assert production_problems(load_settings(environ=short), "gateway")
+
+
+def test_workers_above_one_need_redis_and_postgresql() -> None:
+    good = {
+        "CALLFS_AUTH_API_KEYS": "a" * 20,
+        "CALLFS_AUTH_INTERNAL_PROXY_SECRET": "b" * 20,
+        "CALLFS_AUTH_SINGLE_USE_LINK_SECRET": "c" * 20,
+        "CALLFS_SERVER_WORKERS": "4",
+    }
+    assert production_problems(load_settings(environ=good), "gateway") == []
+    local = {**good, "CALLFS_DLM_TYPE": "local", "CALLFS_METADATA_STORE_TYPE": "sqlite"}
+    problems = production_problems(load_settings(environ=local), "link-service")
+    assert len(problems) == 2
+    assert all(p.startswith("server.workers (CALLFS_SERVER_WORKERS) = 4 runs 4") for p in problems)
+    assert "dlm.type=redis" in problems[0] and "metadata_store.type=postgres" in problems[1]
+    one = {**local, "CALLFS_SERVER_WORKERS": "1"}
+    assert production_problems(load_settings(environ=one), "gateway") == []
+    # A storage node serves no HTTP API: the setting is not its.
+    assert production_problems(load_settings(environ=local), "storage-node") == []
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "expected"),
+    [("max 100000", 3), ("150000 100000", 2), ("50000 100000", 1), ("broken", 3), (None, 3)],
+)
+def test_zero_workers_means_one_per_cpu_this_process_may_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cpu_max: str | None, expected: int
+) -> None:
+    limit = tmp_path / "cpu.max"
+    if cpu_max is not None:
+        limit.write_text(cpu_max + "\n")
+    monkeypatch.setattr(settings, "CGROUP_CPU_MAX", str(limit))
+    monkeypatch.setattr(settings.os, "sched_getaffinity", lambda pid: {0, 1, 2})
+    assert worker_count(0) == expected
+    assert worker_count(5) == 5
 
 
 def test_replication_factor_and_quorum() -> None:
