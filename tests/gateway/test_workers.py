@@ -51,12 +51,9 @@ class Gateway:
         return seen
 
 
-@pytest.fixture
-async def gateway(tmp_path: Path, postgres_dsn: str, redis_url: str) -> AsyncIterator[Gateway]:
-    settings = make_settings(tmp_path, "postgres", postgres_dsn)
-    node = await start_node(settings, "node-1", tmp_path / "node-1")
-    log = tmp_path / "gateway.log"
-    env = environment(
+def gateway_environment(dsn: str, redis_url: str, peers: dict[str, str]) -> dict[str, str]:
+    """``callfs gateway`` of two workers on ports the system picks."""
+    return environment(
         CALLFS_SERVER_WORKERS="2",
         CALLFS_SERVER_LISTEN_ADDR="127.0.0.1:0",
         CALLFS_SERVER_PROTOCOL="http",
@@ -66,13 +63,21 @@ async def gateway(tmp_path: Path, postgres_dsn: str, redis_url: str) -> AsyncIte
         CALLFS_AUTH_INTERNAL_PROXY_SECRET=INTERNAL_SECRET,
         CALLFS_AUTH_SINGLE_USE_LINK_SECRET=LINK_SECRET,
         CALLFS_METADATA_STORE_TYPE="postgres",
-        CALLFS_METADATA_STORE_DSN=postgres_dsn,
+        CALLFS_METADATA_STORE_DSN=dsn,
         CALLFS_DLM_TYPE="redis",
         CALLFS_DLM_REDIS_ADDR=redis_url.removeprefix("redis://").split("/")[0],
-        CALLFS_INSTANCE_DISCOVERY_PEER_ENDPOINTS=json.dumps({"node-1": f"127.0.0.1:{node.port}"}),
+        CALLFS_INSTANCE_DISCOVERY_PEER_ENDPOINTS=json.dumps(peers),
         CALLFS_LOG_FORMAT="console",
         CALLFS_LOG_LEVEL="info",
     )
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path, postgres_dsn: str, redis_url: str) -> AsyncIterator[Gateway]:
+    settings = make_settings(tmp_path, "postgres", postgres_dsn)
+    node = await start_node(settings, "node-1", tmp_path / "node-1")
+    log = tmp_path / "gateway.log"
+    env = gateway_environment(postgres_dsn, redis_url, {"node-1": f"127.0.0.1:{node.port}"})
     with log.open("wb") as output:
         process = await asyncio.create_subprocess_exec(
             str(CALLFS), "gateway", env=env, stdout=output, stderr=output
@@ -160,3 +165,26 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
     except OSError:
         return True
+
+
+async def test_a_worker_that_cannot_start_stops_the_gateway_with_exit_code_1(
+    tmp_path: Path, postgres_dsn: str, redis_url: str
+) -> None:
+    missing = postgres_dsn.rsplit("/", 1)[0] + "/callfs_never_created"
+    log = tmp_path / "gateway.log"
+    with log.open("wb") as output:
+        process = await asyncio.create_subprocess_exec(
+            str(CALLFS),
+            "gateway",
+            env=gateway_environment(missing, redis_url, {}),
+            stdout=output,
+            stderr=output,
+        )
+    try:
+        async with asyncio.timeout(60):
+            assert await process.wait() == 1
+    finally:
+        if process.returncode is None:
+            process.kill()
+    text = log.read_text()
+    assert "failed to start" in text and "stopping" in text, text
