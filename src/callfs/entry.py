@@ -190,9 +190,8 @@ def metadata_json(
     replicas: tuple[str, ...],
 ) -> dict[str, Any]:
     """API.md's metadata object of the entry with these fields (times formatted by
-    :func:`format_time`): what :meth:`Entry.to_json` answers, and what a store builds
-    straight from its rows for a listing, where an ``Entry`` per row would cost more
-    than the row itself.
+    :func:`format_time`): what :meth:`Entry.to_json` answers. A store's listing builds
+    the same object, byte for byte, in SQL (``ENCODED_CHILDREN``).
     """
     is_file = type == "file"
     body: dict[str, Any] = {

@@ -914,6 +914,15 @@ async def test_encoded_children_are_the_json_objects_byte_for_byte(store: Metada
     await store.create(file("/e/c", instance_id="node-1", replicas=("node-0",)))  # overwritten
     await store.create(file("/e/d", backend="s3", instance_id=None, etag=None))
     await store.create(file("/e/日本 🙂", instance_id=None, object_key="kept"), content=b"x")
+    # Every escape JSON has: quote, backslash, the short ones, and the \u00XX ones.
+    await store.create(
+        file(
+            '/e/ctl "\\ \b\t\n\f\r \x01\x1f\x7f',
+            instance_id='n"0',
+            replicas=('n"0', "n\\1"),
+            owner="o\x02",
+        )
+    )
 
     encoded = await store.list_children_encoded("/e", limit=10)
     objects = [e.to_json() for e in await store.list_children("/e", limit=10)]
@@ -921,7 +930,8 @@ async def test_encoded_children_are_the_json_objects_byte_for_byte(store: Metada
 
     assert [path for path, _ in encoded] == [o["path"] for o in objects]
     assert [path for path, _ in encoded] == [
-        "/e/a", "/e/b", "/e/c", "/e/d", "/e/sub dir", "/e/日本 🙂"
+        "/e/a", "/e/b", "/e/c", '/e/ctl "\\ \b\t\n\f\r \x01\x1f\x7f', "/e/d",
+        "/e/sub dir", "/e/日本 🙂",
     ]  # fmt: skip
     assert [body for _, body in encoded] == [orjson.dumps(o) for o in objects]
     assert [orjson.loads(body) for _, body in encoded] == objects

@@ -23,11 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-import orjson
-
 from callfs import paths
 from callfs.backends.base import ObjectRef
-from callfs.entry import Entry, format_time, metadata_json, utcnow
+from callfs.entry import Entry, utcnow
 from callfs.errors import (
     AlreadyExists,
     BackendUnavailable,
@@ -105,31 +103,6 @@ def _entry(row: sqlite3.Row | tuple[Any, ...]) -> Entry:
     )
 
 
-@functools.lru_cache(maxsize=4096)
-def _time_text(value: int) -> str:
-    """A time column as API.md writes it (remembered, as :func:`_from_db`)."""
-    return format_time(_from_db(value))
-
-
-def _metadata_json(row: sqlite3.Row | tuple[Any, ...]) -> dict[str, Any]:
-    """``_entry(row).to_json()``, without the Entry."""
-    instance_id = row[10]
-    return metadata_json(
-        row[0],
-        row[1],
-        row[2],
-        row[3],
-        row[4],
-        row[5],
-        _time_text(row[6]),
-        _time_text(row[7]),
-        row[8],
-        row[9],
-        instance_id,
-        recorded_replicas(instance_id, _replicas(row[12])),
-    )
-
-
 def _link(row: sqlite3.Row | tuple[Any, ...]) -> LinkRecord:
     return LinkRecord(
         token_id=row[0],
@@ -179,6 +152,39 @@ def _insert_params(entry: Entry) -> tuple[Any, ...]:
 
 # A directory's children, a page after a path: both read the ``parent`` index in order.
 CHILDREN = f"SELECT {_COLUMNS} FROM entries WHERE parent = ? AND path > ? ORDER BY path LIMIT ?"
+
+
+def _time_json(column: str) -> str:
+    """SQL of a time column (microseconds since the epoch) as :func:`format_time` writes it."""
+    return f"strftime('%Y-%m-%dT%H:%M:%SZ', {column} / 1000000, 'unixepoch')"
+
+
+# A file's replicas as its entry carries them (recorded_replicas, then holders): the
+# recorded list when it starts at instance_id, else instance_id alone. The list is
+# comma-separated, and no JSON escape holds a comma, so quoting the whole column and
+# then closing and opening a string at each comma makes the array.
+_REPLICAS_JSON = (
+    "CASE WHEN replicas = instance_id OR substr(replicas, 1, length(instance_id) + 1)"
+    " = instance_id || ',' THEN json('[' || replace(json_quote(replicas), ',', '\",\"') || ']')"
+    " WHEN instance_id IS NOT NULL THEN json_array(instance_id) ELSE json_array() END"
+)
+_COMMON_JSON = (
+    "'name', name, 'path', path, 'type', type, 'size', {size}, 'mode', printf('%04o', mode & 4095),"
+    f" 'owner', owner, 'group', grp, 'mtime', {_time_json('mtime')},"
+    f" 'ctime', {_time_json('ctime')}, 'backend', backend"
+)
+# API.md's metadata object of each row, built by SQLite byte for byte as the gateway
+# would encode the entry (orjson), keys in the same order: no row becomes an Entry or
+# a dict on the event loop.
+ENCODED_CHILDREN = (
+    "SELECT path, CASE WHEN type = 'file' THEN json_object("
+    + _COMMON_JSON.format(size="size")
+    + f", 'instance_id', instance_id, 'replicas', {_REPLICAS_JSON}, 'etag', etag)"
+    + " ELSE json_object("
+    + _COMMON_JSON.format(size="0")
+    + ", 'instance_id', NULL, 'replicas', json_array()) END"
+    + " FROM entries WHERE parent = ? AND path > ? ORDER BY path LIMIT ?"
+)
 COUNT_CHILDREN = (
     "SELECT count(*) FROM (SELECT 1 FROM entries WHERE parent = ? AND path > ?"
     " ORDER BY path LIMIT ?)"
@@ -513,8 +519,8 @@ class SQLiteMetadataStore(MetadataStore):
         self, path: str, *, limit: int | None = None, after: str | None = None
     ) -> list[tuple[str, bytes]]:
         params = (path, after or "", -1 if limit is None else limit)
-        rows = await self._rows(CHILDREN, params)
-        return [(row[0], orjson.dumps(_metadata_json(row))) for row in rows]
+        rows = await self._rows(ENCODED_CHILDREN, params)
+        return [(row[0], row[1].encode()) for row in rows]
 
     async def count_children(
         self, path: str, *, limit: int | None = None, after: str | None = None
