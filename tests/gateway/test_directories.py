@@ -176,7 +176,12 @@ class GatedStore:
         self.inner = inner
         self.hold = hold
         self.reads = 0
+        self.counts = 0
         self.gate = asyncio.Event()
+
+    async def count_children(self, path: str, **options: Any) -> int:
+        self.counts += 1
+        return await self.inner.count_children(path, **options)
 
     async def list_tree(self, path: str, **options: Any) -> list[Entry]:
         await self._read()
@@ -222,11 +227,21 @@ async def fill(cluster: Cluster, directory: str, count: int) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("url", "reads_before_items"),
-    [("/v1/files/big/", 1), ("/v1/directories/big?recursive=true", 5)],
+    ("url", "reads_before_items", "reads_after"),
+    [
+        # Pages of 4, 4, 4 and the last 2.
+        ("/v1/files/big/", 1, 3),
+        # Counted first, the walk knows it wants 14: pages of 5, 5 and the last 4 (each
+        # read asks for one more than it needs, which tells where the listing ends).
+        ("/v1/directories/big?recursive=true", 5, 2),
+    ],
 )
 async def test_a_listing_is_streamed_while_the_store_is_read_page_by_page(
-    cluster: Cluster, gated: Callable[[int], GatedStore], url: str, reads_before_items: int
+    cluster: Cluster,
+    gated: Callable[[int], GatedStore],
+    url: str,
+    reads_before_items: int,
+    reads_after: int,
 ) -> None:
     names = await fill(cluster, "/big", 14)
     # The recursive form counts first (4 reads of pages of 4), then streams.
@@ -245,7 +260,34 @@ async def test_a_listing_is_streamed_while_the_store_is_read_page_by_page(
     parsed = json.loads(body)
     items = parsed if isinstance(parsed, list) else parsed["items"]
     assert [item["path"] for item in items] == names
-    assert store.reads == reads_before_items + 3  # and the pages of 4, 4 and the last 2
+    assert store.reads == reads_before_items + reads_after
+
+
+async def test_a_page_that_fits_one_read_is_read_once_and_counted_from_that_read(
+    cluster: Cluster, gated: Callable[[int], GatedStore]
+) -> None:
+    names = await fill(cluster, "/big", 9)
+    store = gated(10**6)
+    client = cluster.client("alice")
+    pages: list[tuple[int, list[str], int, int]] = []
+    cursor: str | None = None
+    while True:
+        store.reads = store.counts = 0
+        params: dict[str, Any] = {"limit": 4, **({"cursor": cursor} if cursor else {})}
+        response = await client.get("/v1/directories/big", params=params)
+        body = response.json()
+        assert response.headers["x-callfs-count"] == str(body["count"])
+        pages.append((body["count"], [i["path"] for i in body["items"]], store.reads, store.counts))
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    # Each page and whether another follows come from one read of 5 rows; no count query.
+    assert pages == [(4, names[:4], 1, 0), (4, names[4:8], 1, 0), (1, names[8:], 1, 0)]
+    # A limit beyond one read (pages of 4 here) is counted first, then read in pages.
+    store.reads = store.counts = 0
+    whole = (await client.get("/v1/directories/big", params={"limit": 6})).json()
+    assert [i["path"] for i in whole["items"]] == names[:6] and whole["count"] == 6
+    assert (store.counts, store.reads) == (1, 2)
 
 
 async def test_a_streamed_page_counts_and_continues_like_a_whole_one(cluster: Cluster) -> None:

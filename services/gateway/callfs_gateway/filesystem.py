@@ -753,12 +753,25 @@ class Listing:
         self.next_after: str | None = None
         """After :meth:`pages` has run out: the path to continue after, when ``limit``
         (or the ``limit`` given to :meth:`pages`) cut the listing short."""
+        self._first: tuple[int, list[tuple[str, bytes]]] | None = None
+        """What :meth:`count` read of a one-page listing, kept for :meth:`encoded`:
+        how many rows it asked for, and the rows."""
 
     async def count(self) -> int:
-        """How many entries :meth:`pages` would yield now: one count query for a
-        non-recursive listing, a walk of the pages (nothing kept) for a recursive one.
+        """How many entries :meth:`pages` would yield now: for a non-recursive listing
+        one read of its page when ``limit`` fits one (kept for :meth:`encoded`, which
+        then reads nothing more), else one count query; for a recursive one a walk of
+        the pages (nothing kept).
         """
         if self.max_depth == 0:
+            if self.limit is not None and self.limit <= LISTING_PAGE:
+                # The page and the probe for a next one, in the read the walk starts with.
+                asked = self.limit + 1
+                rows = await self.fs.store.list_children_encoded(
+                    self.directory.path, limit=asked, after=self.after
+                )
+                self._first = (asked, rows)
+                return min(len(rows), self.limit)
             return await self.fs.store.count_children(
                 self.directory.path, limit=self.limit, after=self.after
             )
@@ -799,11 +812,24 @@ class Listing:
         async def read(
             want: int, cursor: str | None
         ) -> tuple[list[tuple[str, bytes]], int, str | None]:
-            batch = await store.list_children_encoded(path, limit=want, after=cursor)
+            batch = self._kept(want, cursor)
+            if batch is None:
+                batch = await store.list_children_encoded(path, limit=want, after=cursor)
             return batch, len(batch), batch[-1][0] if batch else None
 
         async for rows in self._walk(read, _row_path, limit):
             yield b",".join(encoded for _path, encoded in rows)
+
+    def _kept(self, want: int, cursor: str | None) -> list[tuple[str, bytes]] | None:
+        """The first ``want`` rows after ``cursor`` out of what :meth:`count` read, if
+        they are all there (it asked for as many, or it read to the end); taken once."""
+        if self._first is None or cursor != self.after:
+            return None
+        asked, rows = self._first
+        self._first = None
+        if want <= asked or len(rows) < asked:
+            return rows[:want]
+        return None
 
     async def _walk(
         self,
@@ -820,7 +846,9 @@ class Listing:
         last: str | None = None
         cursor = self.after
         while True:
-            want = LISTING_PAGE if remaining is None else min(LISTING_PAGE, remaining + 1)
+            # One more than a limited walk still needs: whether it ends there is known
+            # from the same read.
+            want = LISTING_PAGE if remaining is None else min(LISTING_PAGE, remaining) + 1
             visible, read_rows, cursor = await read(want, cursor)
             if remaining is not None and len(visible) > remaining:
                 if remaining:
