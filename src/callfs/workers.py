@@ -200,16 +200,19 @@ def _fork(index: int, serve: Serve, closed: Iterable[socket.socket]) -> _Child:
     if pid:
         os.close(says)
         return _Child(index, pid, served)
-    _child(parent, served, says, serve, closed)
+    _child(_name(index), parent, (served, says), serve, closed)
 
 
 def _child(
+    name: str,
     parent: int,
-    served: int,
-    says: int,
+    pipe: tuple[int, int],
     serve: Serve,
     closed: Iterable[socket.socket],
 ) -> NoReturn:
+    """The forked child ``name``: ``serve`` until stopped, then exit (0, or 1 on an
+    error); ``pipe``'s write end says when it serves."""
+    served, says = pipe
     code = 1
     try:
         os.close(served)
@@ -224,7 +227,7 @@ def _child(
         serve(serving)
         code = 0
     except BaseException:
-        logger.exception("%s ended on an error", "a child process")
+        logger.exception("%s ended on an error", name)
     finally:
         logging.shutdown()
         sys.stdout.flush()
