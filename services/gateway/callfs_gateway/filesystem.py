@@ -753,9 +753,9 @@ class Listing:
         self.next_after: str | None = None
         """After :meth:`pages` has run out: the path to continue after, when ``limit``
         (or the ``limit`` given to :meth:`pages`) cut the listing short."""
-        self._first: tuple[int, list[tuple[str, bytes]]] | None = None
-        """What :meth:`count` read of a one-page listing, kept for :meth:`encoded`:
-        how many rows it asked for, and the rows."""
+        self._first: list[tuple[str, bytes]] | None = None
+        """What :meth:`count` read of a one-page listing (``limit`` + 1 rows asked for),
+        kept for :meth:`encoded`."""
 
     async def count(self) -> int:
         """How many entries :meth:`pages` would yield now: for a non-recursive listing
@@ -766,12 +766,10 @@ class Listing:
         if self.max_depth == 0:
             if self.limit is not None and self.limit <= LISTING_PAGE:
                 # The page and the probe for a next one, in the read the walk starts with.
-                asked = self.limit + 1
-                rows = await self.fs.store.list_children_encoded(
-                    self.directory.path, limit=asked, after=self.after
+                self._first = await self.fs.store.list_children_encoded(
+                    self.directory.path, limit=self.limit + 1, after=self.after
                 )
-                self._first = (asked, rows)
-                return min(len(rows), self.limit)
+                return min(len(self._first), self.limit)
             return await self.fs.store.count_children(
                 self.directory.path, limit=self.limit, after=self.after
             )
@@ -823,10 +821,11 @@ class Listing:
     def _kept(self, want: int, cursor: str | None) -> list[tuple[str, bytes]] | None:
         """The first ``want`` rows after ``cursor`` out of what :meth:`count` read, if
         they are all there (it asked for as many, or it read to the end); taken once."""
-        if self._first is None or cursor != self.after:
+        rows, self._first = self._first, None
+        if rows is None or cursor != self.after:
             return None
-        asked, rows = self._first
-        self._first = None
+        assert self.limit is not None  # count() reads ahead for a limited listing alone
+        asked = self.limit + 1
         if want <= asked or len(rows) < asked:
             return rows[:want]
         return None
