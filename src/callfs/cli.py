@@ -450,6 +450,7 @@ async def run_dev(
         settle,
         started,
     )
+    from callfs.storage.inprocess import InProcessServer
     from callfs.tracing import open_tracing
 
     api_socket, metrics_socket = bind_web(settings)
@@ -462,21 +463,33 @@ async def run_dev(
         # The nodes' spans are the storage-node service's, the rest the gateway's.
         node_tracing = open_tracing(settings.tracing, "storage-node")
         endpoints: dict[str, str] = {}
+        # The gateway calls its nodes in this process without gRPC, unless traced: a
+        # trace then shows each call as production has it, through a channel.
+        in_process: dict[str, InProcessServer] = {}
         # The embedded nodes are not instrumented: the one metrics listener serves the
         # gateway's families (and the process's), not storage-node ones (docs/api.md).
         for node in DEV_NODES:
             root = volumes / node
             root.mkdir(parents=True, exist_ok=True)
+            local = InProcessServer() if node_tracing is None else None
             server, port = build_server(
-                settings, root=root, listen="127.0.0.1:0", instance_id=node, tracing=node_tracing
+                settings,
+                root=root,
+                listen="127.0.0.1:0",
+                instance_id=node,
+                tracing=node_tracing,
+                in_process=local,
             )
             await server.start()
             nodes.append(server)
             endpoints[node] = f"127.0.0.1:{port}"
+            if local is not None:
+                in_process[endpoints[node]] = local
         runtime = await open_runtime(
             settings,
             discovery=StaticDiscovery(endpoints),
             tracing=open_tracing(settings.tracing, "gateway"),
+            in_process=in_process,
         )
         app = create_app(settings, runtime)
         with contextlib.suppress(ImportError):

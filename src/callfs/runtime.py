@@ -34,6 +34,7 @@ from callfs.metrics import Metrics
 from callfs.objectcache import ObjectCache
 from callfs.reclaimer import Reclaimer
 from callfs.settings import Settings
+from callfs.storage.inprocess import InProcessServer
 
 if TYPE_CHECKING:
     from callfs.tracing.otel import Tracing
@@ -121,9 +122,11 @@ async def open_runtime(
     discovery: Discovery | None = None,
     metrics: Metrics | None = None,
     tracing: Tracing | None = None,
+    in_process: Mapping[str, InProcessServer] | None = None,
 ) -> Runtime:
     """Build and open every adapter the settings ask for; with ``tracing``, the metadata
-    store and the storage-node channels are traced, and the runtime closes it last.
+    store and the storage-node channels are traced, and the runtime closes it last;
+    the storage nodes of ``in_process`` (address -> node) are called without gRPC.
 
     Raises:
         BackendUnavailable: the metadata store cannot be reached at start-up.
@@ -156,6 +159,7 @@ async def open_runtime(
         draining=settings.replication.draining,
         metrics=metrics,
         interceptors=None if tracing is None else tracing.channel_interceptors,
+        in_process=in_process,
     )
     # Small files' bytes may be kept in the metadata store: read from there (with or
     # without backend.inline_max_bytes now; files written with it stay where they are).

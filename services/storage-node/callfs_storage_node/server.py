@@ -18,6 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from callfs import logs
 from callfs.serving import settle
 from callfs.settings import Settings, split_address
+from callfs.storage.inprocess import InProcessServer
 from callfs.storage.wire import SERVICE
 from callfs_storage_node import sweeper
 from callfs_storage_node.auth import InternalSecretInterceptor
@@ -42,12 +43,15 @@ def build_server(
     instance_id: str | None = None,
     metrics: NodeMetrics | None = None,
     tracing: Tracing | None = None,
+    in_process: InProcessServer | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """A storage-node server over ``root`` (default ``backend.localfs_root_path``),
     bound to ``listen`` (default ``storage_node.listen_addr``; port 0 picks one),
     known as ``instance_id`` (default ``instance_discovery.instance_id``), recording
     its RPCs, bytes, fsyncs and volume usage in ``metrics`` if given, and a span per
-    RPC with ``tracing`` if given (the caller closes it).
+    RPC with ``tracing`` if given (the caller closes it). With ``in_process``, the
+    same handlers, behind the same interceptors, also serve the channels of this
+    process that :class:`~callfs.storage.inprocess.InProcessChannel` opens on it.
 
     Returns the server (not started) and its bound port. Called on an event loop,
     it sweeps the temp files interrupted uploads left in the volume in the
@@ -56,7 +60,9 @@ def build_server(
     Raises:
         OSError: the address cannot be bound.
     """
-    server, port, _, volume = _assemble(settings, root, listen, instance_id, metrics, tracing)
+    server, port, _, volume = _assemble(
+        settings, root, listen, instance_id, metrics, tracing, in_process
+    )
     _sweep_soon(volume)
     return server, port
 
@@ -68,6 +74,7 @@ def _assemble(
     instance_id: str | None = None,
     metrics: NodeMetrics | None = None,
     tracing: Tracing | None = None,
+    in_process: InProcessServer | None = None,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer, Volume]:
     volume_root = Path(root if root is not None else settings.backend.localfs_root_path)
     volume_root.mkdir(parents=True, exist_ok=True)
@@ -105,6 +112,10 @@ def _assemble(
     add_to_server(servicer, server)
     checks = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(checks, server)
+    if in_process is not None:
+        in_process.add_interceptors(interceptors)
+        add_to_server(servicer, in_process)
+        health_pb2_grpc.add_HealthServicer_to_server(checks, in_process)
     host, port = split_address(listen or settings.storage_node.listen_addr)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:

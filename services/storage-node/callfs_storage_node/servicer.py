@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 
 from callfs.errors import BadRequest, PreconditionFailed
+from callfs.storage.inprocess import InProcessServer
 from callfs.storage.v1 import storage_pb2, storage_pb2_grpc
 from callfs.storage.wire import SERVICE, as_is, encoded_read, write_request
 from callfs_storage_node.errors import translated
@@ -181,7 +182,7 @@ async def _chunks(
     raise BadRequest("the stream ended without its end message")
 
 
-def add_to_server(servicer: StorageNodeServicer, server: grpc.aio.Server) -> None:
+def add_to_server(servicer: StorageNodeServicer, server: grpc.aio.Server | InProcessServer) -> None:
     """Serve ``servicer`` on ``server``: the generated registration, but ``Write``'s
     chunks are read by :func:`~callfs.storage.wire.write_request` and ``Read``'s go out
     encoded already."""

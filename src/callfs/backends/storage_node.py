@@ -61,6 +61,7 @@ from callfs.errors import (
 )
 from callfs.metrics import Metrics
 from callfs.placement import rank, spread_over
+from callfs.storage.inprocess import InProcessChannel, InProcessServer
 from callfs.storage.v1 import storage_pb2, storage_pb2_grpc
 from callfs.storage.wire import (
     READ_METHOD,
@@ -99,7 +100,7 @@ class _Node:
 
     instance_id: str
     address: str
-    channel: grpc.aio.Channel
+    channel: grpc.aio.Channel | InProcessChannel
     stub: storage_pb2_grpc.StorageNodeStub = field(init=False)
     health: health_pb2_grpc.HealthStub = field(init=False)
     write: Any = field(init=False)
@@ -148,6 +149,7 @@ class StorageNodeBackend(Backend):
         draining: Sequence[str] = (),
         metrics: Metrics | None = None,
         interceptors: Callable[[str, str], Sequence[Any]] | None = None,
+        in_process: Mapping[str, InProcessServer] | None = None,
     ) -> None:
         self._discovery = discovery
         self._secret: tuple[tuple[str, str], ...] = ((SECRET_HEADER, secret),)
@@ -177,6 +179,8 @@ class StorageNodeBackend(Backend):
         self._metrics = metrics
         # (instance_id, address) -> the client interceptors of a channel to it (tracing).
         self._interceptors = interceptors
+        # address -> the node serving it in this process (callfs dev): called without gRPC.
+        self._in_process = dict(in_process or {})
         # (key, instance_id) -> the heal copying good bytes over that corrupted replica.
         self._heals: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._prober: asyncio.Task[None] | None = None
@@ -881,12 +885,17 @@ class StorageNodeBackend(Backend):
         if node is None or node.address != address:
             if node is not None:
                 self._retire(node)
-            channel = grpc.aio.insecure_channel(
-                address,
-                options=self._options,
-                interceptors=None
-                if self._interceptors is None
-                else self._interceptors(instance_id, address),
+            local = self._in_process.get(address)
+            channel = (
+                InProcessChannel(local)
+                if local is not None
+                else grpc.aio.insecure_channel(
+                    address,
+                    options=self._options,
+                    interceptors=None
+                    if self._interceptors is None
+                    else self._interceptors(instance_id, address),
+                )
             )
             node = _Node(instance_id, address, channel)
             self._nodes[instance_id] = node
