@@ -26,6 +26,7 @@ from callfs.discovery.base import StaticDiscovery
 from callfs.errors import BackendUnavailable, NotFound, ReplicaCorrupted
 from callfs.settings import load_settings
 from callfs.storage.inprocess import InProcessChannel, InProcessServer
+from callfs.storage.wire import encoded_read, read_chunk
 from tests.storage_node.conftest import SECRET, node_settings
 from tests.storage_node.test_checksums import flip
 from tests.support.polling import wait_until
@@ -243,3 +244,26 @@ async def test_callfs_dev_serves_files_without_opening_a_grpc_channel(
         serving.cancel()
         await asyncio.gather(serving, return_exceptions=True)
     assert opened == []
+
+
+async def test_a_read_chunk_is_handed_over_as_it_is_and_other_messages_go_through_the_codec() -> (
+    None
+):
+    chunk = b"c" * 1000
+
+    async def chunks(request: bytes, context: Any) -> AsyncIterator[bytes]:
+        yield chunk
+
+    server = InProcessServer()
+    handler = grpc.unary_stream_rpc_method_handler(
+        chunks, request_deserializer=bytes, response_serializer=encoded_read
+    )
+    server.add_generic_rpc_handlers(
+        [grpc.method_handlers_generic_handler("test.Chunks", {"Read": handler})]
+    )
+    channel = InProcessChannel(server)
+    read = channel.unary_stream("/test.Chunks/Read", response_deserializer=read_chunk)
+    assert await read(b"").read() is chunk
+    wire = channel.unary_stream("/test.Chunks/Read", response_deserializer=bytes)
+    assert await wire(b"").read() == encoded_read(chunk)
+    await channel.close()

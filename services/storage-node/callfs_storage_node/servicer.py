@@ -11,7 +11,7 @@ import grpc
 from callfs.errors import BadRequest, PreconditionFailed
 from callfs.storage.inprocess import InProcessServer
 from callfs.storage.v1 import storage_pb2, storage_pb2_grpc
-from callfs.storage.wire import SERVICE, as_is, encoded_read, write_request
+from callfs.storage.wire import SERVICE, encoded_read, write_request
 from callfs_storage_node.errors import translated
 from callfs_storage_node.metrics import NodeMetrics
 from callfs_storage_node.volume import (
@@ -74,9 +74,8 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServicer):
 
     @translated
     async def Read(self, request: storage_pb2.ReadRequest, context: Any) -> AsyncIterator[bytes]:
-        """The bytes asked for, each chunk as its ``ReadResponse``'s wire bytes
-        (:func:`~callfs.storage.wire.encoded_read`; :func:`add_to_server` sends them as
-        they are)."""
+        """The bytes asked for, a chunk at a time (:func:`add_to_server` sends each as
+        a ``ReadResponse``, encoded by :func:`~callfs.storage.wire.encoded_read`)."""
         chunk_size = min(request.chunk_size or DEFAULT_CHUNK_SIZE, self._max_chunk)
         stream = await self.volume.read(
             request.path,
@@ -86,7 +85,7 @@ class StorageNodeServicer(storage_pb2_grpc.StorageNodeServicer):
         )
         async with aclosing(stream):
             async for chunk in stream:
-                yield encoded_read(chunk)
+                yield chunk
                 if self._read is not None:
                     self._read.inc(len(chunk))
 
@@ -184,15 +183,15 @@ async def _chunks(
 
 def add_to_server(servicer: StorageNodeServicer, server: grpc.aio.Server | InProcessServer) -> None:
     """Serve ``servicer`` on ``server``: the generated registration, but ``Write``'s
-    chunks are read by :func:`~callfs.storage.wire.write_request` and ``Read``'s go out
-    encoded already."""
+    chunks are read by :func:`~callfs.storage.wire.write_request` and ``Read``'s
+    encoded by :func:`~callfs.storage.wire.encoded_read`."""
     pb = storage_pb2
     handlers = {
         "Write": grpc.stream_unary_rpc_method_handler(
             servicer.Write, write_request, pb.WriteResponse.SerializeToString
         ),
         "Read": grpc.unary_stream_rpc_method_handler(
-            servicer.Read, pb.ReadRequest.FromString, as_is
+            servicer.Read, pb.ReadRequest.FromString, encoded_read
         ),
         "Delete": grpc.unary_unary_rpc_method_handler(
             servicer.Delete, pb.DeleteRequest.FromString, pb.DeleteResponse.SerializeToString

@@ -23,6 +23,8 @@ from typing import Any, NamedTuple
 
 import grpc
 
+from callfs.storage.wire import INVERSES
+
 logger = logging.getLogger(__name__)
 
 Metadata = tuple[tuple[str, str | bytes], ...]
@@ -303,7 +305,8 @@ async def _drained(messages: AsyncIterator[Any], into: asyncio.Queue[Any]) -> No
 
 
 class _Codec:
-    """A call's messages through both sides' serializers, as on the wire."""
+    """A call's messages through both sides' serializers, as on the wire, but where a
+    pair is known to undo itself (:data:`~callfs.storage.wire.INVERSES`)."""
 
     def __init__(self, serialize: Any, deserialize: Any) -> None:
         self._serialize = serialize
@@ -316,6 +319,8 @@ class _Codec:
 
     def response(self, handler: Any, response: Any) -> Any:
         serialize = handler.response_serializer
+        if (serialize, self._deserialize) in INVERSES:
+            return response
         data = response if serialize is None else serialize(response)
         return data if self._deserialize is None else self._deserialize(data)
 

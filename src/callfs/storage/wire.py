@@ -65,6 +65,11 @@ def as_is(message: bytes) -> bytes:
     return message
 
 
+INVERSES = frozenset({(encoded_read, read_chunk)})
+"""(serializer, deserializer) pairs where the deserializer gives back what the
+serializer was given: a call that needs no wire (an in-process one) skips both."""
+
+
 def _encoded(tag: int, piece: bytes) -> bytes:
     size = len(piece)
     prefix = bytearray((tag,))
