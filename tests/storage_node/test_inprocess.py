@@ -25,7 +25,7 @@ from callfs.cli import dev_overrides, run_dev
 from callfs.discovery.base import StaticDiscovery
 from callfs.errors import BackendUnavailable, NotFound, ReplicaCorrupted
 from callfs.settings import load_settings
-from callfs.storage.inprocess import InProcessChannel, InProcessServer
+from callfs.storage.inprocess import IN_FLIGHT, InProcessChannel, InProcessServer
 from callfs.storage.wire import encoded_read, read_chunk
 from tests.storage_node.conftest import SECRET, node_settings
 from tests.storage_node.test_checksums import flip
@@ -266,4 +266,59 @@ async def test_a_read_chunk_is_handed_over_as_it_is_and_other_messages_go_throug
     assert await read(b"").read() is chunk
     wire = channel.unary_stream("/test.Chunks/Read", response_deserializer=bytes)
     assert await wire(b"").read() == encoded_read(chunk)
+    await channel.close()
+
+
+def stream_in_server(behavior: Callable[..., Any]) -> InProcessChannel:
+    server = InProcessServer()
+    handler = grpc.stream_unary_rpc_method_handler(behavior)
+    server.add_generic_rpc_handlers(
+        [grpc.method_handlers_generic_handler("test.Upload", {"Write": handler})]
+    )
+    return InProcessChannel(server)
+
+
+async def test_an_upload_to_a_handler_that_stopped_reading_holds_a_few_messages_only() -> None:
+    release = asyncio.Event()
+
+    async def stalled(requests: AsyncIterator[bytes], context: Any) -> bytes:
+        await release.wait()
+        return b"".join([request async for request in requests])
+
+    channel = stream_in_server(stalled)
+    call = channel.stream_unary("/test.Upload/Write")()
+    sent = 0
+
+    async def send_all() -> None:
+        nonlocal sent
+        for index in range(20):
+            await call.write(b"%d," % index)
+            sent += 1
+        await call.done_writing()
+
+    sending = asyncio.create_task(send_all())
+    await wait_until(lambda: sent == IN_FLIGHT)
+    await asyncio.sleep(0)  # the handler had its turn: still nothing more went
+    assert sent == IN_FLIGHT and not sending.done()
+    release.set()
+    await sending
+    assert await call == b"".join(b"%d," % index for index in range(20))
+    await channel.close()
+
+
+async def test_a_write_after_the_handler_failed_is_refused_and_the_call_has_its_status() -> None:
+    async def refusing(requests: AsyncIterator[bytes], context: Any) -> bytes:
+        await anext(requests)
+        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "no more")
+        return b""
+
+    channel = stream_in_server(refusing)
+    call = channel.stream_unary("/test.Upload/Write")()
+    await call.write(b"first")
+    with pytest.raises(grpc.aio.AioRpcError) as failed:
+        await call
+    assert failed.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert failed.value.details() == "no more"
+    with pytest.raises(asyncio.InvalidStateError):
+        await call.write(b"second")
     await channel.close()

@@ -28,8 +28,10 @@ from callfs.storage.wire import INVERSES
 logger = logging.getLogger(__name__)
 
 Metadata = tuple[tuple[str, str | bytes], ...]
-# Messages a stream holds between its two sides: enough to overlap them, little memory.
-IN_FLIGHT = 8
+# Messages a stream holds between its two sides: enough that neither waits on the other
+# chunk by chunk, and at most a few MiB per stream (about what gRPC's flow control lets
+# a stream buffer), however many streams are open.
+IN_FLIGHT = 4
 
 
 class _CallDetails(NamedTuple):
