@@ -134,6 +134,9 @@ class ServerSettings(Section):
     shutdown_timeout: Duration = 30.0
     # Processes serving the listener (callfs.workers); 0: one per CPU the process may use.
     workers: int = Field(default=1, ge=0, le=256)
+    # With several: a worker whose event loop has not run for this long is killed and
+    # replaced (0: never).
+    worker_timeout: Duration = 30.0
     file_op_timeout: Duration = 10.0
     metadata_op_timeout: Duration = 5.0
     max_upload_bytes: int = Field(default=10 * 1024**3, ge=0)

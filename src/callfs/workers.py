@@ -9,7 +9,10 @@ with its ``worker``, and ``callfs_worker_up`` saying which workers answered.
 
 A child that dies after it served is replaced. One that dies before it ever served
 has failed to start (settings, a dependency): the role stops with exit code 1 rather
-than start it again and again. SIGTERM or SIGINT reaches every child, and the parent
+than start it again and again. A child that serves says so on a pipe, and then again
+every :data:`BEAT` seconds from its event loop: one silent for
+``server.worker_timeout`` (its loop stuck, the process stopped) is killed, and so
+replaced. SIGTERM or SIGINT reaches every child, and the parent
 waits ``server.shutdown_timeout`` (then a few seconds more) before it kills what is
 left. A child dies with its parent, so a parent killed outright leaves no worker
 serving on its own.
@@ -57,6 +60,9 @@ STOP_GRACE = 5.0
 SCRAPE_TIMEOUT = 5.0
 """Seconds a worker has to answer the metrics child's scrape."""
 
+BEAT = 1.0
+"""Seconds between a serving child's heartbeats, and between the parent's looks at them."""
+
 _SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT}
 _PR_SET_PDEATHSIG = 1
 
@@ -64,11 +70,23 @@ _PR_SET_PDEATHSIG = 1
 @dataclass
 class _Child:
     """One forked child: the worker index it serves as (-1: the metrics child), its pid,
-    and the pipe on which it says that it serves."""
+    the pipe on which it says that it serves (and then that it still does), whether it
+    said so, and when it last did."""
 
     index: int
     pid: int
     served: int
+    said: bool = False
+    heard: float = 0.0
+    killed: bool = False
+
+    def listen(self, now: float) -> None:
+        """Take what the child said since the last look (the pipe does not block)."""
+        try:
+            while os.read(self.served, 4096):
+                self.said, self.heard = True, now
+        except BlockingIOError:
+            pass
 
 
 def supervise(
@@ -110,7 +128,7 @@ def supervise(
             _address(api),
             "off" if metrics is None else _address(metrics),
         )
-        code = _run(children, start)
+        code = _run(children, start, settings.server.worker_timeout)
     finally:
         _stop(children, settings.server.shutdown_timeout + STOP_GRACE)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
@@ -118,15 +136,20 @@ def supervise(
     return code
 
 
-def _run(children: dict[int, _Child], start: Callable[[int], None]) -> int:
-    """Wait for a stop signal, replacing children that die; 1 if one failed to start."""
+def _run(children: dict[int, _Child], start: Callable[[int], None], timeout: float) -> int:
+    """Wait for a stop signal, replacing children that die and killing those silent for
+    ``timeout`` seconds (0: never); 1 if one failed to start."""
     while True:
-        info = signal.sigwaitinfo(_SIGNALS)
-        if info.si_signo != signal.SIGCHLD:
+        info = signal.sigtimedwait(_SIGNALS, BEAT)
+        if info is not None and info.si_signo != signal.SIGCHLD:
             logger.info(
                 "stopping %d processes (%s)", len(children), signal.strsignal(info.si_signo)
             )
             return 0
+        if timeout:
+            _kill_silent(children.values(), timeout)
+        if info is None:
+            continue
         for child, status in _reap(children):
             name = _name(child.index)
             if not _served(child):
@@ -134,6 +157,21 @@ def _run(children: dict[int, _Child], start: Callable[[int], None]) -> int:
                 return 1
             logger.warning("%s ended (%s): starting another", name, _describe(status))
             start(child.index)
+
+
+def _kill_silent(children: Iterable[_Child], timeout: float) -> None:
+    """SIGKILL each child that served but has not said so for ``timeout`` seconds."""
+    now = time.monotonic()
+    for child in children:
+        child.listen(now)
+        if child.said and not child.killed and now - child.heard >= timeout:
+            logger.error(
+                "%s has not answered for %.0fs (server.worker_timeout): killed",
+                _name(child.index),
+                now - child.heard,
+            )
+            child.killed = True
+            _signal(child.pid, signal.SIGKILL)
 
 
 def _stop(children: dict[int, _Child], timeout: float) -> None:
@@ -166,9 +204,9 @@ def _reap(children: dict[int, _Child]) -> Iterable[tuple[_Child, int]]:
 
 def _served(child: _Child) -> bool:
     """Whether ``child`` said that it serves, before it ended (its pipe is then closed)."""
-    said = os.read(child.served, 1)
+    child.listen(time.monotonic())
     os.close(child.served)
-    return bool(said)
+    return child.said
 
 
 def _address(sock: socket.socket) -> str:
@@ -199,6 +237,7 @@ def _fork(index: int, serve: Serve, closed: Iterable[socket.socket]) -> _Child:
     pid = os.fork()
     if pid:
         os.close(says)
+        os.set_blocking(served, False)
         return _Child(index, pid, served)
     _child(_name(index), parent, (served, says), serve, closed)
 
@@ -222,7 +261,8 @@ def _child(
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
 
         def serving() -> None:
-            os.write(says, b"1")
+            os.set_blocking(says, False)
+            _beat(says, asyncio.get_running_loop())
 
         serve(serving)
         code = 0
@@ -233,6 +273,14 @@ def _child(
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+
+
+def _beat(says: int, loop: asyncio.AbstractEventLoop) -> None:
+    """Tell the parent that this child serves, now and every :data:`BEAT` seconds that
+    its loop runs (a beat the full pipe cannot take is one the parent needs no more)."""
+    with contextlib.suppress(BlockingIOError, BrokenPipeError):
+        os.write(says, b"1")
+    loop.call_later(BEAT, _beat, says, loop)
 
 
 def _die_with(parent: int) -> None:

@@ -4,6 +4,7 @@ user runs it: ``callfs gateway`` against real PostgreSQL, Redis and a storage no
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -51,8 +52,10 @@ class Gateway:
         return seen
 
 
-def gateway_environment(dsn: str, redis_url: str, peers: dict[str, str]) -> dict[str, str]:
-    """``callfs gateway`` of two workers on ports the system picks."""
+def gateway_environment(
+    dsn: str, redis_url: str, peers: dict[str, str], **variables: str
+) -> dict[str, str]:
+    """``callfs gateway`` of two workers on ports the system picks (and ``variables``)."""
     return environment(
         CALLFS_SERVER_WORKERS="2",
         CALLFS_SERVER_LISTEN_ADDR="127.0.0.1:0",
@@ -69,15 +72,36 @@ def gateway_environment(dsn: str, redis_url: str, peers: dict[str, str]) -> dict
         CALLFS_INSTANCE_DISCOVERY_PEER_ENDPOINTS=json.dumps(peers),
         CALLFS_LOG_FORMAT="console",
         CALLFS_LOG_LEVEL="info",
+        **variables,
     )
 
 
 @pytest.fixture
 async def gateway(tmp_path: Path, postgres_dsn: str, redis_url: str) -> AsyncIterator[Gateway]:
+    async with running_gateway(tmp_path, postgres_dsn, redis_url) as running:
+        yield running
+
+
+@pytest.fixture
+async def watched_gateway(
+    tmp_path: Path, postgres_dsn: str, redis_url: str
+) -> AsyncIterator[Gateway]:
+    """Two workers, each killed once it has not answered for 3 s."""
+    async with running_gateway(
+        tmp_path, postgres_dsn, redis_url, CALLFS_SERVER_WORKER_TIMEOUT="3s"
+    ) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(
+    tmp_path: Path, postgres_dsn: str, redis_url: str, **variables: str
+) -> AsyncIterator[Gateway]:
     settings = make_settings(tmp_path, "postgres", postgres_dsn)
     node = await start_node(settings, "node-1", tmp_path / "node-1")
     log = tmp_path / "gateway.log"
-    env = gateway_environment(postgres_dsn, redis_url, {"node-1": f"127.0.0.1:{node.port}"})
+    peers = {"node-1": f"127.0.0.1:{node.port}"}
+    env = gateway_environment(postgres_dsn, redis_url, peers, **variables)
     with log.open("wb") as output:
         process = await asyncio.create_subprocess_exec(
             str(CALLFS), "gateway", env=env, stdout=output, stderr=output
@@ -150,6 +174,30 @@ async def test_a_worker_that_dies_is_replaced_and_sigterm_stops_them_all(
     for pid in children:
         assert not Path(f"/proc/{pid}").exists() or _zombie(pid)
     assert not await served(gateway.url)
+
+
+async def test_a_worker_that_stops_answering_is_killed_and_replaced(
+    watched_gateway: Gateway,
+) -> None:
+    gateway = watched_gateway
+    await wait_for(lambda: served(gateway.url), timeout=60, what="the workers serve")
+    await wait_for(lambda: _both_up(gateway), what="both workers answer the metrics process")
+    before = gateway.children()
+    victim = min(before)
+    os.kill(victim, signal.SIGSTOP)  # alive, but its event loop runs no more
+    await wait_until(
+        lambda: victim not in gateway.children() and len(gateway.children()) == 3,
+        timeout=30,
+        what="the stopped child was killed and replaced",
+    )
+    log = gateway.log.read_text()
+    assert re.search(r"has not answered for \d+s \(server\.worker_timeout\): killed", log), log
+    assert "ended (killed by SIGKILL): starting another" in log
+    await wait_for(lambda: _both_up(gateway), timeout=30, what="both workers answer again")
+    assert await served(gateway.url)
+    # The others said all along that they serve: none was taken for silent.
+    assert before - {victim} <= gateway.children()
+    assert gateway.log.read_text().count("has not answered") == 1
 
 
 async def _both_up(gateway: Gateway) -> bool:
