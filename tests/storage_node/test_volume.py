@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from callfs_storage_node import volume as volume_module
 from callfs_storage_node.volume import BATCH_BYTES, TEMP_PREFIX, Volume, VolumeUsage
 
 from callfs.errors import (
@@ -473,3 +474,33 @@ async def test_concurrent_writes_creating_the_same_parents_all_succeed(volume: V
         )
         for path in paths:
             assert await read_all(volume, path) == path.encode()
+
+
+async def test_a_long_write_has_its_bytes_written_out_as_it_goes_and_is_synced_at_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[tuple[int, int, int]] = []
+    real = volume_module._sync_file_range
+    assert real is not None  # Linux: the C library has it
+
+    def recorded(fd: int, offset: int, count: int, flags: int) -> int:
+        started.append((offset, count, flags))
+        return real(fd, offset, count, flags)
+
+    monkeypatch.setattr(volume_module, "_sync_file_range", recorded)
+    monkeypatch.setattr(volume_module, "SYNC_BYTES", 2 * BATCH_BYTES)
+    fsyncs: list[str] = []
+    (tmp_path / "watched").mkdir()
+    watched = Volume(tmp_path / "watched", observe_fsync=lambda kind, _seconds: fsyncs.append(kind))
+    body = pattern(9 * BATCH_BYTES)
+    stored = await watched.write("big", chunks_of(*_split(body, 1024 * 1024)))
+    assert stored.sha256 == hashlib.sha256(body).hexdigest()
+    assert await read_all(watched, "big") == body
+    # Every other batch: wait for the last window, start the next one (whole file).
+    assert started == [(0, 0, 3)] * 4
+    # Durable all the same: the file, its sidecar and their directory synced at the end.
+    assert fsyncs.count("file") == 2 and fsyncs.count("directory") >= 1
+
+
+def _split(data: bytes, size: int) -> list[bytes]:
+    return [data[start : start + size] for start in range(0, len(data), size)]
