@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import errno
 import hashlib
 import os
 import stat
@@ -476,6 +478,33 @@ async def test_concurrent_writes_creating_the_same_parents_all_succeed(volume: V
             assert await read_all(volume, path) == path.encode()
 
 
+RangeSync = Callable[[int, int, int, int], int]
+
+
+def long_write_volume(
+    root: Path, monkeypatch: pytest.MonkeyPatch, range_sync: RangeSync, fsyncs: list[str]
+) -> Volume:
+    """A volume whose long writes go out every other batch through ``range_sync`` (for
+    ``sync_file_range``), its fsyncs noted in ``fsyncs``."""
+    monkeypatch.setattr(volume_module, "_sync_file_range", range_sync)
+    monkeypatch.setattr(volume_module, "SYNC_BYTES", 2 * BATCH_BYTES)
+    root.mkdir()
+    return Volume(root, observe_fsync=lambda kind, _seconds: fsyncs.append(kind))
+
+
+def refusing(error: int) -> RangeSync:
+    """A ``sync_file_range`` that fails with ``error``."""
+
+    def refuse(fd: int, offset: int, count: int, flags: int) -> int:
+        ctypes.set_errno(error)
+        return -1
+
+    return refuse
+
+
+LONG = pattern(9 * BATCH_BYTES)
+
+
 async def test_a_long_write_has_its_bytes_written_out_as_it_goes_and_is_synced_at_its_end(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -487,19 +516,35 @@ async def test_a_long_write_has_its_bytes_written_out_as_it_goes_and_is_synced_a
         started.append((offset, count, flags))
         return real(fd, offset, count, flags)
 
-    monkeypatch.setattr(volume_module, "_sync_file_range", recorded)
-    monkeypatch.setattr(volume_module, "SYNC_BYTES", 2 * BATCH_BYTES)
     fsyncs: list[str] = []
-    (tmp_path / "watched").mkdir()
-    watched = Volume(tmp_path / "watched", observe_fsync=lambda kind, _seconds: fsyncs.append(kind))
-    body = pattern(9 * BATCH_BYTES)
-    stored = await watched.write("big", chunks_of(*_split(body, 1024 * 1024)))
-    assert stored.sha256 == hashlib.sha256(body).hexdigest()
-    assert await read_all(watched, "big") == body
+    watched = long_write_volume(tmp_path / "watched", monkeypatch, recorded, fsyncs)
+    stored = await watched.write("big", chunks_of(*_split(LONG, 1024 * 1024)))
+    assert stored.sha256 == hashlib.sha256(LONG).hexdigest()
+    assert await read_all(watched, "big") == LONG
     # Every other batch: wait for the last window, start the next one (whole file).
     assert started == [(0, 0, 3)] * 4
     # Durable all the same: the file, its sidecar and their directory synced at the end.
     assert fsyncs.count("file") == 2 and fsyncs.count("directory") >= 1
+
+
+async def test_where_sync_file_range_is_refused_a_long_write_syncs_its_data_as_it_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fsyncs: list[str] = []
+    watched = long_write_volume(tmp_path / "v", monkeypatch, refusing(errno.ENOSYS), fsyncs)
+    await watched.write("big", chunks_of(*_split(LONG, 1024 * 1024)))
+    assert await read_all(watched, "big") == LONG
+    assert fsyncs.count("file") == 4 + 2  # fdatasync as it goes, then the file and sidecar
+
+
+async def test_a_write_whose_data_fails_to_go_out_fails_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failing = long_write_volume(tmp_path / "v", monkeypatch, refusing(errno.EIO), [])
+    with pytest.raises(OSError) as failed:
+        await failing.write("big", chunks_of(*_split(LONG, 1024 * 1024)))
+    assert failed.value.errno == errno.EIO
+    assert list((tmp_path / "v").iterdir()) == []
 
 
 def _split(data: bytes, size: int) -> list[bytes]:

@@ -255,11 +255,12 @@ class _Sync:
         last time is on disk, and start writing the rest (Linux ``sync_file_range``), so
         the disk writes one window while the next arrives, and at most two are left
         for the final fsync. Elsewhere, sync the data now."""
-        if _sync_file_range is None:
-            self._timed("file", os.fdatasync, fd)
-        elif _sync_file_range(fd, 0, 0, _WAIT_BEFORE | _WRITE) != 0:
-            error = ctypes.get_errno()
+        if _sync_file_range is not None and _sync_file_range(fd, 0, 0, _WAIT_BEFORE | _WRITE) == 0:
+            return
+        error = ctypes.get_errno() if _sync_file_range is not None else 0
+        if error and error not in _NO_RANGE_SYNC:
             raise OSError(error, os.strerror(error))
+        self._timed("file", os.fdatasync, fd)
 
     def directory(self, path: str) -> None:
         """Sync a directory's entries."""
@@ -297,6 +298,9 @@ _sync_file_range = _libc_sync_file_range()
 # sync_file_range(2)'s flags: wait for the writes in flight on the range, start the rest.
 _WAIT_BEFORE = 1
 _WRITE = 2
+# What sync_file_range answers where it cannot help (a sandbox without it, a file
+# system that refuses it): such a write syncs with fdatasync instead.
+_NO_RANGE_SYNC = frozenset({errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ESPIPE})
 
 
 def _write_new(path: str, data: bytes, sync: _Sync) -> None:
