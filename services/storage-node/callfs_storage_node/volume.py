@@ -255,11 +255,12 @@ class _Sync:
         last time is on disk, and start writing the rest (Linux ``sync_file_range``), so
         the disk writes one window while the next arrives, and at most two are left
         for the final fsync. Elsewhere, sync the data now."""
-        if _sync_file_range is not None and _sync_file_range(fd, 0, 0, _WAIT_BEFORE | _WRITE) == 0:
-            return
-        error = ctypes.get_errno() if _sync_file_range is not None else 0
-        if error and error not in _NO_RANGE_SYNC:
-            raise OSError(error, os.strerror(error))
+        if _sync_file_range is not None:
+            if _sync_file_range(fd, 0, 0, _WAIT_BEFORE | _WRITE) == 0:
+                return
+            error = ctypes.get_errno()
+            if error and error not in _NO_RANGE_SYNC:
+                raise OSError(error, os.strerror(error))
         self._timed("file", os.fdatasync, fd)
 
     def directory(self, path: str) -> None:

@@ -19,13 +19,15 @@ import asyncio
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import grpc
 
 from callfs.storage.wire import INVERSES
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 Metadata = tuple[tuple[str, str | bytes], ...]
 # Messages a stream holds between its two sides: enough that neither waits on the other
@@ -156,11 +158,34 @@ async def _served(work: Awaitable[Any], context: _Context) -> Any:
     return result
 
 
-async def _resolved(server: InProcessServer, method: str, metadata: Metadata | None) -> Any:
-    handler = await server.handler(method, tuple(metadata or ()))
+async def _opened(
+    server: InProcessServer,
+    method: str,
+    metadata: Metadata | None,
+    responses: asyncio.Queue[Any] | None = None,
+) -> tuple[Any, _Context]:
+    """The handler of ``method`` once the interceptors had their say, and the context of
+    a call to it (its response stream written to ``responses``)."""
+    given = tuple(metadata or ())
+    handler = await server.handler(method, given)
     if handler is None:
         raise _rpc_error(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
-    return handler
+    return handler, _Context(given, responses)
+
+
+async def _unless_ended(
+    operation: Awaitable[T], call: asyncio.Task[Any]
+) -> asyncio.Future[T] | None:
+    """``operation`` (a queue's get or put) run until it is done or ``call`` has ended,
+    whichever comes first: its finished future, or None once the call ended first (a
+    get cancelled so leaves its item in the queue)."""
+    pending = asyncio.ensure_future(operation)
+    try:
+        await asyncio.wait({pending, call}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not pending.done():
+            pending.cancel()
+    return pending if pending.done() and not pending.cancelled() else None
 
 
 class InProcessChannel:
@@ -261,8 +286,7 @@ class InProcessChannel:
     ) -> Any:
         try:
             async with asyncio.timeout(timeout):
-                handler = await _resolved(self._server, method, metadata)
-                context = _Context(tuple(metadata or ()))
+                handler, context = await _opened(self._server, method, metadata)
                 response = await _served(
                     _awaited(handler.unary_unary(codec.request(handler, request), context)),
                     context,
@@ -279,9 +303,8 @@ class InProcessChannel:
         metadata: Metadata | None,
         stream: _ResponseStream,
     ) -> None:
-        handler = await _resolved(self._server, method, metadata)
+        handler, context = await _opened(self._server, method, metadata, stream.responses)
         stream.handler = handler
-        context = _Context(tuple(metadata or ()), stream.responses)
         served = handler.unary_stream(codec.request(handler, request), context)
         if inspect.isasyncgen(served):
             await _served(_drained(served, stream.responses), context)
@@ -291,8 +314,7 @@ class InProcessChannel:
     async def _stream_in(
         self, method: str, codec: _Codec, metadata: Metadata | None, requests: _RequestStream
     ) -> Any:
-        handler = await _resolved(self._server, method, metadata)
-        context = _Context(tuple(metadata or ()))
+        handler, context = await _opened(self._server, method, metadata)
         response = await _served(handler.stream_unary(requests.received(handler), context), context)
         return codec.response(handler, response)
 
@@ -349,14 +371,9 @@ class _ResponseStream:
         if self._ended:
             return grpc.aio.EOF
         if self.responses.empty() and not self.task.done():
-            getting = asyncio.ensure_future(self.responses.get())
-            try:
-                await asyncio.wait({getting, self.task}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                if not getting.done():
-                    getting.cancel()
-            if getting.done() and not getting.cancelled():
-                return self._codec.response(self.handler, getting.result())
+            got = await _unless_ended(self.responses.get(), self.task)
+            if got is not None:
+                return self._codec.response(self.handler, got.result())
         if not self.responses.empty():
             return self._codec.response(self.handler, self.responses.get_nowait())
         self._ended = True
@@ -418,11 +435,5 @@ class _RequestStream:
         if not self._requests.full():
             self._requests.put_nowait(item)
             return
-        putting = asyncio.ensure_future(self._requests.put(item))
-        try:
-            await asyncio.wait({putting, self.task}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not putting.done():
-                putting.cancel()
-        if not putting.done() or putting.cancelled():
+        if await _unless_ended(self._requests.put(item), self.task) is None:
             raise asyncio.InvalidStateError("the call has ended")
